@@ -4,12 +4,18 @@
 
 pub mod error;
 pub mod ports;
+pub mod progress;
+pub mod sim;
 pub mod types;
+
+#[cfg(feature = "aws")]
+pub mod aws;
 
 pub use error::{CloudError, CloudResult, ErrorKind};
 pub use ports::{
     Account, Clock, Cloud, Commands, Compute, LoadBalancing, Metrics, Parameters, Scaling,
 };
+pub use progress::{Event, Level, Progress};
 pub use types::*;
 
 /// SendCommand accepts at most this many instance ids in one call (PITFALLS 22).

@@ -1,0 +1,1 @@
+//! Recipes: the YAML model, template rendering and the step scripts (being written).

@@ -1,0 +1,1 @@
+//! The AWS adapter on the official SDK (being written).
