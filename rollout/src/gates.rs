@@ -56,12 +56,13 @@ pub(crate) struct GateContext<'a> {
 }
 
 impl GateState {
-    /// Evaluates every gate once; `Err` names the first that failed.
+    /// Evaluates every gate once; `Ok` carries how many of `new` passed every gate
+    /// (healthy, and probed when there is a probe), `Err` names the first gate that failed.
     pub async fn evaluate(
         &mut self,
         ctx: &GateContext<'_>,
         new: &[Candidate],
-    ) -> Result<Result<(), StopReason>, RolloutError> {
+    ) -> Result<Result<usize, StopReason>, RolloutError> {
         if let Err(stop) = alarms(ctx).await? {
             return Ok(Err(stop));
         }
@@ -70,22 +71,23 @@ impl GateState {
             Err(stop) => return Ok(Err(stop)),
         };
         let Some(path) = &ctx.gates.http_probe else {
-            return Ok(Ok(()));
+            return Ok(Ok(healthy.len()));
         };
         let due: Vec<InstanceId> = healthy
-            .into_iter()
-            .filter(|id| !self.probed.contains(id))
+            .iter()
+            .filter(|id| !self.probed.contains(*id))
+            .cloned()
             .collect();
-        if due.is_empty() {
-            return Ok(Ok(()));
-        }
-        match probe(ctx, path, &due).await? {
-            ProbeResult::Passed(ids) => {
-                self.probed.extend(ids);
-                Ok(Ok(()))
+        if !due.is_empty() {
+            match probe(ctx, path, &due).await? {
+                ProbeResult::Passed(ids) => self.probed.extend(ids),
+                ProbeResult::Failed(stop) => return Ok(Err(stop)),
             }
-            ProbeResult::Failed(stop) => Ok(Err(stop)),
         }
+        Ok(Ok(healthy
+            .iter()
+            .filter(|id| self.probed.contains(*id))
+            .count()))
     }
 
     /// The new instances that are healthy now; `Err` when one stayed not healthy past

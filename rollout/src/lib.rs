@@ -8,9 +8,11 @@
 //! through the ports of `kiln-cloud`, so the same code runs on AWS and on the simulated
 //! account.
 
+mod bluegreen;
 mod error;
 mod events;
 mod gates;
+mod inplace;
 mod lock;
 mod outcome;
 mod plan;
@@ -21,8 +23,12 @@ mod run;
 mod spec;
 mod status;
 
+pub use bluegreen::{
+    BlueGreenPlan, ListenerSwitch, TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL, TAG_LIVE,
+};
 pub use error::{Refusal, RolloutError, StopReason};
 pub use gates::probe_command;
+pub use inplace::{InPlacePlan, TAG_DRIFT};
 pub use lock::{LockHolder, LOCK_TAG};
 pub use outcome::{status as outcome_status, RolloutOutcome};
 pub use plan::{

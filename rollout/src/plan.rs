@@ -10,7 +10,9 @@ use kiln_cloud::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::bluegreen::{self, BlueGreenPlan};
 use crate::error::{Refusal, RolloutError};
+use crate::inplace::{self, InPlacePlan};
 use crate::lock::{self, LockHolder, LOCK_MARGIN};
 use crate::preflight::{self, Capacity, ReplacementOrder};
 use crate::spec::{RollingSettings, RolloutSpec, Strategy};
@@ -33,6 +35,10 @@ pub struct RolloutPlan {
     pub template: TemplatePlan,
     /// The instance refresh (rolling and canary).
     pub refresh: Option<RefreshPlan>,
+    /// The green group, target group and listener switch (blue/green).
+    pub blue_green: Option<BlueGreenPlan>,
+    /// The batches of an in-place fix.
+    pub in_place: Option<InPlacePlan>,
     /// The target group whose health decides readiness.
     pub target_group: Option<TargetGroup>,
     /// The group already runs this image: the rollout changes nothing.
@@ -100,6 +106,14 @@ pub async fn plan(
     spec: &RolloutSpec,
     image: &ImageId,
 ) -> Result<RolloutPlan, RolloutError> {
+    let live;
+    let spec = match &spec.strategy {
+        Strategy::BlueGreen(_) => {
+            live = bluegreen::live_spec(cloud, spec).await?;
+            &live
+        }
+        _ => spec,
+    };
     let facts = Facts::gather(cloud, spec).await?;
     let run_id = new_run_id(facts.now);
     let mut refusals = Vec::new();
@@ -117,6 +131,8 @@ pub async fn plan(
     refusals.extend(preflight::check_group_sizes(&facts.group));
     check_target_group(&facts, spec, &mut refusals, &mut notes);
 
+    let mut blue_green = None;
+    let mut in_place = None;
     let refresh = match &spec.strategy {
         Strategy::Rolling(s) => Some(refresh_plan(&facts, spec, s, &[], None, &mut refusals)),
         Strategy::Canary(c) => {
@@ -130,12 +146,14 @@ pub async fn plan(
                 &mut refusals,
             ))
         }
-        Strategy::BlueGreen(_) | Strategy::InPlace(_) => {
-            refusals.push(Refusal {
-                check: "strategy".into(),
-                reason: format!("strategy {} is not available yet", spec.strategy.name()),
-                fix: "use rolling or canary for this target".into(),
-            });
+        Strategy::BlueGreen(b) => {
+            let next = template.expected_new_version;
+            let tg = facts.target_group.as_ref();
+            blue_green = bluegreen::plan_part(cloud, spec, b, tg, next, &mut refusals).await?;
+            None
+        }
+        Strategy::InPlace(s) => {
+            in_place = inplace::plan_part(&facts.group, s, &mut refusals);
             None
         }
     };
@@ -156,7 +174,8 @@ pub async fn plan(
             refusals,
         });
     }
-    let no_change = is_no_change(&facts, &template, image);
+    let fixes = matches!(spec.strategy, Strategy::InPlace(_));
+    let no_change = !fixes && is_no_change(&facts, &template, image);
     if no_change {
         notes.push(format!(
             "every instance already runs {image} from version {}: nothing to change",
@@ -173,6 +192,8 @@ pub async fn plan(
         group: group_facts(&facts.group),
         template,
         refresh,
+        blue_green,
+        in_place,
         target_group: facts.target_group.clone(),
         no_change,
         notes,

@@ -25,6 +25,9 @@ pub async fn rollback(
         clock: &*cloud.clock,
     };
     let g = lock::describe(cloud, group).await?;
+    if let Some(out) = crate::bluegreen::switch_back(cloud, &g, &emit).await? {
+        return Ok(out);
+    }
     let refreshes = cloud.scaling.describe_instance_refreshes(group).await?;
     if let Some(running) = refreshes.iter().find(|r| !r.status.is_terminal()) {
         return roll_back_running(cloud, &g, running, &emit).await;

@@ -75,9 +75,18 @@ async fn run_locked(
     cancel: &CancellationToken,
 ) -> Result<RolloutOutcome, RolloutError> {
     recheck(cloud, plan).await?;
-    match (&plan.spec.strategy, &plan.refresh) {
-        (Strategy::Rolling(_) | Strategy::Canary(_), Some(refresh)) => {
+    match &plan.spec.strategy {
+        Strategy::Rolling(_) | Strategy::Canary(_) if plan.refresh.is_some() => {
+            let refresh = plan.refresh.as_ref().expect("checked");
             run_refresh(cloud, plan, refresh, emit, cancel).await
+        }
+        Strategy::BlueGreen(_) if plan.blue_green.is_some() => {
+            let bg = plan.blue_green.as_ref().expect("checked");
+            crate::bluegreen::run(cloud, plan, bg, emit, cancel).await
+        }
+        Strategy::InPlace(_) if plan.in_place.is_some() => {
+            let ip = plan.in_place.as_ref().expect("checked");
+            crate::inplace::run(cloud, plan, ip, emit, cancel).await
         }
         _ => Err(RolloutError::Invalid {
             what: format!(
@@ -86,7 +95,7 @@ async fn run_locked(
                 plan.spec.group
             ),
             region: cloud.region.clone(),
-            detail: "not available yet; use rolling or canary".into(),
+            detail: "the plan lacks this strategy's part; plan again".into(),
         }),
     }
 }
@@ -235,7 +244,7 @@ async fn stop(
 
 /// A new numbered version from the group's own, with only the image changed
 /// (PITFALLS 10); when the group's version already has the image, it is reused.
-async fn create_version(
+pub(crate) async fn create_version(
     cloud: &Cloud,
     plan: &RolloutPlan,
     emit: &Emitter<'_>,
@@ -279,7 +288,7 @@ async fn create_version(
 }
 
 /// Tags that let `rollback` and `status` find the previous version later.
-async fn record_versions(
+pub(crate) async fn record_versions(
     cloud: &Cloud,
     plan: &RolloutPlan,
     version: i64,

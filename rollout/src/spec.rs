@@ -159,6 +159,12 @@ pub struct BlueGreenSettings {
     /// How long blue is kept (at its capacity) after the switch.
     #[serde(with = "humantime_serde")]
     pub rollback_window: Duration,
+    /// A/B: percentages of traffic sent to green by weighted forwarding before the full
+    /// switch (`[10, 50]`), each watched by the gates for `step_bake`. Empty: one switch.
+    pub traffic_steps: Vec<i32>,
+    /// How long the gates watch each traffic step.
+    #[serde(with = "humantime_serde")]
+    pub step_bake: Duration,
 }
 
 impl Default for BlueGreenSettings {
@@ -166,6 +172,8 @@ impl Default for BlueGreenSettings {
         Self {
             preview: None,
             rollback_window: DEFAULT_ROLLBACK_WINDOW,
+            traffic_steps: Vec::new(),
+            step_bake: DEFAULT_CANARY_BAKE,
         }
     }
 }
