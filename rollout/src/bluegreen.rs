@@ -402,8 +402,9 @@ impl Run<'_> {
             cloud: self.cloud,
             gates: &self.plan.spec.gates,
             target_group: Some(&green.target_group),
+            unhealthy_after: self.plan.unhealthy_after,
             command_timeout: self.plan.spec.timeouts.command,
-            comment: format!("kiln probe {}", self.plan.run_id),
+            comment: format!("{} {}", crate::gates::PROBE_COMMENT, self.plan.run_id),
         }
     }
 
