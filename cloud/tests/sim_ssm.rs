@@ -93,7 +93,8 @@ async fn syntax_error_fails_with_bash_message() {
 #[tokio::test(start_paused = true)]
 async fn step_fault_fails_the_named_step_only() {
     let (account, cloud) = poc().await;
-    let faults = "steps:\n  - step: proxysql/install\n    exit_code: 7\n    stderr: [\"no package proxysql\"]\n";
+    let faults = "steps:\n  - step: proxysql/install\n    exit_code: 7\n    \
+                  stderr: [\"no package proxysql\"]\n";
     account.set_faults(Faults::from_yaml_str(faults).unwrap());
     let id = online_builder(&cloud).await;
     let other = cloud

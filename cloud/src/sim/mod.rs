@@ -65,11 +65,20 @@ pub enum SimError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("state file {path} is not a simulated account's state ({message}); delete it to start again from the seed")]
+    #[error(
+        "state file {path} is not a simulated account's state ({message}); \
+         delete it to start again from the seed"
+    )]
     BadState { path: PathBuf, message: String },
-    #[error("state file {path} does not exist and no seed was given: pass a seed file (such as examples/poc/account.yaml) to create it")]
+    #[error(
+        "state file {path} does not exist and no seed was given: \
+         pass a seed file (such as examples/poc/account.yaml) to create it"
+    )]
     NoSeed { path: PathBuf },
-    #[error("state file {path} is in use by another process (lock {lock}); wait for it to finish, or stop it")]
+    #[error(
+        "state file {path} is in use by another process (lock {lock}); \
+         wait for it to finish, or stop it"
+    )]
     Locked { path: PathBuf, lock: PathBuf },
 }
 
