@@ -178,3 +178,17 @@ fn seed_referring_to_a_missing_template_is_refused() {
     let err = SimAccount::from_seed_str(&seed).unwrap_err();
     assert!(err.to_string().contains("nope-lt"), "{err}");
 }
+
+#[test]
+fn example_faults_files_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/poc/faults");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let faults = Faults::from_yaml_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        assert_ne!(faults, Faults::default(), "{path:?} asks for nothing");
+        seen += 1;
+    }
+    assert!(seen >= 6, "{seen} example faults files");
+}

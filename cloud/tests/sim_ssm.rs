@@ -297,3 +297,64 @@ async fn parameters_versions_secure_strings_and_public_image() {
     let values: Vec<_> = history.unwrap().into_iter().map(|p| p.value).collect();
     assert_eq!(values, ["ami-1", "ami-2"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn builder_that_never_boots_is_terminated_with_a_reason() {
+    let (account, cloud) = poc().await;
+    account.set_faults(Faults::from_yaml_str("boot_fails:\n  - role: builder\n").unwrap());
+    let inst = cloud
+        .compute
+        .run_instance(&builder_request("builder"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let f = InstanceFilter {
+        ids: vec![inst.id.clone()],
+        ..Default::default()
+    };
+    let found = cloud
+        .compute
+        .describe_instances(&f)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(found.state, InstanceState::Terminated);
+    assert!(found.state_reason.unwrap().contains("Server.InternalError"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_instance_for_a_while_after_the_agent_shows_online() {
+    let (account, cloud) = poc().await;
+    let faults = Faults::from_yaml_str("invalid_instance_after_online: 20s\n").unwrap();
+    account.set_faults(faults);
+    let id = online_builder(&cloud).await;
+    let early = cloud
+        .commands
+        .send_command(&command(&id, "base/one", &["true"]))
+        .await;
+    assert_eq!(early.unwrap_err().kind, ErrorKind::InvalidInstance);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(cloud
+        .commands
+        .send_command(&command(&id, "base/one", &["true"]))
+        .await
+        .is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn invocation_hidden_longer_and_step_that_hangs_times_out() {
+    let (account, cloud) = poc().await;
+    let faults = "invocation_hidden_for: 45s\nstep_hangs: [app/migrate]\n";
+    account.set_faults(Faults::from_yaml_str(faults).unwrap());
+    let id = online_builder(&cloud).await;
+    let cmd = cloud
+        .commands
+        .send_command(&command(&id, "app/migrate", &["true"]))
+        .await;
+    let cmd = cmd.unwrap();
+    tokio::time::sleep(Duration::from_secs(44)).await;
+    let hidden = cloud.commands.get_command_invocation(&cmd, &id).await;
+    assert_eq!(hidden.unwrap_err().kind, ErrorKind::NotFound);
+    let inv = finished(&cloud, &cmd, &id).await;
+    assert_eq!(inv.status, InvocationStatus::TimedOut);
+}

@@ -9,6 +9,11 @@ use crate::types::*;
 use super::model::*;
 use super::world::World;
 
+/// ELB accepts target group weights from 0 to 999.
+const MAX_WEIGHT: i32 = 999;
+/// ELB accepts rule priorities from 1 to 50,000.
+const MAX_PRIORITY: i32 = 50_000;
+
 pub fn describe_load_balancers(w: &mut World, names: &[String]) -> CloudResult<Vec<LoadBalancer>> {
     for name in names {
         if !w.r.load_balancers.iter().any(|l| &l.name == name) {
@@ -351,8 +356,8 @@ fn check_forward(w: &World, op: &'static str, f: &Forward) -> CloudResult<()> {
         if !w.r.target_groups.contains_key(t.target_group_arn.as_str()) {
             return Err(w.not_found(op, t.target_group_arn.as_str(), "TargetGroupNotFound"));
         }
-        if !(0..=999).contains(&t.weight) {
-            let msg = format!("weight {} is outside 0..=999", t.weight);
+        if !(0..=MAX_WEIGHT).contains(&t.weight) {
+            let msg = format!("weight {} is outside 0..={MAX_WEIGHT}", t.weight);
             let e = ErrorKind::Validation;
             return Err(w.err(e, op, t.target_group_arn.as_str(), "ValidationError", msg));
         }
@@ -423,8 +428,11 @@ pub fn create_rule(w: &mut World, req: &CreateRule) -> CloudResult<Rule> {
         w.r.rules
             .values()
             .any(|r| r.listener_arn == req.listener_arn && r.priority == priority);
-    if taken || !(1..=50_000).contains(&req.priority) {
-        let msg = format!("priority {} is in use or outside 1..=50000", req.priority);
+    if taken || !(1..=MAX_PRIORITY).contains(&req.priority) {
+        let msg = format!(
+            "priority {} is in use or outside 1..={MAX_PRIORITY}",
+            req.priority
+        );
         return Err(w.err(ErrorKind::Conflict, OP, &priority, "PriorityInUse", msg));
     }
     let id = w.meta.id("rule");

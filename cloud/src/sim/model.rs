@@ -157,6 +157,9 @@ pub struct SimInstance {
     pub app_ready_at: Timestamp,
     /// Launched from an image a fault marks as bad: health checks fail.
     pub bad_image: bool,
+    /// A fault says it never boots: EC2 terminates it instead of running it.
+    #[serde(default)]
+    pub boot_fails: bool,
     pub terminated_at: Option<Timestamp>,
     /// When a terminated instance stops being listed.
     pub gone_at: Option<Timestamp>,

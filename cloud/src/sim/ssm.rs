@@ -92,12 +92,14 @@ pub fn send_command(w: &mut World, req: &SendCommand, checked: &Checked) -> Clou
             msg,
         ));
     }
+    let grace = w.faults.invalid_instance_after_online.map(dur);
     for id in &req.instance_ids {
-        let online =
-            w.r.instances
-                .get(id.as_str())
-                .is_some_and(|i| i.agent_online(w.now));
-        if !online {
+        let inst = w.r.instances.get(id.as_str());
+        let online = inst.is_some_and(|i| i.agent_online(w.now));
+        let settled = inst
+            .and_then(|i| i.agent_at)
+            .is_some_and(|at| grace.is_none_or(|g| at + g <= w.now));
+        if !online || !settled {
             let msg = format!("instance {id} is not registered with SSM or not online");
             let code = "InvalidInstanceId";
             return Err(w.err(ErrorKind::InvalidInstance, OP, id.as_str(), code, msg));
