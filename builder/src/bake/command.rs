@@ -40,9 +40,11 @@ const MAX_COMMENT: usize = 100;
 /// package manager's message, short enough to read in a CI log.
 const LAST_LINES: usize = 20;
 
-/// After a reboot step the agent still reads Online until it misses a ping, so kiln lets
-/// the machine go down before it waits for the agent again.
-const REBOOT_SETTLE: Duration = Duration::from_secs(60);
+/// After a reboot step the agent may still read Online until it misses a ping, so kiln
+/// lets the machine go down before it waits for the agent again. A step that reboots
+/// through the agent (`exit 194`) only ends once the agent is back, so this is all it
+/// costs there.
+const REBOOT_SETTLE: Duration = Duration::from_secs(30);
 
 impl Run<'_> {
     /// Runs the plan's steps of `phases` on `instance`, in order; the first failure stops.
@@ -59,7 +61,11 @@ impl Run<'_> {
             let message = format!("{} step started on {instance}", step.phase);
             self.emit_at(Level::Info, self.phase_name(), &label, message, position);
 
-            self.run_step(instance, step).await?;
+            if let Err(error) = self.run_step(instance, step).await {
+                let message = format!("{} step stopped the bake", step.phase);
+                self.emit_at(Level::Error, self.phase_name(), &label, message, position);
+                return Err(error);
+            }
 
             let message = format!("{} step succeeded", step.phase);
             self.emit_at(Level::Info, self.phase_name(), &label, message, position);
