@@ -227,7 +227,7 @@ pub async fn plan(cloud: &Cloud, spec: &BakeSpec) -> Result<BakePlan, BakeError>
         timeouts: spec.timeouts,
         image_tags: Tags::new(),
         changes: Vec::new(),
-        secrets: Secrets(spec.rendered.secrets.clone()),
+        secrets: secret_values(spec),
     };
     if let Some(image) = &plan.reuse {
         plan.ami_name = image.name.clone();
@@ -235,6 +235,23 @@ pub async fn plan(cloud: &Cloud, spec: &BakeSpec) -> Result<BakePlan, BakeError>
     plan.image_tags = image_tags(&plan);
     plan.changes = changes(&plan);
     Ok(plan)
+}
+
+/// The values the pipeline gave to variables the recipes mark secret. Secrets are normally
+/// read at boot from Parameter Store and never given to a bake; any that are given are kept
+/// out of every message kiln shows.
+fn secret_values(spec: &BakeSpec) -> Secrets {
+    let values = spec
+        .rendered
+        .secrets
+        .iter()
+        .filter_map(|name| spec.variables.get(name))
+        .map(|value| match value {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    Secrets(values)
 }
 
 fn validate(spec: &BakeSpec) -> Result<(), BakeError> {

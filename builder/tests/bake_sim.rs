@@ -220,7 +220,9 @@ steps:
     assert!(matches!(**source, BakeError::StepFailed { ref step, .. } if step == "smoke-test"));
     let found = describe_image(&cloud, image).await;
     assert!(
-        found.is_none_or(|i| i.state == ImageState::Deregistered),
+        found
+            .as_ref()
+            .is_none_or(|i| i.state == ImageState::Deregistered),
         "the image is gone: {found:?}"
     );
     assert_eq!(
@@ -360,7 +362,7 @@ async fn assert_nothing_left(cloud: &kiln_cloud::Cloud, run_id: &str) {
         .expect("groups");
     assert!(groups.is_empty(), "security groups left: {groups:?}");
 
-    let images = images_with(&cloud, &run).await;
+    let images = images_with(cloud, &run).await;
     let kept: Vec<_> = images
         .iter()
         .filter(|i| i.state == ImageState::Available)

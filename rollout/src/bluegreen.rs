@@ -216,18 +216,32 @@ fn tg_name(blue: &str, version: i64) -> String {
     format!("{}{suffix}", &base[..keep])
 }
 
-/// The forward action with blue replaced by green (weights and stickiness kept).
-fn to_green(original: &Forward, blue: &Arn, green: &Arn) -> Forward {
-    let mut f = original.clone();
+/// The forward action with green's traffic given back to blue (stickiness kept): the
+/// weights swap when blue is still in the action, else blue takes green's place.
+fn back_to_blue(current: &Forward, green: &Arn, blue: &Arn) -> Forward {
+    let mut f = current.clone();
+    let green_weight = f
+        .target_groups
+        .iter()
+        .find(|t| &t.target_group_arn == green)
+        .map_or(1, |t| t.weight);
+    let has_blue = f.target_groups.iter().any(|t| &t.target_group_arn == blue);
     for t in &mut f.target_groups {
         if &t.target_group_arn == blue {
-            t.target_group_arn = green.clone();
+            t.weight = green_weight;
+        } else if &t.target_group_arn == green {
+            if has_blue {
+                t.weight = 0;
+            } else {
+                t.target_group_arn = blue.clone();
+            }
         }
     }
     f
 }
 
-/// Blue and green weighted; group-level stickiness when a target group is sticky.
+/// Blue and green weighted (green at 0 to be health-checked before it serves);
+/// group-level stickiness when a target group is sticky (PITFALLS 29).
 fn weighted(original: &Forward, blue: &Arn, green: &Arn, percent: i32, sticky: bool) -> Forward {
     let stickiness = original.stickiness.or(sticky.then_some(GROUP_STICKINESS));
     Forward {
@@ -278,6 +292,11 @@ pub(crate) async fn run(
     let mut timings = Timings::new(&*cloud.clock);
     let (template_id, version) = create_version(cloud, plan, emit).await?;
     let green = r.create_green(&template_id, version).await?;
+    // ELB health-checks only target groups a listener uses: green joins at weight 0.
+    if let Err(e) = r.weigh(&green, 0).await {
+        delete_green(cloud, &green.group, &green.target_group.arn, emit).await;
+        return Err(e);
+    }
     timings.lap("green_created");
 
     let mut gates = GateState::default();
@@ -288,7 +307,6 @@ pub(crate) async fn run(
     timings.lap("green_healthy");
 
     if let Err(stop) = r.before_switch(&green, &mut gates).await? {
-        r.switch(&green, false).await?;
         return r.abandon(&green, version, stop, timings).await;
     }
     r.switch(&green, true).await?;
@@ -402,8 +420,9 @@ impl Run<'_> {
             cloud: self.cloud,
             gates: &self.plan.spec.gates,
             target_group: Some(&green.target_group),
+            unhealthy_after: self.plan.unhealthy_after,
             command_timeout: self.plan.spec.timeouts.command,
-            comment: format!("kiln probe {}", self.plan.run_id),
+            comment: format!("{} {}", crate::gates::PROBE_COMMENT, self.plan.run_id),
         }
     }
 
@@ -555,6 +574,24 @@ impl Run<'_> {
         Ok(arns)
     }
 
+    /// Every listener forwards `percent` of its traffic to green, the rest to blue.
+    async fn weigh(&self, green: &Green, percent: i32) -> Result<(), RolloutError> {
+        for l in &self.bg.listeners {
+            let f = weighted(
+                &l.original,
+                &self.bg.blue_target_group.arn,
+                &green.target_group.arn,
+                percent,
+                self.bg.sticky,
+            );
+            self.cloud
+                .load_balancing
+                .modify_listener_forward(&l.listener, &f)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn traffic_steps(
         &self,
         green: &Green,
@@ -562,19 +599,7 @@ impl Run<'_> {
     ) -> Result<Result<(), StopReason>, RolloutError> {
         let s = &self.bg.settings;
         for &percent in s.traffic_steps.iter().filter(|p| (1..100).contains(*p)) {
-            for l in &self.bg.listeners {
-                let f = weighted(
-                    &l.original,
-                    &self.bg.blue_target_group.arn,
-                    &green.target_group.arn,
-                    percent,
-                    self.bg.sticky,
-                );
-                self.cloud
-                    .load_balancing
-                    .modify_listener_forward(&l.listener, &f)
-                    .await?;
-            }
+            self.weigh(green, percent).await?;
             self.emit.info(
                 "traffic",
                 &green.group,
@@ -587,14 +612,18 @@ impl Run<'_> {
         Ok(Ok(()))
     }
 
-    /// Every listener to green (`true`) or back to its original action (`false`).
+    /// Every listener to green (`true`; blue stays at weight 0, health-checked, so that
+    /// switching back is as quick and safe as switching over, PITFALLS 30) or back to
+    /// its original action (`false`).
     async fn switch(&self, green: &Green, to_green_side: bool) -> Result<(), RolloutError> {
         for l in &self.bg.listeners {
             let f = if to_green_side {
-                to_green(
+                weighted(
                     &l.original,
                     &self.bg.blue_target_group.arn,
                     &green.target_group.arn,
+                    100,
+                    self.bg.sticky,
                 )
             } else {
                 l.original.clone()
@@ -657,7 +686,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Green never served everyone: delete it, and report the stop with blue untouched.
+    /// Green never served everyone: listeners back as they were, green deleted, and the
+    /// stop reported with blue untouched.
     async fn abandon(
         &self,
         green: &Green,
@@ -667,6 +697,7 @@ impl Run<'_> {
     ) -> Result<RolloutOutcome, RolloutError> {
         self.emit
             .error("gate", &green.group, format!("green stopped: {stop}"));
+        self.switch(green, false).await?;
         delete_green(self.cloud, &green.group, &green.target_group.arn, self.emit).await;
         timings.lap("rollback");
         let out = outcome(self.plan, version, status::ROLLED_BACK, 0, timings.list);
@@ -754,7 +785,7 @@ pub(crate) async fn switch_back(
             let Some(s) = switch_of(l, &green_tg) else {
                 continue;
             };
-            let back = to_green(&s.original, &green_tg, &blue_tg);
+            let back = back_to_blue(&s.original, &green_tg, &blue_tg);
             cloud
                 .load_balancing
                 .modify_listener_forward(&s.listener, &back)
@@ -808,4 +839,59 @@ async fn live_green(cloud: &Cloud, group: &Group) -> Result<Option<Group>, Rollo
     Ok(all
         .into_iter()
         .find(|g| g.tags.get(TAG_TARGET) == Some(target) && is_live_green(g)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arn(s: &str) -> Arn {
+        Arn::new(s)
+    }
+
+    fn single(tg: &str) -> Forward {
+        Forward {
+            target_groups: vec![WeightedTarget {
+                target_group_arn: arn(tg),
+                weight: 1,
+            }],
+            stickiness: None,
+        }
+    }
+
+    #[test]
+    fn weighted_forwarding_gets_group_stickiness_when_a_group_is_sticky() {
+        let f = weighted(&single("blue"), &arn("blue"), &arn("green"), 10, true);
+        assert_eq!(f.stickiness, Some(GROUP_STICKINESS));
+        let weights: Vec<i32> = f.target_groups.iter().map(|t| t.weight).collect();
+        assert_eq!(weights, [90, 10]);
+        let plain = weighted(&single("blue"), &arn("blue"), &arn("green"), 10, false);
+        assert_eq!(plain.stickiness, None);
+    }
+
+    #[test]
+    fn back_to_blue_swaps_weights_or_replaces_green() {
+        let live = weighted(&single("blue"), &arn("blue"), &arn("green"), 100, false);
+        let back = back_to_blue(&live, &arn("green"), &arn("blue"));
+        let w: Vec<(String, i32)> = back
+            .target_groups
+            .iter()
+            .map(|t| (t.target_group_arn.to_string(), t.weight))
+            .collect();
+        assert_eq!(w, [("blue".into(), 100), ("green".into(), 0)]);
+        let only_green = back_to_blue(&single("green"), &arn("green"), &arn("blue"));
+        assert_eq!(only_green, single("blue"));
+    }
+
+    #[test]
+    fn green_names_do_not_grow_and_fit_elb_limits() {
+        assert_eq!(base_name("poc-web-asg-v7"), "poc-web-asg");
+        assert_eq!(base_name("poc-web-asg"), "poc-web-asg");
+        assert_eq!(tg_name("poc-web-tg-v3", 4), "poc-web-tg-v4");
+        let long = tg_name("a-very-long-target-group-name-xx", 12);
+        assert!(
+            long.len() <= MAX_TARGET_GROUP_NAME && long.ends_with("-v12"),
+            "{long}"
+        );
+    }
 }

@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{human, Refusal, RolloutError, StopReason};
 use crate::events::Emitter;
-use crate::gates::{run_command, Candidate, CommandOutcome, GateContext, GateState};
+use crate::gates::{
+    run_command, Candidate, CommandOutcome, GateContext, GateState, FIX_COMMENT, PROBE_COMMENT,
+};
 use crate::outcome::{status, RolloutOutcome};
 use crate::plan::RolloutPlan;
 use crate::refresh::chrono_of;
@@ -127,13 +129,14 @@ impl Run<'_> {
         self.plan.target_group.as_ref()
     }
 
-    fn ctx(&self) -> GateContext<'_> {
+    fn ctx(&self, comment: &str) -> GateContext<'_> {
         GateContext {
             cloud: self.cloud,
             gates: &self.plan.spec.gates,
             target_group: self.target_group(),
+            unhealthy_after: self.plan.unhealthy_after,
             command_timeout: self.plan.spec.timeouts.command,
-            comment: format!("kiln in-place {}", self.plan.run_id),
+            comment: format!("{comment} {}", self.plan.run_id),
         }
     }
 
@@ -151,7 +154,7 @@ impl Run<'_> {
                 .await?;
             self.drain(tg, ids).await?;
         }
-        let ctx = self.ctx();
+        let ctx = self.ctx(FIX_COMMENT);
         let execution = self.plan.spec.timeouts.command;
         if let CommandOutcome::Failed { instance, detail } =
             run_command(&ctx, ids, script, execution).await?
@@ -209,7 +212,7 @@ impl Run<'_> {
         &self,
         ids: &[InstanceId],
     ) -> Result<Result<(), StopReason>, RolloutError> {
-        let ctx = self.ctx();
+        let ctx = self.ctx(PROBE_COMMENT);
         let mut gates = GateState::default();
         let candidates: Vec<Candidate> = ids
             .iter()

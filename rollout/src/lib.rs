@@ -27,7 +27,7 @@ pub use bluegreen::{
     BlueGreenPlan, ListenerSwitch, TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL, TAG_LIVE,
 };
 pub use error::{Refusal, RolloutError, StopReason};
-pub use gates::probe_command;
+pub use gates::{probe_command, FIX_COMMENT, PROBE_COMMENT};
 pub use inplace::{InPlacePlan, TAG_DRIFT};
 pub use lock::{LockHolder, LOCK_TAG};
 pub use outcome::{status as outcome_status, RolloutOutcome};

@@ -15,7 +15,7 @@ use crate::error::{Refusal, RolloutError};
 use crate::inplace::{self, InPlacePlan};
 use crate::lock::{self, LockHolder, LOCK_MARGIN};
 use crate::preflight::{self, Capacity, ReplacementOrder};
-use crate::spec::{RollingSettings, RolloutSpec, Strategy};
+use crate::spec::{RollingSettings, RolloutSpec, Strategy, UNHEALTHY_WARMUPS};
 
 /// Prefix of an image id that a launch template resolves from Parameter Store; AWS
 /// cannot roll back such a refresh (PITFALLS 2).
@@ -41,6 +41,9 @@ pub struct RolloutPlan {
     pub in_place: Option<InPlacePlan>,
     /// The target group whose health decides readiness.
     pub target_group: Option<TargetGroup>,
+    /// How long a new instance may stay not healthy before the rollout stops.
+    #[serde(with = "humantime_serde")]
+    pub unhealthy_after: Duration,
     /// The group already runs this image: the rollout changes nothing.
     pub no_change: bool,
     /// Things the operator should know that do not stop the rollout.
@@ -174,6 +177,7 @@ pub async fn plan(
             refusals,
         });
     }
+    let unhealthy_after = unhealthy_bound(&facts, spec, refresh.as_ref());
     let fixes = matches!(spec.strategy, Strategy::InPlace(_));
     let no_change = !fixes && is_no_change(&facts, &template, image);
     if no_change {
@@ -195,6 +199,7 @@ pub async fn plan(
         blue_green,
         in_place,
         target_group: facts.target_group.clone(),
+        unhealthy_after,
         no_change,
         notes,
     })
@@ -480,6 +485,21 @@ fn refresh_plan(
         warmup_source,
         raise_max_size_to: raise,
     }
+}
+
+/// The early unhealthy gate's bound: as set, else two warm-ups (PITFALLS 8).
+fn unhealthy_bound(facts: &Facts, spec: &RolloutSpec, refresh: Option<&RefreshPlan>) -> Duration {
+    if let Some(d) = spec.gates.unhealthy_after {
+        return d;
+    }
+    let warmup = match refresh {
+        Some(r) => r.preferences.instance_warmup,
+        None => {
+            let defaults = RollingSettings::default();
+            preflight::warmup(&defaults, facts.target_group.as_ref(), &facts.group).0
+        }
+    };
+    warmup * UNHEALTHY_WARMUPS
 }
 
 fn spec_auto_rollback(spec: &RolloutSpec) -> bool {

@@ -91,8 +91,9 @@ impl RefreshRun<'_> {
             cloud: self.cloud,
             gates: &spec.gates,
             target_group: self.plan.target_group.as_ref(),
+            unhealthy_after: self.plan.unhealthy_after,
             command_timeout: spec.timeouts.command,
-            comment: format!("kiln probe {}", self.plan.run_id),
+            comment: format!("{} {}", crate::gates::PROBE_COMMENT, self.plan.run_id),
         };
         let mut gates = GateState::default();
         let mut last: Option<Box<InstanceRefresh>> = None;

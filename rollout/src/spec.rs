@@ -225,9 +225,10 @@ fn default_batch() -> usize {
     DEFAULT_IN_PLACE_BATCH
 }
 
-/// Default bound on how long a new instance may stay unhealthy in the target group
-/// before the rollout is stopped: AWS itself would wait up to an hour (PITFALLS 8).
-pub const DEFAULT_UNHEALTHY_AFTER: Duration = Duration::from_secs(10 * 60);
+/// The default bound on how long a new instance may stay not healthy in the target
+/// group is this many warm-ups: twice what a healthy instance needs, so a slow boot is not
+/// a failure, and minutes rather than AWS's hour (PITFALLS 8).
+pub const UNHEALTHY_WARMUPS: u32 = 2;
 
 /// What must hold for the rollout to go on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,8 +237,9 @@ pub struct Gates {
     /// New instances must become healthy in the target group.
     pub target_health: bool,
     /// How long a new instance may stay not healthy before the rollout is stopped.
+    /// Default: two warm-ups.
     #[serde(with = "humantime_serde")]
-    pub unhealthy_after: Duration,
+    pub unhealthy_after: Option<Duration>,
     /// CloudWatch alarms that must not be in ALARM.
     pub alarms: Vec<String>,
     /// A path probed on each new instance through Run Command (`/health`).
@@ -248,7 +250,7 @@ impl Default for Gates {
     fn default() -> Self {
         Self {
             target_health: true,
-            unhealthy_after: DEFAULT_UNHEALTHY_AFTER,
+            unhealthy_after: None,
             alarms: Vec::new(),
             http_probe: None,
         }

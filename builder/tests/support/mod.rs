@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use kiln_builder::recipe::{Phase, Rendered, Step};
 use kiln_builder::{BakeSpec, BuilderSettings, RootVolumeSettings, SourceImage, SubnetSelector};
+use kiln_cloud::sim::{Faults, SimAccount};
 use kiln_cloud::{Cloud, Event, Image, ImageFilter, ImageId, Progress};
 use tokio_util::sync::CancellationToken;
 
@@ -30,9 +31,10 @@ pub const FIXTURE_STEPS: [&str; 6] = [
 /// The POC account with `faults` (YAML, may be empty) loaded.
 pub async fn cloud_with_faults(faults: &str) -> Cloud {
     let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/poc/account.yaml");
-    let account = kiln_cloud::sim::SimAccount::from_seed_file(seed).expect("POC seed");
+    let seed = std::fs::read_to_string(seed).expect("the POC seed is readable");
+    let account = SimAccount::from_seed_str(&seed).expect("POC seed");
     if !faults.trim().is_empty() {
-        account.load_faults_str(faults).expect("faults");
+        account.set_faults(Faults::from_yaml_str(faults).expect("faults"));
     }
     use kiln_cloud::Account as _;
     account.region(REGION).await.expect("region")
@@ -96,6 +98,7 @@ pub fn fixture_rendered() -> Rendered {
             ("recipes/web.yaml".into(), b"name: web\n".to_vec()),
         ],
         secrets: Vec::new(),
+        files: Vec::new(),
     }
 }
 
@@ -106,10 +109,10 @@ pub fn spec(rendered: Rendered) -> BakeSpec {
         builder: BuilderSettings {
             instance_type: "t3.small".into(),
             subnet: SubnetSelector::Tags(BTreeMap::from([(
-                "kiln:builder".to_string(),
-                "true".to_string(),
+                "Name".to_string(),
+                "poc-private-1a".to_string(),
             )])),
-            instance_profile: Some("poc-ec2-ssm".into()),
+            instance_profile: Some("kiln-builder".into()),
             root_volume: RootVolumeSettings {
                 size_gib: 20,
                 volume_type: "gp3".into(),
