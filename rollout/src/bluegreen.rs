@@ -95,23 +95,49 @@ pub(crate) async fn plan_part(
         ));
         return Ok(None);
     };
+    let Some(listeners) = blue_listeners(cloud, spec, tg, refusals).await? else {
+        return Ok(None);
+    };
+    check_preview(cloud, settings, &listeners, refusals).await?;
+    let sticky = tg.stickiness_enabled;
+    Ok(Some(BlueGreenPlan {
+        blue_group: spec.group.clone(),
+        blue_target_group: tg.clone(),
+        green_group: format!("{}-v{next_version}", base_name(&spec.group)),
+        green_target_group: tg_name(&tg.name, next_version),
+        listeners,
+        sticky,
+        settings: settings.clone(),
+    }))
+}
+
+/// The listeners of the pipeline's load balancer that forward to blue; `None` (with a
+/// refusal) when there is no such load balancer.
+async fn blue_listeners(
+    cloud: &Cloud,
+    spec: &RolloutSpec,
+    tg: &TargetGroup,
+    refusals: &mut Vec<Refusal>,
+) -> Result<Option<Vec<ListenerSwitch>>, RolloutError> {
     let Some(lb_name) = &spec.load_balancer else {
+        let fix = "set load_balancer in the pipeline";
         refusals.push(refuse(
             "load_balancer",
             "blue/green needs a load balancer",
-            "set load_balancer in the pipeline",
+            fix,
         ));
         return Ok(None);
     };
-    let Some(lb) = cloud
+    let found = cloud
         .load_balancing
         .describe_load_balancers(std::slice::from_ref(lb_name))
         .await?
-        .pop()
-    else {
+        .pop();
+    let Some(lb) = found else {
+        let reason = format!("load balancer {lb_name} not found");
         refusals.push(refuse(
             "load_balancer",
-            &format!("load balancer {lb_name} not found"),
+            &reason,
             "check its name and region",
         ));
         return Ok(None);
@@ -124,26 +150,14 @@ pub(crate) async fn plan_part(
         .filter_map(|l| switch_of(l, &tg.arn))
         .collect();
     if listeners.is_empty() {
-        refusals.push(refuse(
-            "listeners",
-            &format!(
-                "no listener of {lb_name} forwards to target group {}",
-                tg.name
-            ),
-            "name the load balancer that serves this group",
-        ));
+        let reason = format!(
+            "no listener of {lb_name} forwards to target group {}",
+            tg.name
+        );
+        let fix = "name the load balancer that serves this group";
+        refusals.push(refuse("listeners", &reason, fix));
     }
-    check_preview(cloud, settings, &listeners, refusals).await?;
-    let sticky = tg.stickiness_enabled;
-    Ok(Some(BlueGreenPlan {
-        blue_group: spec.group.clone(),
-        blue_target_group: tg.clone(),
-        green_group: format!("{}-v{next_version}", base_name(&spec.group)),
-        green_target_group: tg_name(&tg.name, next_version),
-        listeners,
-        sticky,
-        settings: settings.clone(),
-    }))
+    Ok(Some(listeners))
 }
 
 fn refuse(check: &str, reason: &str, fix: &str) -> Refusal {
@@ -312,31 +326,7 @@ pub(crate) async fn run(
     r.switch(&green, true).await?;
     r.tag_switched(&green).await?;
     timings.lap("switch");
-
-    // In-flight requests to blue finish within the deregistration delay (PITFALLS 30);
-    // the gates watch green meanwhile, and a failure switches back at once.
-    let drain = bg.blue_target_group.deregistration_delay;
-    if let Err(stop) = r.watch_for(&green, &mut gates, drain).await? {
-        r.switch(&green, false).await?;
-        r.tag_switched_back(&green).await?;
-        timings.lap("rollback");
-        let out = outcome(plan, version, status::ROLLED_BACK, 0, timings.list);
-        return Err(stopped(cloud, plan, stop, true, out));
-    }
-    timings.lap("drain");
-    let mut out = outcome(plan, version, status::SUCCESSFUL, 0, timings.list);
-    out.group = green.group.clone();
-    out.on_new_image = crate::run::on_new_image(cloud, &green.group, &plan.image).await?;
-    emit.info(
-        "switch",
-        &green.group,
-        format!(
-            "green is live; blue {} kept until {} for a rollback",
-            bg.blue_group,
-            human(bg.settings.rollback_window)
-        ),
-    );
-    Ok(out)
+    r.after_switch(&green, version, &mut gates, timings).await
 }
 
 fn stopped(
@@ -472,6 +462,37 @@ impl Run<'_> {
                 return Ok(Err(StopReason::Timeout { waited }));
             }
         }
+    }
+
+    /// In-flight requests to blue finish within the deregistration delay (PITFALLS 30);
+    /// the gates watch green meanwhile, and a failure switches back at once.
+    async fn after_switch(
+        &self,
+        green: &Green,
+        version: i64,
+        gates: &mut GateState,
+        mut timings: Timings<'_>,
+    ) -> Result<RolloutOutcome, RolloutError> {
+        let (cloud, plan, bg) = (self.cloud, self.plan, self.bg);
+        let drain = bg.blue_target_group.deregistration_delay;
+        if let Err(stop) = self.watch_for(green, gates, drain).await? {
+            self.switch(green, false).await?;
+            self.tag_switched_back(green).await?;
+            timings.lap("rollback");
+            let out = outcome(plan, version, status::ROLLED_BACK, 0, timings.list);
+            return Err(stopped(cloud, plan, stop, true, out));
+        }
+        timings.lap("drain");
+        let mut out = outcome(plan, version, status::SUCCESSFUL, 0, timings.list);
+        out.group = green.group.clone();
+        out.on_new_image = crate::run::on_new_image(cloud, &green.group, &plan.image).await?;
+        let window = human(bg.settings.rollback_window);
+        let text = format!(
+            "green is live; blue {} kept {window} for a rollback",
+            bg.blue_group
+        );
+        self.emit.info("switch", &green.group, text);
+        Ok(out)
     }
 
     /// Sleeps one poll; true when cancelled meanwhile.
@@ -764,63 +785,70 @@ pub(crate) async fn switch_back(
     let mut timings = Timings::new(&*cloud.clock);
     let blue_group = live.tags[TAG_BLUE_GROUP].clone();
     let blue_tg = Arn::new(live.tags[TAG_BLUE_TARGET_GROUP].clone());
-    let green_tg =
-        live.target_group_arns
-            .first()
-            .cloned()
-            .ok_or_else(|| RolloutError::Invalid {
-                what: format!("group {}", live.name),
-                region: cloud.region.clone(),
-                detail: "green has no target group: switch the listener by hand".into(),
-            })?;
-    let described = cloud.load_balancing.describe_target_groups(&[]).await?;
-    let lbs = described
-        .iter()
-        .find(|t| t.arn == green_tg)
-        .map(|t| t.load_balancer_arns.clone())
-        .unwrap_or_default();
-    let mut switched = 0;
-    for lb in lbs {
-        for l in cloud.load_balancing.describe_listeners(&lb).await? {
-            let Some(s) = switch_of(l, &green_tg) else {
-                continue;
-            };
-            let back = back_to_blue(&s.original, &green_tg, &blue_tg);
-            cloud
-                .load_balancing
-                .modify_listener_forward(&s.listener, &back)
-                .await?;
-            switched += 1;
-        }
-    }
-    let off = Tags::from([(TAG_LIVE.to_string(), "false".to_string())]);
-    cloud.scaling.put_group_tags(&live.name, &off).await?;
-    let on = Tags::from([(TAG_LIVE.to_string(), "true".to_string())]);
-    cloud.scaling.put_group_tags(&blue_group, &on).await?;
-    timings.lap("switch_back");
-    emit.info(
-        "rollback",
-        &blue_group,
-        format!("{switched} listener(s) back on blue"),
-    );
-    let version = |g: &Group| {
-        g.launch_template
-            .as_ref()
-            .and_then(|t| t.numbered_version())
-            .unwrap_or_default()
+    let Some(green_tg) = live.target_group_arns.first().cloned() else {
+        return Err(RolloutError::Invalid {
+            what: format!("group {}", live.name),
+            region: cloud.region.clone(),
+            detail: "green has no target group: switch the listener by hand".into(),
+        });
     };
+    let mut switched = 0;
+    for l in listeners_of(cloud, &green_tg).await? {
+        let Some(s) = switch_of(l, &green_tg) else {
+            continue;
+        };
+        let back = back_to_blue(&s.original, &green_tg, &blue_tg);
+        cloud
+            .load_balancing
+            .modify_listener_forward(&s.listener, &back)
+            .await?;
+        switched += 1;
+    }
+    set_live(cloud, &live.name, false).await?;
+    set_live(cloud, &blue_group, true).await?;
+    timings.lap("switch_back");
+    let text = format!("{switched} listener(s) back on blue");
+    emit.info("rollback", &blue_group, text);
     let blue = lock::describe(cloud, &blue_group).await?;
     Ok(Some(RolloutOutcome {
         target: live.tags.get(TAG_TARGET).cloned().unwrap_or_default(),
         group: blue_group,
         strategy: "blue_green".into(),
-        launch_template_version: version(&blue),
-        previous_version: version(&live),
+        launch_template_version: group_version(&blue),
+        previous_version: group_version(&live),
         status: status::ROLLED_BACK.into(),
         desired: blue.desired_capacity,
         on_new_image: 0,
         timings: timings.list,
     }))
+}
+
+fn group_version(g: &Group) -> i64 {
+    g.launch_template
+        .as_ref()
+        .and_then(|t| t.numbered_version())
+        .unwrap_or_default()
+}
+
+async fn set_live(cloud: &Cloud, group: &str, live: bool) -> Result<(), RolloutError> {
+    let tags = Tags::from([(TAG_LIVE.to_string(), live.to_string())]);
+    cloud.scaling.put_group_tags(group, &tags).await?;
+    Ok(())
+}
+
+/// Every listener of the load balancers that use target group `tg`.
+async fn listeners_of(cloud: &Cloud, tg: &Arn) -> Result<Vec<Listener>, RolloutError> {
+    let described = cloud.load_balancing.describe_target_groups(&[]).await?;
+    let lbs = described
+        .iter()
+        .find(|t| &t.arn == tg)
+        .map(|t| t.load_balancer_arns.clone())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for lb in lbs {
+        out.extend(cloud.load_balancing.describe_listeners(&lb).await?);
+    }
+    Ok(out)
 }
 
 /// The live green group of `group`'s target, if the target is blue/green.
@@ -839,6 +867,83 @@ async fn live_green(cloud: &Cloud, group: &Group) -> Result<Option<Group>, Rollo
     Ok(all
         .into_iter()
         .find(|g| g.tags.get(TAG_TARGET) == Some(target) && is_live_green(g)))
+}
+
+/// What `retire` removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    pub blue_group: String,
+    pub blue_target_group: Arn,
+    /// The group that stays live.
+    pub live_group: String,
+}
+
+/// Retires the blue group kept after a blue/green switch: out of the listeners, group
+/// and target group deleted. Refused before the rollback window ends unless `force`.
+pub async fn retire(
+    cloud: &Cloud,
+    group: &str,
+    progress: &dyn kiln_cloud::Progress,
+    force: bool,
+) -> Result<Retired, RolloutError> {
+    let emit = Emitter {
+        progress,
+        clock: &*cloud.clock,
+    };
+    let g = lock::describe(cloud, group).await?;
+    let invalid = |detail: String| RolloutError::Invalid {
+        what: format!("retiring blue of group {group}"),
+        region: cloud.region.clone(),
+        detail,
+    };
+    let Some(live) = live_green(cloud, &g).await? else {
+        return Err(invalid("no blue group is kept for this target".into()));
+    };
+    let until = live.tags.get(TAG_BLUE_UNTIL).cloned().unwrap_or_default();
+    let open = chrono::DateTime::parse_from_rfc3339(&until)
+        .is_ok_and(|u| cloud.clock.now() < u.with_timezone(&chrono::Utc));
+    if open && !force {
+        return Err(invalid(format!(
+            "the rollback window is open until {until}; retire after it, or force it"
+        )));
+    }
+    let blue_group = live.tags[TAG_BLUE_GROUP].clone();
+    let blue_tg = Arn::new(live.tags[TAG_BLUE_TARGET_GROUP].clone());
+    drop_from_listeners(cloud, &live, &blue_tg).await?;
+    cloud.scaling.delete_group(&blue_group, true).await?;
+    cloud.load_balancing.delete_target_group(&blue_tg).await?;
+    let keys = [TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL].map(String::from);
+    cloud.scaling.delete_group_tags(&live.name, &keys).await?;
+    emit.info("retire", &blue_group, "blue group and target group deleted");
+    Ok(Retired {
+        blue_group,
+        blue_target_group: blue_tg,
+        live_group: live.name,
+    })
+}
+
+/// Removes `blue` from every listener action of the live group's load balancers.
+async fn drop_from_listeners(cloud: &Cloud, live: &Group, blue: &Arn) -> Result<(), RolloutError> {
+    let Some(green_tg) = live.target_group_arns.first() else {
+        return Ok(());
+    };
+    for l in listeners_of(cloud, green_tg).await? {
+        let Some(mut f) = l.default_forward else {
+            continue;
+        };
+        if !f.target_groups.iter().any(|t| &t.target_group_arn == blue) {
+            continue;
+        }
+        f.target_groups.retain(|t| &t.target_group_arn != blue);
+        if f.target_groups.len() == 1 {
+            f.target_groups[0].weight = 1;
+        }
+        cloud
+            .load_balancing
+            .modify_listener_forward(&l.arn, &f)
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -24,7 +24,8 @@ mod spec;
 mod status;
 
 pub use bluegreen::{
-    BlueGreenPlan, ListenerSwitch, TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL, TAG_LIVE,
+    retire, BlueGreenPlan, ListenerSwitch, Retired, TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP,
+    TAG_BLUE_UNTIL, TAG_LIVE,
 };
 pub use error::{Refusal, RolloutError, StopReason};
 pub use gates::{probe_command, FIX_COMMENT, PROBE_COMMENT};

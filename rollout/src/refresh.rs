@@ -98,9 +98,12 @@ impl RefreshRun<'_> {
         let mut gates = GateState::default();
         let mut last: Option<Box<InstanceRefresh>> = None;
         loop {
-            tokio::select! {
-                _ = self.cancel.cancelled() => return Ok(Watched::Stopped(StopReason::Cancelled, last)),
-                _ = tokio::time::sleep(spec.timeouts.poll) => {}
+            let cancelled = tokio::select! {
+                _ = self.cancel.cancelled() => true,
+                _ = tokio::time::sleep(spec.timeouts.poll) => false,
+            };
+            if cancelled {
+                return Ok(Watched::Stopped(StopReason::Cancelled, last));
             }
             let Some(r) = self.read(id).await? else {
                 continue;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use kiln_cloud::progress::Silent;
 use kiln_cloud::sim::{Faults, StepFault};
-use kiln_cloud::{RefreshStatus, UpdateGroup};
+use kiln_cloud::UpdateGroup;
 use kiln_rollout::{plan, rollout, CancellationToken, RollingSettings, RolloutError, StopReason};
 
 fn failing_probe() -> Faults {
@@ -76,40 +76,15 @@ async fn a_passing_probe_lets_the_rollout_finish() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_alarm_stops_the_rollout_and_names_the_alarm() {
-    let (_account, cloud) = poc().await;
-    let mut spec = rolling(RollingSettings::default());
-    spec.gates.alarms = vec!["poc-web-5xx".into()];
-    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
-    assert_eq!(
-        p.refresh.as_ref().unwrap().preferences.alarm_names,
-        ["poc-web-5xx"]
-    );
-    let task = {
-        let (cloud, p) = (cloud.clone(), p.clone());
-        tokio::spawn(async move { rollout(&cloud, &p, &Silent, &CancellationToken::new()).await })
-    };
-    loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let r = cloud
-            .scaling
-            .describe_instance_refreshes(GROUP)
-            .await
-            .unwrap();
-        if r.first()
-            .is_some_and(|r| r.status == RefreshStatus::InProgress)
-        {
-            break;
-        }
-    }
-    // An outage: every target leaves the target group, clients get 5xx.
+/// An outage: every target leaves the target group until the 5xx alarm fires, then
+/// comes back; the alarm stays in ALARM for its evaluation period.
+async fn outage(cloud: &kiln_cloud::Cloud) {
     let tg = cloud
         .load_balancing
         .describe_target_groups(&[TG.into()])
         .await
         .unwrap();
-    let ids: Vec<_> = group(&cloud, GROUP)
+    let ids: Vec<_> = group(cloud, GROUP)
         .await
         .instances
         .iter()
@@ -131,12 +106,26 @@ async fn an_alarm_stops_the_rollout_and_names_the_alarm() {
             break;
         }
     }
-    // The outage ends; the alarm stays in ALARM for its evaluation period.
     cloud
         .load_balancing
         .register_targets(&tg[0].arn, &ids)
         .await
         .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alarm_stops_the_rollout_and_names_the_alarm() {
+    let (_account, cloud) = poc().await;
+    let mut spec = rolling(RollingSettings::default());
+    spec.gates.alarms = vec!["poc-web-5xx".into()];
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    assert_eq!(
+        p.refresh.as_ref().unwrap().preferences.alarm_names,
+        ["poc-web-5xx"]
+    );
+    let task = spawn_rollout(&cloud, &p, &CancellationToken::new());
+    until_refresh_in_progress(&cloud, 0).await;
+    outage(&cloud).await;
 
     let err = task.await.unwrap().unwrap_err();
     let text = err.to_string();

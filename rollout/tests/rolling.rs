@@ -4,9 +4,8 @@
 mod common;
 
 use common::*;
-use kiln_cloud::progress::Silent;
 use kiln_cloud::RefreshStatus;
-use kiln_rollout::{plan, rollout, CancellationToken, ReplacementOrder, RollingSettings};
+use kiln_rollout::{plan, CancellationToken, ReplacementOrder, RollingSettings};
 
 #[tokio::test(start_paused = true)]
 async fn rolling_installs_the_new_numbered_version_on_every_instance() {
@@ -20,10 +19,7 @@ async fn rolling_installs_the_new_numbered_version_on_every_instance() {
     // Warm-up from the target group: 3 × 10 s + 60 s boot.
     assert_eq!(refresh.preferences.instance_warmup.as_secs(), 90);
 
-    let task = {
-        let (cloud, p) = (cloud.clone(), p.clone());
-        tokio::spawn(async move { rollout(&cloud, &p, &Silent, &CancellationToken::new()).await })
-    };
+    let task = spawn_rollout(&cloud, &p, &CancellationToken::new());
     // While the refresh runs, the group itself still launches version 2 (PITFALLS 2).
     let mut seen_running = false;
     while !task.is_finished() {

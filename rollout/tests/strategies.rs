@@ -339,3 +339,62 @@ async fn in_place_stops_at_the_first_failure() {
     assert!(healthy.iter().all(|h| &h.target_id != instance));
     assert!(!group(&cloud, GROUP).await.tags.contains_key(TAG_DRIFT));
 }
+
+#[tokio::test(start_paused = true)]
+async fn blue_is_retired_only_after_the_rollback_window() {
+    let (account, cloud) = poc().await;
+    let settings = BlueGreenSettings {
+        rollback_window: Duration::from_secs(1800),
+        ..Default::default()
+    };
+    let p = plan(&cloud, &blue_green(settings), &new_image())
+        .await
+        .unwrap();
+    rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+
+    let early = kiln_rollout::retire(&cloud, GROUP, &Silent, false)
+        .await
+        .unwrap_err();
+    assert!(early.to_string().contains("rollback window"), "{early}");
+    tokio::time::sleep(Duration::from_secs(1800)).await;
+    let retired = kiln_rollout::retire(&cloud, GROUP, &Silent, false)
+        .await
+        .unwrap();
+    assert_eq!(retired.blue_group, GROUP);
+    assert_eq!(retired.live_group, "poc-web-asg-v3");
+    assert_eq!(
+        listener_targets(&cloud).await,
+        [("poc-web-tg-v3".to_string(), 1)]
+    );
+    let groups = cloud.scaling.describe_groups(&[]).await.unwrap();
+    assert!(groups.iter().all(|g| g.name != GROUP), "blue deleted");
+    traffic_always_served(&account);
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_shows_versions_images_and_the_last_refresh() {
+    let (_account, cloud) = poc().await;
+    let p = plan(
+        &cloud,
+        &spec(Strategy::Rolling(Default::default())),
+        &new_image(),
+    )
+    .await
+    .unwrap();
+    rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+    let s = kiln_rollout::status(&cloud, GROUP).await.unwrap();
+    assert_eq!(s.previous_version, Some(2));
+    assert_eq!(s.target.as_deref(), Some("poc-web"));
+    assert!(s.lock.is_none() && s.running.is_none());
+    assert_eq!(s.recent.len(), 1);
+    assert_eq!(s.instances.len(), 3);
+    for i in &s.instances {
+        assert_eq!(i.version.as_deref(), Some("3"));
+        assert_eq!(i.image.as_ref().map(|i| i.as_str()), Some(NEW_IMAGE));
+        assert_eq!(i.target_health, Some(TargetState::Healthy));
+    }
+}

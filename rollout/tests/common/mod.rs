@@ -118,3 +118,34 @@ pub fn secs(d: Duration) -> u64 {
 pub fn timing(timings: &[(String, Duration)], phase: &str) -> Option<Duration> {
     timings.iter().find(|(p, _)| p == phase).map(|(_, d)| *d)
 }
+
+/// Sleeps on virtual time until the group's newest refresh is in progress and has
+/// replaced at least `done` percent.
+pub async fn until_refresh_in_progress(cloud: &Cloud, done: i32) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let r = cloud
+            .scaling
+            .describe_instance_refreshes(GROUP)
+            .await
+            .unwrap();
+        let running = r.first().is_some_and(|r| {
+            r.status == kiln_cloud::RefreshStatus::InProgress && r.percentage_complete >= done
+        });
+        if running {
+            return;
+        }
+    }
+}
+
+/// Runs a rollout of `plan` in a task, as a CLI would while someone else acts.
+pub fn spawn_rollout(
+    cloud: &Cloud,
+    plan: &kiln_rollout::RolloutPlan,
+    cancel: &kiln_rollout::CancellationToken,
+) -> tokio::task::JoinHandle<Result<kiln_rollout::RolloutOutcome, kiln_rollout::RolloutError>> {
+    let (cloud, plan, cancel) = (cloud.clone(), plan.clone(), cancel.clone());
+    tokio::spawn(async move {
+        kiln_rollout::rollout(&cloud, &plan, &kiln_cloud::progress::Silent, &cancel).await
+    })
+}
