@@ -745,3 +745,98 @@ async fn weighted_forward_to_sticky_groups_needs_group_stickiness() {
     let err = lb.delete_target_group(&green.arn).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Conflict, "in use by the listener");
 }
+
+#[tokio::test(start_paused = true)]
+async fn alarm_during_refresh_fails_it_and_rolls_back() {
+    let (account, cloud) = poc().await;
+    account.set_faults(Faults::from_yaml_str("unhealthy_images:\n  - image: new\n").unwrap());
+    let (_, image) = baked_image(&cloud).await;
+    let v = new_version(&cloud, image.as_str()).await;
+    let mut p = prefs(0, 100);
+    p.auto_rollback = true;
+    p.alarm_names = vec!["poc-web-5xx".into()];
+    cloud
+        .scaling
+        .start_instance_refresh(&start(v, p))
+        .await
+        .unwrap();
+    let done = wait_refresh(&cloud).await;
+    assert_eq!(done.status, RefreshStatus::RollbackSuccessful);
+    assert!(
+        done.status_reason
+            .as_deref()
+            .unwrap()
+            .contains("poc-web-5xx"),
+        "{done:?}"
+    );
+    assert_eq!(group(&cloud).await.launch_template.unwrap().version, "2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn standby_instances_wait_or_are_terminated_as_asked() {
+    let (_account, cloud) = poc().await;
+    let g = group(&cloud).await;
+    let parked = g.instances[1].id.clone();
+    let one = std::slice::from_ref(&parked);
+    let err = cloud
+        .scaling
+        .enter_standby(GROUP, one, true)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::Validation,
+        "desired would fall below min"
+    );
+    let lower = UpdateGroup {
+        name: GROUP.into(),
+        min_size: Some(2),
+        ..Default::default()
+    };
+    cloud.scaling.update_group(&lower).await.unwrap();
+    cloud.scaling.enter_standby(GROUP, one, true).await.unwrap();
+    let g = group(&cloud).await;
+    assert_eq!(g.desired_capacity, 2);
+    let err = cloud
+        .scaling
+        .enter_standby(GROUP, one, true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Validation, "already in standby");
+    let v = new_version(&cloud, AL2023).await;
+    let mut p = prefs(100, 150);
+    p.standby_instances = StandbyInstances::Wait;
+    cloud
+        .scaling
+        .start_instance_refresh(&start(v, p))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1800)).await;
+    let r = cloud
+        .scaling
+        .describe_instance_refreshes(GROUP)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        r.status,
+        RefreshStatus::InProgress,
+        "waits for the standby instance"
+    );
+    cloud.scaling.cancel_instance_refresh(GROUP).await.unwrap();
+    wait_refresh(&cloud).await;
+    let mut p = prefs(100, 150);
+    p.standby_instances = StandbyInstances::Terminate;
+    cloud
+        .scaling
+        .start_instance_refresh(&start(v, p))
+        .await
+        .unwrap();
+    assert_eq!(wait_refresh(&cloud).await.status, RefreshStatus::Successful);
+    let g = group(&cloud).await;
+    assert!(
+        g.instances.iter().all(|i| i.id != parked),
+        "the standby instance was replaced"
+    );
+    assert_eq!(g.instances.len(), 2);
+}

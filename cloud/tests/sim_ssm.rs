@@ -358,3 +358,54 @@ async fn invocation_hidden_longer_and_step_that_hangs_times_out() {
     let inv = finished(&cloud, &cmd, &id).await;
     assert_eq!(inv.status, InvocationStatus::TimedOut);
 }
+
+#[tokio::test(start_paused = true)]
+async fn max_concurrency_runs_in_waves_and_max_errors_zero_stops_the_rest() {
+    let (account, cloud) = poc().await;
+    let ids = [
+        online_builder(&cloud).await,
+        online_builder(&cloud).await,
+        online_builder(&cloud).await,
+    ];
+    let mut cmd = command(&ids[0], "fix/one", &["sleep 100"]);
+    cmd.instance_ids = ids.to_vec();
+    cmd.max_concurrency = Some("1".into());
+    let sent = cloud.commands.send_command(&cmd).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let all = cloud
+        .commands
+        .list_command_invocations(&sent)
+        .await
+        .unwrap();
+    let running = all
+        .iter()
+        .filter(|i| i.status == InvocationStatus::InProgress)
+        .count();
+    assert_eq!(running, 1, "one at a time");
+    for id in &ids {
+        assert_eq!(
+            finished(&cloud, &sent, id).await.status,
+            InvocationStatus::Success
+        );
+    }
+
+    let faults = "steps:\n  - { step: fix/two, exit_code: 3 }\n";
+    account.set_faults(Faults::from_yaml_str(faults).unwrap());
+    let mut cmd = command(&ids[0], "fix/two", &["true"]);
+    cmd.instance_ids = ids.to_vec();
+    cmd.max_concurrency = Some("1".into());
+    cmd.max_errors = Some("0".into());
+    let sent = cloud.commands.send_command(&cmd).await.unwrap();
+    let mut statuses = Vec::new();
+    for id in &ids {
+        let inv = finished(&cloud, &sent, id).await;
+        statuses.push((inv.status, inv.status_details));
+    }
+    let failed = statuses
+        .iter()
+        .filter(|s| s.0 == InvocationStatus::Failed)
+        .count();
+    assert_eq!(failed, 1, "stopped after the first error: {statuses:?}");
+    let terminated = statuses.iter().filter(|s| s.1 == "Terminated").count();
+    assert_eq!(terminated, 2, "{statuses:?}");
+}

@@ -382,8 +382,9 @@ impl StepAt<'_> {
         } else {
             raw
         };
+        let dest_path = self.dest_path(ctx, &file.path)?;
         let dest = script::Destination {
-            path: &file.path,
+            path: &dest_path,
             owner: &file.owner,
             group: &file.group,
             mode: &file.mode,
@@ -393,13 +394,31 @@ impl StepAt<'_> {
             recipe: self.recipe.name.clone(),
             step: self.doc.name.clone(),
             template: file.template.clone(),
-            path: file.path.clone(),
+            path: dest_path.clone(),
             owner: file.owner.clone(),
             group: file.group.clone(),
             mode: file.mode.clone(),
             content,
         };
         Ok((scripts, Some(rendered)))
+    }
+
+    /// The destination, rendered when it holds a Tera tag (`{{ app_dir }}/.env`).
+    fn dest_path(&self, ctx: &RecipeContext, written: &str) -> Result<String, RecipeError> {
+        if !written.contains("{{") {
+            return Ok(written.to_string());
+        }
+        let text = Text {
+            file: &self.recipe.file,
+            text: written,
+            origin: Origin::Unknown,
+        };
+        let rendered = template::render(&text, ctx)?;
+        if check::is_file_path(&rendered) {
+            return Ok(rendered);
+        }
+        let path = [Seg::Key(self.key), Seg::Index(self.index)];
+        Err(check::bad_path(self.recipe, &path, &rendered))
     }
 
     /// Where the text of `key` (a `run` script) starts in the recipe file.

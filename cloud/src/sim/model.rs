@@ -192,6 +192,12 @@ pub struct SimCommand {
     pub document: String,
     pub sent_at: Timestamp,
     pub invocations: BTreeMap<String, SimInvocation>,
+    /// MaxConcurrency as a number of instances.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// MaxErrors as a number: the command stops once errors exceed it.
+    #[serde(default)]
+    pub max_errors: Option<usize>,
 }
 
 /// What an invocation will end as, decided when the command is sent.
@@ -256,6 +262,9 @@ pub struct SimRefresh {
     pub checkpoint_until: Option<Timestamp>,
     /// Index of the next checkpoint percentage to stop at.
     pub next_checkpoint: usize,
+    /// Why a rollback started (its final status keeps saying so).
+    #[serde(default)]
+    pub rollback_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -151,6 +151,7 @@ pub fn start(w: &mut World, req: &StartRefresh) -> CloudResult<String> {
         batch_started_at: None,
         checkpoint_until: None,
         next_checkpoint: 0,
+        rollback_reason: None,
     });
     Ok(id)
 }
@@ -309,7 +310,8 @@ fn begin_rollback(w: &mut World, i: usize, reason: String) {
         .collect();
     let x = &mut w.r.refreshes[i];
     x.refresh.status = RefreshStatus::RollbackInProgress;
-    x.refresh.status_reason = Some(reason);
+    x.refresh.status_reason = Some(reason.clone());
+    x.rollback_reason = Some(reason);
     x.refresh.percentage_complete = 0;
     x.refresh.instances_to_update = to_replace.len() as i32;
     x.total = to_replace.len() as i32;
@@ -534,7 +536,7 @@ fn succeed(w: &mut World, i: usize, group: &str) -> bool {
         }
     }
     let (status, reason) = if rollback {
-        let reason = w.r.refreshes[i].refresh.status_reason.clone();
+        let reason = w.r.refreshes[i].rollback_reason.clone();
         (RefreshStatus::RollbackSuccessful, reason)
     } else {
         (RefreshStatus::Successful, None)
@@ -552,8 +554,9 @@ fn start_batch(
 ) -> bool {
     let desired = w.r.groups[group].group.desired_capacity;
     let now = w.now;
-    w.r.refreshes[i].batch_started_at = Some(now);
-    w.r.refreshes[i].refresh.status_reason = None;
+    let x = &mut w.r.refreshes[i];
+    x.batch_started_at = Some(now);
+    x.refresh.status_reason = x.rollback_reason.clone();
     let keep = (desired * p.min_healthy_percentage + 99) / 100;
     let mut batch = ((desired - keep).max(1) as usize).min(eligible.len());
     if p.max_healthy_percentage > 100 {
