@@ -19,8 +19,9 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const AL2023: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
 
 /// The fixture's steps in bake order, as `recipe/step`.
-pub const FIXTURE_STEPS: [&str; 6] = [
+pub const FIXTURE_STEPS: [&str; 7] = [
     "base/update-os",
+    "base/apply-kernel",
     "web/install-httpd",
     "web/check-httpd",
     "hygiene/clear-identity",
@@ -56,6 +57,21 @@ fn step(recipe: &str, name: &str, phase: Phase, lines: &[&str]) -> Step {
     }
 }
 
+/// A step that asks the SSM agent for a reboot (exit code 194) on its first run; the
+/// agent runs it again after the reboot and it then exits 0.
+fn reboot_step(recipe: &str, name: &str) -> Step {
+    let lines = [
+        "if [ ! -e /var/lib/kiln/rebooted ]; then",
+        "  mkdir -p /var/lib/kiln && touch /var/lib/kiln/rebooted",
+        "  exit 194",
+        "fi",
+    ];
+    Step {
+        reboot: true,
+        ..step(recipe, name, Phase::Build, &lines)
+    }
+}
+
 /// Two small recipes and a hygiene step, with test steps.
 pub fn fixture_rendered() -> Rendered {
     Rendered {
@@ -67,6 +83,7 @@ pub fn fixture_rendered() -> Rendered {
                 Phase::Build,
                 &["dnf -y upgrade --refresh"],
             ),
+            reboot_step("base", "apply-kernel"),
             step(
                 "web",
                 "install-httpd",
