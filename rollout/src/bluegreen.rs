@@ -13,7 +13,7 @@ use kiln_cloud::{
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{human, Refusal, RolloutError, StopReason};
+use crate::error::{human, tolerate, Refusal, RolloutError, StopReason};
 use crate::events::Emitter;
 use crate::gates::{Candidate, GateContext, GateState};
 use crate::lock;
@@ -442,10 +442,14 @@ impl Run<'_> {
             if self.pause().await {
                 return Ok(Err(StopReason::Cancelled));
             }
-            let (new, desired) = self.candidates(green).await?;
-            let passed = match gates.evaluate(&ctx, &new).await? {
-                Ok(n) => n,
-                Err(stop) => return Ok(Err(stop)),
+            if self.cloud.clock.now() >= deadline {
+                let waited = human(self.plan.spec.timeouts.rollout);
+                return Ok(Err(StopReason::Timeout { waited }));
+            }
+            let (passed, desired) = match self.gates_once(&ctx, green, gates).await? {
+                Some(Ok(counts)) => counts,
+                Some(Err(stop)) => return Ok(Err(stop)),
+                None => continue,
             };
             self.emit.step(
                 "green",
@@ -457,11 +461,24 @@ impl Run<'_> {
             if desired > 0 && passed >= desired {
                 return Ok(Ok(()));
             }
-            if self.cloud.clock.now() >= deadline {
-                let waited = human(self.plan.spec.timeouts.rollout);
-                return Ok(Err(StopReason::Timeout { waited }));
-            }
         }
+    }
+
+    /// One evaluation of the gates on green: (passed, desired); `None` when throttled.
+    async fn gates_once(
+        &self,
+        ctx: &GateContext<'_>,
+        green: &Green,
+        gates: &mut GateState,
+    ) -> Result<Option<Result<(usize, usize), StopReason>>, RolloutError> {
+        let subject = green.group.as_str();
+        let Some((new, desired)) =
+            tolerate(self.candidates(green).await, self.emit, "gate", subject)?
+        else {
+            return Ok(None);
+        };
+        let evaluated = tolerate(gates.evaluate(ctx, &new).await, self.emit, "gate", subject)?;
+        Ok(evaluated.map(|r| r.map(|passed| (passed, desired))))
     }
 
     /// In-flight requests to blue finish within the deregistration delay (PITFALLS 30);
@@ -516,8 +533,7 @@ impl Run<'_> {
             if self.pause().await {
                 return Ok(Err(StopReason::Cancelled));
             }
-            let (new, _) = self.candidates(green).await?;
-            if let Err(stop) = gates.evaluate(&ctx, &new).await? {
+            if let Some(Err(stop)) = self.gates_once(&ctx, green, gates).await? {
                 return Ok(Err(stop));
             }
         }

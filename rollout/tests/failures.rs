@@ -161,3 +161,34 @@ async fn rollback_by_hand_returns_to_the_recorded_version() {
     );
     eprintln!("rollback by hand took {:?}", out.timings);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_throttling_storm_delays_the_rollout_without_breaking_it() {
+    let (account, cloud) = poc().await;
+    account.set_faults(kiln_cloud::sim::Faults {
+        throttle_storm: Some(kiln_cloud::sim::StormFault {
+            after: Duration::from_secs(120),
+            lasts: Duration::from_secs(120),
+            starts_at: None,
+            rejected: 0,
+        }),
+        ..Default::default()
+    });
+    let p = plan(&cloud, &rolling(RollingSettings::default()), &new_image())
+        .await
+        .unwrap();
+    let rec = recorder();
+    let out = rollout(&cloud, &p, &*rec, &CancellationToken::new())
+        .await
+        .expect("rollout");
+    assert_eq!(out.on_new_image, 3);
+    assert!(
+        account.faults().throttle_storm.unwrap().rejected > 0,
+        "the storm happened"
+    );
+    let warned = rec
+        .events()
+        .iter()
+        .any(|e| e.level == kiln_cloud::Level::Warn);
+    assert!(warned, "throttled polls are reported");
+}

@@ -175,22 +175,7 @@ pub fn render(
     check_expanded_names(&recipes, &steps)?;
     variables::leaks(&recipes, &declared, variables, &steps, &files)?;
 
-    let mut inputs: Vec<(String, Vec<u8>)> = recipes
-        .iter()
-        .map(|r| {
-            (
-                format!("recipes/{}.yaml", r.name),
-                r.source.clone().into_bytes(),
-            )
-        })
-        .collect();
-    inputs.extend(
-        templates
-            .used
-            .into_iter()
-            .map(|(p, c)| (format!("templates/{p}"), c)),
-    );
-    inputs.sort();
+    let inputs = inputs(&recipes, templates);
     let secrets = declared
         .iter()
         .filter(|(_, d)| d.decl.secret)
@@ -203,6 +188,24 @@ pub fn render(
         secrets,
         files,
     })
+}
+
+/// Every recipe and template file used, by logical path, sorted: what the input hash
+/// covers, so that any change to what the image is made of makes a new image.
+fn inputs(recipes: &[Recipe], templates: Templates) -> Vec<(String, Vec<u8>)> {
+    let recipes = recipes.iter().map(|r| {
+        (
+            format!("recipes/{}.yaml", r.name),
+            r.source.clone().into_bytes(),
+        )
+    });
+    let templates = templates
+        .used
+        .into_iter()
+        .map(|(path, content)| (format!("templates/{path}"), content));
+    let mut inputs: Vec<(String, Vec<u8>)> = recipes.chain(templates).collect();
+    inputs.sort();
+    inputs
 }
 
 /// The pipeline's names in order, with `hygiene` appended when missing.
