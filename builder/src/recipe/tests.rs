@@ -803,3 +803,20 @@ fn services_can_start_without_being_enabled() {
     assert!(script.contains("systemctl start 'chronyd'\n"));
     assert!(!script.contains("systemctl enable"));
 }
+
+#[test]
+fn templates_cannot_read_the_build_machine_environment() {
+    let f = Fixture::new();
+    f.template(
+        "web/httpd.conf.tera",
+        "{{ get_env(name=\"HOME\") }}{{ port }}{{ greeting }}",
+    );
+    let error = f.error(&["web"], ok_vars());
+    assert_eq!(error.kind(), RecipeErrorKind::TemplateRender);
+    assert!(
+        error
+            .problem()
+            .contains("get_env is disabled in kiln templates"),
+        "{error}"
+    );
+}
