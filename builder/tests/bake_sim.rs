@@ -615,3 +615,21 @@ async fn cancel_while_the_image_is_made_removes_it() {
     assert_eq!(images_of_run(&cloud, &plan.run_id).await, 0);
     assert_nothing_left(&cloud, &plan.run_id).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn throttled_creates_are_tried_again() {
+    let faults = r#"
+throttle:
+  - { operation: CreateSecurityGroup, count: 1 }
+  - { operation: RunInstances, count: 3 }
+  - { operation: CreateImage, count: 2 }
+  - { operation: TerminateInstances, count: 2 }
+"#;
+    let cloud = cloud_with_faults(faults).await;
+    let plan = plan(&cloud, &spec(fixture_rendered())).await.expect("plan");
+    let outcome = bake(&cloud, &plan, &Silent, &CancellationToken::new())
+        .await
+        .expect("bake");
+    assert!(outcome.leftovers.is_empty(), "{:?}", outcome.leftovers);
+    assert_nothing_left(&cloud, &plan.run_id).await;
+}
