@@ -670,6 +670,12 @@ async fn rules_match_source_ips_with_unique_priorities() {
         },
         tags: Tags::new(),
     };
+    let mut bad = rule.clone();
+    bad.conditions = vec![RuleCondition::SourceIp(vec!["203.0.113.7".into()])];
+    assert_eq!(
+        lb.create_rule(&bad).await.unwrap_err().kind,
+        ErrorKind::Validation
+    );
     let created = lb.create_rule(&rule).await.unwrap();
     assert_eq!(
         lb.create_rule(&rule).await.unwrap_err().kind,
