@@ -59,6 +59,11 @@ async fn happy_path_makes_a_tagged_image_and_leaves_nothing() {
             .iter()
             .all(|e| e.position == Some((n as u64 + 1, total))));
     }
+    let reboot = events.iter().find(|e| e.message.contains("rebooting"));
+    assert!(
+        reboot.is_some(),
+        "the reboot step waited for the agent again"
+    );
     let phases: Vec<&str> = outcome.timings.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         phases,
@@ -187,8 +192,9 @@ async fn cancel_during_the_steps_cleans_up() {
     let cloud = cloud_with_faults("").await;
     let plan = plan(&cloud, &spec(fixture_rendered())).await.expect("plan");
     let cancel = CancellationToken::new();
-    let progress = CancelOnStep {
-        step: "web/install-httpd",
+    let progress = CancelOn {
+        subject: Some("web/install-httpd"),
+        message: "started",
         cancel: cancel.clone(),
     };
 
@@ -431,4 +437,181 @@ async fn all_instances(cloud: &kiln_cloud::Cloud, run_id: &str) -> usize {
         .await
         .expect("instances")
         .len()
+}
+
+#[tokio::test(start_paused = true)]
+async fn builder_that_never_boots_is_a_clear_error() {
+    let cloud = cloud_with_faults("boot_fails: [{role: builder}]").await;
+    let plan = plan(&cloud, &spec(fixture_rendered())).await.expect("plan");
+    let error = bake(&cloud, &plan, &Silent, &CancellationToken::new())
+        .await
+        .unwrap_err();
+
+    match &error {
+        BakeError::InstanceNotRunning {
+            role,
+            state,
+            region,
+            ..
+        } => {
+            assert_eq!(role, "builder");
+            assert!(state.starts_with("shutting-down") || state.starts_with("terminated"));
+            assert!(
+                state.contains("Server.InternalError"),
+                "EC2's reason is shown: {state}"
+            );
+            assert_eq!(region, REGION);
+        }
+        other => panic!("expected InstanceNotRunning, got {other}"),
+    }
+    assert_nothing_left(&cloud, &plan.run_id).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn send_refused_after_the_agent_shows_online_is_retried() {
+    let cloud = cloud_with_faults("invalid_instance_after_online: 90s").await;
+    let plan = plan(&cloud, &spec(fixture_rendered())).await.expect("plan");
+    let outcome = bake(&cloud, &plan, &Silent, &CancellationToken::new())
+        .await
+        .expect("bake");
+    assert!(outcome.leftovers.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cut_output_is_reported_and_secrets_are_hidden() {
+    let noisy: Vec<String> = (0..400)
+        .map(|i| format!("\"{i:04} {}\"", "x".repeat(75)))
+        .collect();
+    let faults = format!(
+        "steps:\n  - step: web/install-httpd\n    exit_code: 1\n    stdout: [{}]\n    \
+         stderr: [\"login failed for laravel_user with hunter2-secret\"]\n",
+        noisy.join(", ")
+    );
+    let cloud = cloud_with_faults(&faults).await;
+    let mut rendered = fixture_rendered();
+    rendered.secrets = vec!["db_password".into()];
+    let mut spec = spec(rendered);
+    spec.variables
+        .insert("db_password".into(), serde_json::json!("hunter2-secret"));
+    let plan = plan(&cloud, &spec).await.expect("plan");
+    let error = bake(&cloud, &plan, &Silent, &CancellationToken::new())
+        .await
+        .unwrap_err();
+
+    let BakeError::StepFailed {
+        truncated,
+        last_lines,
+        ..
+    } = &error
+    else {
+        panic!("expected StepFailed, got {error}");
+    };
+    assert!(truncated, "400 lines of 80 characters exceed SSM's 24,000");
+    assert!(
+        error.to_string().contains("cut the output at 24,000"),
+        "{error}"
+    );
+    assert!(
+        last_lines.contains("login failed for laravel_user with ***"),
+        "{last_lines}"
+    );
+    assert!(!error.to_string().contains("hunter2"));
+    assert!(
+        !format!("{plan:?}").contains("hunter2"),
+        "the plan's Debug hides secrets"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn test_instance_whose_agent_never_comes_fails_the_image() {
+    let cloud = cloud_with_faults("agent_never_online: [{role: test}]").await;
+    let plan = plan(&cloud, &spec(fixture_rendered())).await.expect("plan");
+    let error = bake(&cloud, &plan, &Silent, &CancellationToken::new())
+        .await
+        .unwrap_err();
+
+    let BakeError::TestFailed { image, source, .. } = &error else {
+        panic!("expected TestFailed, got {error}");
+    };
+    assert!(
+        matches!(**source, BakeError::AgentNotOnline { ref role, .. } if role == "test"),
+        "{source}"
+    );
+    let found = describe_image(&cloud, image).await;
+    assert!(
+        found
+            .as_ref()
+            .is_none_or(|i| i.state == ImageState::Deregistered),
+        "{found:?}"
+    );
+    assert_nothing_left(&cloud, &plan.run_id).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn image_wait_budget_exceeded_removes_the_pending_image() {
+    let cloud = cloud_with_faults("").await;
+    let mut spec = spec(fixture_rendered());
+    // The simulated account takes minutes to make an image.
+    spec.timeouts.image_available = Duration::from_secs(60);
+    let plan = plan(&cloud, &spec).await.expect("plan");
+    let journal = MemoryJournal::new();
+    let error = bake_with_journal(&cloud, &plan, &Silent, &CancellationToken::new(), &journal)
+        .await
+        .unwrap_err();
+
+    match &error {
+        BakeError::ImageNotAvailable { waited, name, .. } => {
+            assert_eq!(*waited, Duration::from_secs(60));
+            assert_eq!(name, &plan.ami_name);
+        }
+        other => panic!("expected ImageNotAvailable, got {other}"),
+    }
+    assert_eq!(images_of_run(&cloud, &plan.run_id).await, 0);
+    assert_nothing_left(&cloud, &plan.run_id).await;
+    assert!(
+        journal.open_records().is_empty(),
+        "{:?}",
+        journal.open_records()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_successful_bake_leaves_only_the_image_it_keeps() {
+    let cloud = cloud_with_faults("").await;
+    let plan = plan(&cloud, &spec(fixture_rendered())).await.expect("plan");
+    let journal = MemoryJournal::new();
+    let outcome = bake_with_journal(&cloud, &plan, &Silent, &CancellationToken::new(), &journal)
+        .await
+        .expect("bake");
+
+    assert!(
+        journal.open_records().is_empty(),
+        "{:?}",
+        journal.open_records()
+    );
+    let run = Tags::from([(TAG_RUN_ID.to_string(), plan.run_id.clone())]);
+    let images = images_with(&cloud, &run).await;
+    let ids: Vec<_> = images.iter().map(|i| &i.id).collect();
+    assert_eq!(ids, [&outcome.image.id]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_while_the_image_is_made_removes_it() {
+    let cloud = cloud_with_faults("").await;
+    let plan = plan(&cloud, &spec(fixture_rendered())).await.expect("plan");
+    let cancel = CancellationToken::new();
+    let progress = CancelOn {
+        subject: None,
+        message: "image poc-web-base-",
+        cancel: cancel.clone(),
+    };
+
+    let error = bake(&cloud, &plan, &progress, &cancel).await.unwrap_err();
+
+    assert!(
+        matches!(&error, BakeError::Cancelled { phase, .. } if phase == "image"),
+        "{error}"
+    );
+    assert_eq!(images_of_run(&cloud, &plan.run_id).await, 0);
+    assert_nothing_left(&cloud, &plan.run_id).await;
 }

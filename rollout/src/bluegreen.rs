@@ -575,10 +575,10 @@ impl Run<'_> {
         if !p.source_ips.is_empty() {
             conditions.push(RuleCondition::SourceIp(p.source_ips.clone()));
         }
-        if let Some((name, values)) = &p.header {
+        if let Some(h) = &p.header {
             conditions.push(RuleCondition::HttpHeader {
-                name: name.clone(),
-                values: values.clone(),
+                name: h.name.clone(),
+                values: h.values.clone(),
             });
         }
         let mut arns = Vec::new();

@@ -19,8 +19,9 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const AL2023: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
 
 /// The fixture's steps in bake order, as `recipe/step`.
-pub const FIXTURE_STEPS: [&str; 6] = [
+pub const FIXTURE_STEPS: [&str; 7] = [
     "base/update-os",
+    "base/apply-kernel",
     "web/install-httpd",
     "web/check-httpd",
     "hygiene/clear-identity",
@@ -56,6 +57,21 @@ fn step(recipe: &str, name: &str, phase: Phase, lines: &[&str]) -> Step {
     }
 }
 
+/// A step that asks the SSM agent for a reboot (exit code 194) on its first run; the
+/// agent runs it again after the reboot and it then exits 0.
+fn reboot_step(recipe: &str, name: &str) -> Step {
+    let lines = [
+        "if [ ! -e /var/lib/kiln/rebooted ]; then",
+        "  mkdir -p /var/lib/kiln && touch /var/lib/kiln/rebooted",
+        "  exit 194",
+        "fi",
+    ];
+    Step {
+        reboot: true,
+        ..step(recipe, name, Phase::Build, &lines)
+    }
+}
+
 /// Two small recipes and a hygiene step, with test steps.
 pub fn fixture_rendered() -> Rendered {
     Rendered {
@@ -67,6 +83,7 @@ pub fn fixture_rendered() -> Rendered {
                 Phase::Build,
                 &["dnf -y upgrade --refresh"],
             ),
+            reboot_step("base", "apply-kernel"),
             step(
                 "web",
                 "install-httpd",
@@ -140,19 +157,22 @@ pub async fn describe_image(cloud: &Cloud, id: &ImageId) -> Option<Image> {
     }
 }
 
-/// Cancels the bake a little while after the named step has started, so that the
-/// cancellation lands while kiln waits for the step's invocation.
-pub struct CancelOnStep {
-    pub step: &'static str,
+/// Cancels the bake a little while after the first event about `subject` (any subject
+/// when `None`) whose message contains `message`: the cancellation lands while kiln waits.
+pub struct CancelOn {
+    pub subject: Option<&'static str>,
+    pub message: &'static str,
     pub cancel: CancellationToken,
 }
 
-/// Long enough for the command to be sent and running, shorter than any fixture step.
+/// Long enough for the command to be sent and running, shorter than any fixture step or
+/// the making of an image.
 const CANCEL_AFTER: Duration = Duration::from_secs(4);
 
-impl Progress for CancelOnStep {
+impl Progress for CancelOn {
     fn event(&self, event: Event) {
-        if event.subject == self.step && event.message.contains("started") {
+        let about = self.subject.is_none_or(|s| event.subject == s);
+        if about && event.message.contains(self.message) {
             let cancel = self.cancel.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(CANCEL_AFTER).await;
