@@ -206,6 +206,16 @@ async fn strategy_parts(
         Strategy::InPlace(s) => parts.in_place = inplace::plan_part(&facts.group, s, refusals),
     }
     if let Some(r) = &parts.refresh {
+        let grace = facts.group.health_check_grace;
+        if grace < r.preferences.instance_warmup {
+            notes.push(format!(
+                "group {} has a health check grace of {} s, shorter than the warm-up of {} \
+                 s: Auto Scaling may replace instances that are still booting (PITFALLS 7)",
+                facts.group.name,
+                grace.as_secs(),
+                r.preferences.instance_warmup.as_secs()
+            ));
+        }
         if !r.preferences.auto_rollback && spec_auto_rollback(spec) {
             notes.push(
                 "the template takes its image from Parameter Store: AWS cannot roll this \

@@ -209,10 +209,10 @@ async fn rollback_by_hand_during_a_rollout_stops_it() {
     assert_eq!(out.status, "RolledBack");
     assert_eq!((out.launch_template_version, out.previous_version), (2, 3));
     let err = task.await.unwrap().unwrap_err();
-    assert!(
-        matches!(err.stop_reason(), Some(StopReason::RefreshEnded { status, .. }) if status == "RollbackSuccessful"),
-        "{err}"
-    );
+    let Some(StopReason::RefreshEnded { status, .. }) = err.stop_reason() else {
+        panic!("expected the refresh to end, got {err}");
+    };
+    assert_eq!(status, "RollbackSuccessful");
     let (version, images) = versions_and_images(&cloud, GROUP).await;
     assert_eq!(
         (version.as_str(), images),
