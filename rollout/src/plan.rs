@@ -237,12 +237,26 @@ impl RolloutPlan {
     /// The lock this plan takes: it expires after every deadline of the run has passed.
     pub fn lock_holder(&self, now: Timestamp) -> LockHolder {
         let t = &self.spec.timeouts;
-        let ttl = t.rollout + t.rollback + LOCK_MARGIN;
+        let ttl = t.rollout + t.rollback + LOCK_MARGIN + self.unbounded_phases();
         LockHolder {
             owner: self.owner.clone(),
             run_id: self.run_id.clone(),
             expires: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
         }
+    }
+}
+
+impl RolloutPlan {
+    /// Phases that run for a set time outside the rollout deadline: blue/green's preview
+    /// hold, traffic steps and drain.
+    fn unbounded_phases(&self) -> Duration {
+        let Some(bg) = &self.blue_green else {
+            return Duration::ZERO;
+        };
+        let s = &bg.settings;
+        let hold = s.preview.as_ref().map_or(Duration::ZERO, |p| p.hold);
+        let steps = s.step_bake * s.traffic_steps.len() as u32;
+        hold + steps + bg.blue_target_group.deregistration_delay
     }
 }
 

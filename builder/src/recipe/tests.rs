@@ -820,3 +820,19 @@ fn templates_cannot_read_the_build_machine_environment() {
         "{error}"
     );
 }
+
+#[test]
+fn a_missing_hygiene_recipe_is_explained() {
+    let f = Fixture::new();
+    std::fs::remove_file(f.dir.path().join("recipes/hygiene.yaml")).expect("remove");
+    let error = f.error(&["db"], json!({}));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: there is no hygiene.yaml in this folder, and every bake ends with the \
+             hygiene recipe, listed in the pipeline or not\n  hint: use one of the \
+             available recipes: db, web",
+            f.recipes()
+        )
+    );
+}
