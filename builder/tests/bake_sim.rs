@@ -65,6 +65,12 @@ async fn happy_path_makes_a_tagged_image_and_leaves_nothing() {
         "the reboot step waited for the agent again"
     );
     let phases: Vec<&str> = outcome.timings.iter().map(|(p, _)| p.as_str()).collect();
+    let announced: Vec<&str> = events
+        .iter()
+        .filter(|e| e.message.ends_with("phase started"))
+        .map(|e| e.phase.as_str())
+        .collect();
+    assert_eq!(announced, phases, "each phase is announced as it starts");
     assert_eq!(
         phases,
         ["builder", "steps", "hygiene", "image", "test", "cleanup"]
