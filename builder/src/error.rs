@@ -43,8 +43,9 @@ pub enum BakeError {
     },
 
     #[error(
-        "{role} instance {instance} in {region} is not running after {waited:?} (last state \
-         {state}); check EC2 capacity and quotas, or raise timeouts.boot"
+        "{role} instance {instance} in {region} did not reach running within {waited:?} \
+         (state {state}); check EC2 capacity, quotas and the instance's console output, or \
+         raise timeouts.boot"
     )]
     InstanceNotRunning {
         role: String,

@@ -65,6 +65,12 @@ async fn happy_path_makes_a_tagged_image_and_leaves_nothing() {
         "the reboot step waited for the agent again"
     );
     let phases: Vec<&str> = outcome.timings.iter().map(|(p, _)| p.as_str()).collect();
+    let announced: Vec<&str> = events
+        .iter()
+        .filter(|e| e.message.ends_with("phase started"))
+        .map(|e| e.phase.as_str())
+        .collect();
+    assert_eq!(announced, phases, "each phase is announced as it starts");
     assert_eq!(
         phases,
         ["builder", "steps", "hygiene", "image", "test", "cleanup"]
@@ -192,8 +198,9 @@ async fn cancel_during_the_steps_cleans_up() {
     let cloud = cloud_with_faults("").await;
     let plan = plan(&cloud, &spec(fixture_rendered())).await.expect("plan");
     let cancel = CancellationToken::new();
-    let progress = CancelOnStep {
-        step: "web/install-httpd",
+    let progress = CancelOn {
+        subject: Some("web/install-httpd"),
+        message: "started",
         cancel: cancel.clone(),
     };
 
@@ -454,7 +461,11 @@ async fn builder_that_never_boots_is_a_clear_error() {
             ..
         } => {
             assert_eq!(role, "builder");
-            assert_ne!(state, "running");
+            assert!(state.starts_with("shutting-down") || state.starts_with("terminated"));
+            assert!(
+                state.contains("Server.InternalError"),
+                "EC2's reason is shown: {state}"
+            );
             assert_eq!(region, REGION);
         }
         other => panic!("expected InstanceNotRunning, got {other}"),
@@ -588,4 +599,43 @@ async fn a_successful_bake_leaves_only_the_image_it_keeps() {
     let images = images_with(&cloud, &run).await;
     let ids: Vec<_> = images.iter().map(|i| &i.id).collect();
     assert_eq!(ids, [&outcome.image.id]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_while_the_image_is_made_removes_it() {
+    let cloud = cloud_with_faults("").await;
+    let plan = plan(&cloud, &spec(fixture_rendered())).await.expect("plan");
+    let cancel = CancellationToken::new();
+    let progress = CancelOn {
+        subject: None,
+        message: "image poc-web-base-",
+        cancel: cancel.clone(),
+    };
+
+    let error = bake(&cloud, &plan, &progress, &cancel).await.unwrap_err();
+
+    assert!(
+        matches!(&error, BakeError::Cancelled { phase, .. } if phase == "image"),
+        "{error}"
+    );
+    assert_eq!(images_of_run(&cloud, &plan.run_id).await, 0);
+    assert_nothing_left(&cloud, &plan.run_id).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttled_creates_are_tried_again() {
+    let faults = r#"
+throttle:
+  - { operation: CreateSecurityGroup, count: 1 }
+  - { operation: RunInstances, count: 3 }
+  - { operation: CreateImage, count: 2 }
+  - { operation: TerminateInstances, count: 2 }
+"#;
+    let cloud = cloud_with_faults(faults).await;
+    let plan = plan(&cloud, &spec(fixture_rendered())).await.expect("plan");
+    let outcome = bake(&cloud, &plan, &Silent, &CancellationToken::new())
+        .await
+        .expect("bake");
+    assert!(outcome.leftovers.is_empty(), "{:?}", outcome.leftovers);
+    assert_nothing_left(&cloud, &plan.run_id).await;
 }

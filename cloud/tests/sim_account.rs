@@ -192,3 +192,27 @@ fn example_faults_files_parse() {
     }
     assert!(seen >= 6, "{seen} example faults files");
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_call_is_saved_whole_so_a_killed_process_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, seed) = (dir.path().join("state.json"), seed_file(dir.path()));
+    let account = SimAccount::open(&state, Some(&seed), None).unwrap();
+    let cloud = account.region(REGION).await.unwrap();
+    let inst = cloud
+        .compute
+        .run_instance(&builder_request("builder"))
+        .await
+        .unwrap();
+    // Read while the account is still open, as `kill -9` would leave it.
+    let text = std::fs::read_to_string(&state).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(saved["regions"][REGION]["instances"]
+        .get(inst.id.as_str())
+        .is_some());
+    let leftovers = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok());
+    let temps = leftovers.filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"));
+    assert_eq!(temps.count(), 0, "no temporary file left behind");
+}

@@ -670,6 +670,12 @@ async fn rules_match_source_ips_with_unique_priorities() {
         },
         tags: Tags::new(),
     };
+    let mut bad = rule.clone();
+    bad.conditions = vec![RuleCondition::SourceIp(vec!["203.0.113.7".into()])];
+    assert_eq!(
+        lb.create_rule(&bad).await.unwrap_err().kind,
+        ErrorKind::Validation
+    );
     let created = lb.create_rule(&rule).await.unwrap();
     assert_eq!(
         lb.create_rule(&rule).await.unwrap_err().kind,
@@ -839,4 +845,41 @@ async fn standby_instances_wait_or_are_terminated_as_asked() {
         "the standby instance was replaced"
     );
     assert_eq!(g.instances.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_on_latest_launches_whatever_version_is_newest() {
+    let (_account, cloud) = poc().await;
+    let floating = GroupTemplate {
+        version: "$Latest".into(),
+        ..numbered(2)
+    };
+    let req = UpdateGroup {
+        name: GROUP.into(),
+        template: Some(floating),
+        ..Default::default()
+    };
+    cloud.scaling.update_group(&req).await.unwrap();
+    let v = new_version(&cloud, AL2023).await;
+    cloud.scaling.set_desired_capacity(GROUP, 4).await.unwrap();
+    let g = until(Duration::from_secs(600), || async {
+        let g = group(&cloud).await;
+        (g.instances.len() == 4).then_some(g)
+    })
+    .await;
+    let versions: Vec<String> = g
+        .instances
+        .iter()
+        .map(|i| i.launch_template.clone().unwrap().version)
+        .collect();
+    assert_eq!(
+        versions.iter().filter(|v2| **v2 == v.to_string()).count(),
+        1,
+        "{versions:?}"
+    );
+    assert_eq!(
+        g.launch_template.unwrap().version,
+        "$Latest",
+        "the group keeps the reference"
+    );
 }

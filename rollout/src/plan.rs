@@ -206,6 +206,16 @@ async fn strategy_parts(
         Strategy::InPlace(s) => parts.in_place = inplace::plan_part(&facts.group, s, refusals),
     }
     if let Some(r) = &parts.refresh {
+        let grace = facts.group.health_check_grace;
+        if grace < r.preferences.instance_warmup {
+            notes.push(format!(
+                "group {} has a health check grace of {} s, shorter than the warm-up of {} \
+                 s: Auto Scaling may replace instances that are still booting (PITFALLS 7)",
+                facts.group.name,
+                grace.as_secs(),
+                r.preferences.instance_warmup.as_secs()
+            ));
+        }
         if !r.preferences.auto_rollback && spec_auto_rollback(spec) {
             notes.push(
                 "the template takes its image from Parameter Store: AWS cannot roll this \
@@ -227,12 +237,26 @@ impl RolloutPlan {
     /// The lock this plan takes: it expires after every deadline of the run has passed.
     pub fn lock_holder(&self, now: Timestamp) -> LockHolder {
         let t = &self.spec.timeouts;
-        let ttl = t.rollout + t.rollback + LOCK_MARGIN;
+        let ttl = t.rollout + t.rollback + LOCK_MARGIN + self.unbounded_phases();
         LockHolder {
             owner: self.owner.clone(),
             run_id: self.run_id.clone(),
             expires: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
         }
+    }
+}
+
+impl RolloutPlan {
+    /// Phases that run for a set time outside the rollout deadline: blue/green's preview
+    /// hold, traffic steps and drain.
+    fn unbounded_phases(&self) -> Duration {
+        let Some(bg) = &self.blue_green else {
+            return Duration::ZERO;
+        };
+        let s = &bg.settings;
+        let hold = s.preview.as_ref().map_or(Duration::ZERO, |p| p.hold);
+        let steps = s.step_bake * s.traffic_steps.len() as u32;
+        hold + steps + bg.blue_target_group.deregistration_delay
     }
 }
 

@@ -192,3 +192,30 @@ async fn a_throttling_storm_delays_the_rollout_without_breaking_it() {
         .any(|e| e.level == kiln_cloud::Level::Warn);
     assert!(warned, "throttled polls are reported");
 }
+
+#[tokio::test(start_paused = true)]
+async fn rollback_by_hand_during_a_rollout_stops_it() {
+    let (_account, cloud) = poc().await;
+    let p = plan(&cloud, &rolling(RollingSettings::default()), &new_image())
+        .await
+        .unwrap();
+    let task = spawn_rollout(&cloud, &p, &CancellationToken::new());
+    until_refresh_in_progress(&cloud, 1).await;
+
+    // An operator in an incident: the lock does not stop an AWS rollback.
+    let out = rollback(&cloud, GROUP, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(out.status, "RolledBack");
+    assert_eq!((out.launch_template_version, out.previous_version), (2, 3));
+    let err = task.await.unwrap().unwrap_err();
+    let Some(StopReason::RefreshEnded { status, .. }) = err.stop_reason() else {
+        panic!("expected the refresh to end, got {err}");
+    };
+    assert_eq!(status, "RollbackSuccessful");
+    let (version, images) = versions_and_images(&cloud, GROUP).await;
+    assert_eq!(
+        (version.as_str(), images),
+        ("2", vec![CURRENT_IMAGE.to_string(); 3])
+    );
+}

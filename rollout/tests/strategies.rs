@@ -398,3 +398,30 @@ async fn status_shows_versions_images_and_the_last_refresh() {
         assert_eq!(i.target_health, Some(TargetState::Healthy));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_blue_green_before_the_switch_deletes_green() {
+    let (_account, cloud) = poc().await;
+    let p = plan(
+        &cloud,
+        &blue_green(BlueGreenSettings::default()),
+        &new_image(),
+    )
+    .await
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let task = spawn_rollout(&cloud, &p, &cancel);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    cancel.cancel();
+    let err = task.await.unwrap().unwrap_err();
+    assert_eq!(err.stop_reason(), Some(&StopReason::Cancelled), "{err}");
+    assert_eq!(listener_targets(&cloud).await, [(TG.to_string(), 1)]);
+    let groups = cloud.scaling.describe_groups(&[]).await.unwrap();
+    assert_eq!(groups.len(), 1, "only blue is left");
+    let tgs = cloud
+        .load_balancing
+        .describe_target_groups(&[])
+        .await
+        .unwrap();
+    assert_eq!(tgs.len(), 1, "green's target group deleted");
+}

@@ -10,16 +10,19 @@ use tokio_util::sync::CancellationToken;
 use super::Run;
 use crate::journal::ResourceKind;
 use crate::wait::SECURITY_GROUP_RETRY;
-use crate::wait::{wait_until, Poll, WaitError, INSTANCE_POLL, SECURITY_GROUP_BUDGET};
+use crate::wait::{
+    retry_throttled, wait_until, Poll, WaitError, INSTANCE_POLL, SECURITY_GROUP_BUDGET,
+};
 
 impl Run<'_> {
     /// Terminates the builder once its image exists; [`Run::cleanup`] waits for it.
     pub(super) async fn terminate_early(&mut self, builder: &InstanceId) {
-        if let Err(e) = self
-            .cloud
-            .compute
-            .terminate_instances(std::slice::from_ref(builder))
-            .await
+        if let Err(e) = retry_throttled(|| {
+            self.cloud
+                .compute
+                .terminate_instances(std::slice::from_ref(builder))
+        })
+        .await
         {
             let message = format!("could not terminate builder {builder} yet: {e}");
             self.emit(Level::Warn, "image", builder.as_str(), message);
@@ -47,7 +50,7 @@ impl Run<'_> {
 
     /// Terminates `ids` and waits until none is left running; false if any is.
     async fn end_instances(&mut self, ids: &[InstanceId]) -> bool {
-        if let Err(e) = self.cloud.compute.terminate_instances(ids).await {
+        if let Err(e) = retry_throttled(|| self.cloud.compute.terminate_instances(ids)).await {
             if !e.is(ErrorKind::NotFound) {
                 for id in ids {
                     self.leftover(ResourceKind::Instance, id.as_str(), &e.to_string());
@@ -56,35 +59,8 @@ impl Run<'_> {
             }
         }
 
-        let budget = self.plan.timeouts.instance_terminated;
-        let filter = InstanceFilter {
-            ids: ids.to_vec(),
-            ..InstanceFilter::default()
-        };
-        let remaining = std::sync::Mutex::new(ids.to_vec());
-        let result = wait_until(budget, INSTANCE_POLL, &CancellationToken::new(), || async {
-            match self.cloud.compute.describe_instances(&filter).await {
-                Ok(found) => {
-                    let alive: Vec<InstanceId> = found
-                        .into_iter()
-                        .filter(|i| i.state != InstanceState::Terminated)
-                        .map(|i| i.id)
-                        .collect();
-                    let done = alive.is_empty();
-                    *remaining.lock().expect("remaining lock") = alive;
-                    Ok::<_, ()>(if done { Poll::Ready(()) } else { Poll::Pending })
-                }
-                Err(e) if e.is(ErrorKind::NotFound) => Ok(Poll::Ready(())),
-                Err(_) => Ok(Poll::Pending),
-            }
-        })
-        .await;
-
-        let remaining = remaining.into_inner().expect("remaining lock");
-        for id in ids
-            .iter()
-            .filter(|id| !remaining.contains(id) || result.is_ok())
-        {
+        let remaining = self.wait_terminated(ids).await;
+        for id in ids.iter().filter(|id| !remaining.contains(id)) {
             self.journal.forget(ResourceKind::Instance, id.as_str());
             self.emit(
                 Level::Info,
@@ -93,14 +69,45 @@ impl Run<'_> {
                 "instance terminated".into(),
             );
         }
-        if result.is_ok() {
-            return true;
-        }
+        let budget = self.plan.timeouts.instance_terminated;
         for id in &remaining {
             let why = format!("still not terminated after {budget:?}");
             self.leftover(ResourceKind::Instance, id.as_str(), &why);
         }
-        false
+        remaining.is_empty()
+    }
+
+    /// Waits until every instance of `ids` is terminated (or gone); returns those that
+    /// are not when the budget runs out.
+    async fn wait_terminated(&self, ids: &[InstanceId]) -> Vec<InstanceId> {
+        let filter = InstanceFilter {
+            ids: ids.to_vec(),
+            ..InstanceFilter::default()
+        };
+        // Until a read succeeds, every instance counts as still there.
+        let remaining = std::sync::Mutex::new(ids.to_vec());
+        let budget = self.plan.timeouts.instance_terminated;
+        let never = CancellationToken::new();
+        let result = wait_until(budget, INSTANCE_POLL, &never, || async {
+            let alive: Vec<InstanceId> = match self.cloud.compute.describe_instances(&filter).await
+            {
+                Ok(found) => found
+                    .into_iter()
+                    .filter(|i| i.state != InstanceState::Terminated)
+                    .map(|i| i.id)
+                    .collect(),
+                Err(e) if e.is(ErrorKind::NotFound) => Vec::new(),
+                Err(_) => return Ok::<_, ()>(Poll::Pending),
+            };
+            let done = alive.is_empty();
+            *remaining.lock().expect("remaining lock") = alive;
+            Ok(if done { Poll::Ready(()) } else { Poll::Pending })
+        })
+        .await;
+        match result {
+            Ok(()) => Vec::new(),
+            Err(_) => remaining.into_inner().expect("remaining lock"),
+        }
     }
 
     /// Deletes the group, retrying while EC2 still counts it as in use.

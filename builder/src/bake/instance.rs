@@ -2,15 +2,15 @@
 //! then the SSM agent online, each with its own deadline: PITFALLS 16).
 
 use kiln_cloud::{
-    CreateSecurityGroup, ErrorKind, ImageId, InstanceFilter, InstanceId, InstanceState, Level,
-    PingStatus, RunInstance, SecurityGroupId,
+    CreateSecurityGroup, ErrorKind, ImageId, Instance, InstanceFilter, InstanceId, InstanceState,
+    Level, PingStatus, RunInstance, SecurityGroupId,
 };
 
 use super::Run;
 use crate::error::BakeError;
 use crate::journal::ResourceKind;
 use crate::plan::security_group_name;
-use crate::wait::{wait_until, Poll, WaitError, AGENT_POLL, INSTANCE_POLL};
+use crate::wait::{retry_throttled, wait_until, Poll, WaitError, AGENT_POLL, INSTANCE_POLL};
 
 impl Run<'_> {
     /// A security group with no ingress: SSM needs only outbound HTTPS from the instance.
@@ -26,10 +26,7 @@ impl Run<'_> {
             vpc_id: self.plan.builder.vpc_id.clone(),
             tags: self.resource_tags(crate::naming::ROLE_BUILDER),
         };
-        let id = self
-            .cloud
-            .compute
-            .create_security_group(&request)
+        let id = retry_throttled(|| self.cloud.compute.create_security_group(&request))
             .await
             .map_err(|e| BakeError::cloud(format!("creating security group {name}"), e))?;
         self.record(ResourceKind::SecurityGroup, id.as_str());
@@ -64,10 +61,7 @@ impl Run<'_> {
             user_data: None,
             tags: self.resource_tags(role),
         };
-        let instance = self
-            .cloud
-            .compute
-            .run_instance(&request)
+        let instance = retry_throttled(|| self.cloud.compute.run_instance(&request))
             .await
             .map_err(|e| {
                 BakeError::cloud(format!("launching the {role} instance from {image}"), e)
@@ -106,41 +100,39 @@ impl Run<'_> {
         role: &'static str,
     ) -> Result<(), BakeError> {
         let budget = self.plan.timeouts.boot;
+        let started = tokio::time::Instant::now();
         // The last state seen, for the timeout's message.
         let last_state = std::sync::Mutex::new("not yet listed".to_string());
         let result = wait_until(budget, INSTANCE_POLL, self.cancel, || async {
-            match self.instance_state(instance).await? {
-                Some(InstanceState::Running) => Ok(Poll::Ready(())),
-                Some(InstanceState::Pending) => {
-                    *last_state.lock().expect("state lock") = "pending".to_string();
+            let Some(found) = self.read_instance(instance).await? else {
+                return Ok(Poll::Pending);
+            };
+            let state = state_text(&found);
+            match found.state {
+                InstanceState::Running => Ok(Poll::Ready(())),
+                InstanceState::Pending => {
+                    *last_state.lock().expect("state lock") = state;
                     Ok(Poll::Pending)
                 }
-                None => Ok(Poll::Pending),
-                Some(other) => Err(self.not_running(instance, role, other, budget)),
+                // Stopped, stopping or ending: it will not run without help.
+                _ => Err(self.not_running(instance, role, state, started.elapsed())),
             }
         })
         .await;
         let last_state = last_state.into_inner().expect("state lock");
         self.finish_wait(result, |run| {
-            run.not_running_timeout(instance, role, &last_state, budget)
+            run.not_running(instance, role, last_state, budget)
         })
     }
 
-    /// The instance's state; `None` while EC2 does not list it yet or a read failed
-    /// transiently.
-    async fn instance_state(
-        &self,
-        instance: &InstanceId,
-    ) -> Result<Option<InstanceState>, BakeError> {
+    /// The instance; `None` while EC2 does not list it yet or a read failed transiently.
+    async fn read_instance(&self, instance: &InstanceId) -> Result<Option<Instance>, BakeError> {
         let filter = InstanceFilter {
             ids: vec![instance.clone()],
             ..InstanceFilter::default()
         };
         match self.cloud.compute.describe_instances(&filter).await {
-            Ok(found) => Ok(found
-                .into_iter()
-                .find(|i| &i.id == instance)
-                .map(|i| i.state)),
+            Ok(found) => Ok(found.into_iter().find(|i| &i.id == instance)),
             Err(e) if e.is(ErrorKind::NotFound) || e.is_transient() => {
                 tracing::debug!(%instance, error = %e, "instance not readable yet");
                 Ok(None)
@@ -156,30 +148,14 @@ impl Run<'_> {
         &self,
         instance: &InstanceId,
         role: &str,
-        state: InstanceState,
+        state: String,
         waited: std::time::Duration,
     ) -> BakeError {
         BakeError::InstanceNotRunning {
             role: role.to_string(),
             instance: instance.clone(),
             region: self.cloud.region.clone(),
-            state: format!("{state:?}").to_lowercase(),
-            waited,
-        }
-    }
-
-    fn not_running_timeout(
-        &self,
-        instance: &InstanceId,
-        role: &str,
-        state: &str,
-        waited: std::time::Duration,
-    ) -> BakeError {
-        BakeError::InstanceNotRunning {
-            role: role.to_string(),
-            instance: instance.clone(),
-            region: self.cloud.region.clone(),
-            state: state.to_string(),
+            state,
             waited,
         }
     }
@@ -247,5 +223,14 @@ impl Run<'_> {
             Err(WaitError::TimedOut) => Err(on_timeout(self)),
             Err(WaitError::Cancelled) => Err(self.cancelled()),
         }
+    }
+}
+
+/// `terminated (Server.InternalError: ...)`: the state and EC2's reason for it.
+fn state_text(instance: &Instance) -> String {
+    let state = format!("{:?}", instance.state).to_lowercase();
+    match &instance.state_reason {
+        Some(reason) => format!("{state} ({reason})"),
+        None => state,
     }
 }

@@ -803,3 +803,36 @@ fn services_can_start_without_being_enabled() {
     assert!(script.contains("systemctl start 'chronyd'\n"));
     assert!(!script.contains("systemctl enable"));
 }
+
+#[test]
+fn templates_cannot_read_the_build_machine_environment() {
+    let f = Fixture::new();
+    f.template(
+        "web/httpd.conf.tera",
+        "{{ get_env(name=\"HOME\") }}{{ port }}{{ greeting }}",
+    );
+    let error = f.error(&["web"], ok_vars());
+    assert_eq!(error.kind(), RecipeErrorKind::TemplateRender);
+    assert!(
+        error
+            .problem()
+            .contains("get_env is disabled in kiln templates"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_missing_hygiene_recipe_is_explained() {
+    let f = Fixture::new();
+    std::fs::remove_file(f.dir.path().join("recipes/hygiene.yaml")).expect("remove");
+    let error = f.error(&["db"], json!({}));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: there is no hygiene.yaml in this folder, and every bake ends with the \
+             hygiene recipe, listed in the pipeline or not\n  hint: use one of the \
+             available recipes: db, web",
+            f.recipes()
+        )
+    );
+}

@@ -157,19 +157,22 @@ pub async fn describe_image(cloud: &Cloud, id: &ImageId) -> Option<Image> {
     }
 }
 
-/// Cancels the bake a little while after the named step has started, so that the
-/// cancellation lands while kiln waits for the step's invocation.
-pub struct CancelOnStep {
-    pub step: &'static str,
+/// Cancels the bake a little while after the first event about `subject` (any subject
+/// when `None`) whose message contains `message`: the cancellation lands while kiln waits.
+pub struct CancelOn {
+    pub subject: Option<&'static str>,
+    pub message: &'static str,
     pub cancel: CancellationToken,
 }
 
-/// Long enough for the command to be sent and running, shorter than any fixture step.
+/// Long enough for the command to be sent and running, shorter than any fixture step or
+/// the making of an image.
 const CANCEL_AFTER: Duration = Duration::from_secs(4);
 
-impl Progress for CancelOnStep {
+impl Progress for CancelOn {
     fn event(&self, event: Event) {
-        if event.subject == self.step && event.message.contains("started") {
+        let about = self.subject.is_none_or(|s| event.subject == s);
+        if about && event.message.contains(self.message) {
             let cancel = self.cancel.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(CANCEL_AFTER).await;

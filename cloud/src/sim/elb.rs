@@ -417,11 +417,45 @@ pub fn describe_rules(w: &mut World, listener: &Arn) -> CloudResult<Vec<Rule>> {
     Ok(out)
 }
 
+/// ELB refuses a source-ip condition that is not a CIDR block.
+fn check_conditions(w: &World, op: &'static str, conditions: &[RuleCondition]) -> CloudResult<()> {
+    let cidrs = conditions.iter().flat_map(|c| match c {
+        RuleCondition::SourceIp(v) => v.as_slice(),
+        _ => &[],
+    });
+    for cidr in cidrs {
+        let ok = cidr.split_once('/').is_some_and(|(ip, bits)| {
+            let bits: Option<u8> = bits.parse().ok();
+            match ip.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(_)) => bits.is_some_and(|b| b <= 32),
+                Ok(std::net::IpAddr::V6(_)) => bits.is_some_and(|b| b <= 128),
+                Err(_) => false,
+            }
+        });
+        if !ok {
+            let msg = format!("{cidr} is not a valid CIDR block for a source-ip condition");
+            return Err(w.err(ErrorKind::Validation, op, cidr, "ValidationError", msg));
+        }
+    }
+    if conditions.is_empty() {
+        let msg = "a rule needs at least one condition";
+        return Err(w.err(
+            ErrorKind::Validation,
+            op,
+            "conditions",
+            "ValidationError",
+            msg,
+        ));
+    }
+    Ok(())
+}
+
 pub fn create_rule(w: &mut World, req: &CreateRule) -> CloudResult<Rule> {
     const OP: &str = "CreateRule";
     if !w.r.listeners.contains_key(req.listener_arn.as_str()) {
         return Err(w.not_found(OP, req.listener_arn.as_str(), "ListenerNotFound"));
     }
+    check_conditions(w, OP, &req.conditions)?;
     check_forward(w, OP, &req.forward)?;
     let priority = req.priority.to_string();
     let taken =

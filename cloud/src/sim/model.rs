@@ -250,7 +250,8 @@ pub struct SimRefresh {
     pub refresh: InstanceRefresh,
     /// The group's configuration when the refresh started (rollback restores it).
     pub original: GroupTemplate,
-    /// What the group converges to: the desired config, or `original` in a rollback.
+    /// What the group launches from: the desired config as given (`$Latest` resolves at
+    /// each launch), or `original` in a rollback.
     pub target: GroupTemplate,
     /// Instances still to replace.
     pub to_replace: BTreeSet<InstanceId>,

@@ -114,6 +114,8 @@ pub fn start(w: &mut World, req: &StartRefresh) -> CloudResult<String> {
     check_preferences(w, req, original.is_floating())?;
     let target_ref = req.desired.clone().unwrap_or_else(|| original.clone());
     let (t, n) = templates::resolve(w, OP, &target_ref)?;
+    // Matching is judged on the version the reference stands for now; launches resolve
+    // it again, so `$Latest` follows versions written during the refresh (PITFALLS 1).
     let target = templates::numbered(&t, n);
     let p = &req.preferences;
     let to_replace: BTreeSet<InstanceId> = g
@@ -143,7 +145,7 @@ pub fn start(w: &mut World, req: &StartRefresh) -> CloudResult<String> {
     w.r.refreshes.push(SimRefresh {
         refresh,
         original,
-        target,
+        target: target_ref,
         to_replace,
         total,
         replaced: 0,

@@ -26,6 +26,8 @@ const REBOOT_SECS: (u64, u64) = (30, 90);
 const REBOOT_EXIT: &str = "exit 194";
 /// Exit code bash gives for a syntax error found by `bash -n`.
 const SYNTAX_EXIT: i32 = 2;
+/// ListCommandInvocations shows only the first 2,500 characters of output (PITFALLS 19).
+const LISTING_OUTPUT_LIMIT: usize = 2_500;
 /// Agent version the simulated instances report.
 const AGENT_VERSION: &str = "3.3.1142.0";
 
@@ -322,7 +324,13 @@ pub fn get_invocation(
 pub fn list_invocations(w: &mut World, id: &CommandId) -> CloudResult<Vec<Invocation>> {
     let cmd = command(w, "ListCommandInvocations", id)?;
     let visible = cmd.invocations.values().filter(|i| i.visible_at <= w.now);
-    Ok(visible.map(|i| i.current.clone()).collect())
+    let listed = visible.map(|i| {
+        let mut inv = i.current.clone();
+        inv.stdout = inv.stdout.chars().take(LISTING_OUTPUT_LIMIT).collect();
+        inv.stderr = inv.stderr.chars().take(LISTING_OUTPUT_LIMIT).collect();
+        inv
+    });
+    Ok(listed.collect())
 }
 
 pub fn cancel(w: &mut World, id: &CommandId, instances: &[InstanceId]) -> CloudResult<()> {
