@@ -717,13 +717,13 @@ async fn a_group_is_created_updated_and_described() {
     assert_eq!(launched_from.template_id, template.template_id);
     assert_eq!(launched_from.template_name.as_deref(), Some("web"));
     assert_eq!(launched_from.version, "1");
-    assert_eq!(group.target_group_arns, [tg.arn.clone()]);
+    assert_eq!(group.target_group_arns, std::slice::from_ref(&tg.arn));
     assert_eq!(group.health_check_type, "ELB");
     assert_eq!(
         group.health_check_grace,
         std::time::Duration::from_secs(120)
     );
-    assert_eq!(group.subnet_ids, [subnet.id.clone()]);
+    assert_eq!(group.subnet_ids, std::slice::from_ref(&subnet.id));
     assert_eq!(
         group.tags.get(TAG_MANAGED_BY).map(String::as_str),
         Some("web")
@@ -839,7 +839,7 @@ async fn a_group_is_created_updated_and_described() {
         .expect("exit standby");
     cloud
         .scaling
-        .detach_target_groups("web", &[tg.arn.clone()])
+        .detach_target_groups("web", std::slice::from_ref(&tg.arn))
         .await
         .expect("detach");
     let group = &cloud
@@ -850,7 +850,7 @@ async fn a_group_is_created_updated_and_described() {
     assert!(group.target_group_arns.is_empty());
     cloud
         .scaling
-        .attach_target_groups("web", &[tg.arn.clone()])
+        .attach_target_groups("web", std::slice::from_ref(&tg.arn))
         .await
         .expect("attach");
     cloud
