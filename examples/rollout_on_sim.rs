@@ -15,7 +15,13 @@ struct Lines;
 
 impl Progress for Lines {
     fn event(&self, e: Event) {
-        eprintln!("{} {:<8} {} {}", e.at.format("%H:%M:%S"), e.phase, e.subject, e.message);
+        eprintln!(
+            "{} {:<8} {} {}",
+            e.at.format("%H:%M:%S"),
+            e.phase,
+            e.subject,
+            e.message
+        );
     }
 }
 
