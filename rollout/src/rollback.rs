@@ -128,7 +128,13 @@ async fn refresh_back(
         return Err(rollback_failed(cloud, &g.name, detail));
     }
     let me = plan.lock_holder(cloud.clock.now());
-    lock::acquire(cloud, &g.name, &me).await?;
+    if let Some(old) = lock::acquire(cloud, &g.name, &me).await? {
+        emit.warn(
+            "lock",
+            &g.name,
+            format!("took over the expired lock of {old}"),
+        );
+    }
     let result = watch_back(cloud, &plan, previous, emit, cancel).await;
     if let Err(e) = lock::release(cloud, &g.name, &me).await {
         emit.warn("lock", &g.name, format!("could not release the lock: {e}"));
