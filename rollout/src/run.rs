@@ -56,7 +56,13 @@ pub async fn rollout(
     }
 
     let me = plan.lock_holder(cloud.clock.now());
-    lock::acquire(cloud, group, &me).await?;
+    if let Some(old) = lock::acquire(cloud, group, &me).await? {
+        emit.warn(
+            "lock",
+            group,
+            format!("took over the expired lock of {old}"),
+        );
+    }
     emit.info("lock", group, format!("locked by {me}"));
 
     let result = run_locked(cloud, plan, &emit, cancel).await;
