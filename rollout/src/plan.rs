@@ -201,7 +201,8 @@ async fn strategy_parts(
         Strategy::BlueGreen(b) => {
             let next = template.expected_new_version;
             let tg = facts.target_group.as_ref();
-            parts.blue_green = bluegreen::plan_part(cloud, spec, b, tg, next, refusals).await?;
+            parts.blue_green =
+                bluegreen::plan_part(cloud, spec, b, tg, next, refusals, notes).await?;
         }
         Strategy::InPlace(s) => parts.in_place = inplace::plan_part(&facts.group, s, refusals),
     }
@@ -346,6 +347,8 @@ fn template_plan(
     let (g, t, v) = (&facts.group, &facts.template, facts.source.version);
     check_group_template(facts, spec, refusals, notes);
     if g.mixed_instances {
+        // Not done: the desired configuration of a mixed instances policy; the refusal
+        // can go when the ports carry that policy.
         refusals.push(Refusal {
             check: "mixed_instances".into(),
             reason: format!("group {} launches through a mixed instances policy", g.name),
