@@ -188,10 +188,7 @@ where
         }
         SdkError::ResponseError(response) => {
             let status = response.raw().status().as_u16();
-            let message = format!(
-                "unreadable HTTP {status} response: {}",
-                excerpt(response.raw())
-            );
+            let message = format!("HTTP {status}, unreadable: {}", excerpt(response.raw()));
             call.error(
                 kind_for_status(Some(status)),
                 &format!("HTTP{status}"),
