@@ -49,6 +49,14 @@ impl Drop for Moto {
     }
 }
 
+/// Runs moto (`$0`, port `$1`, log `$2`), kills it when stdin closes, and exits when
+/// moto does, so that a server that dies at startup is noticed at once.
+const WATCHDOG: &str = r#"exec 3<&0
+"$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 </dev/null &
+pid=$!
+{ read _ <&3; kill "$pid" 2>/dev/null; } &
+wait "$pid""#;
+
 static SERVER: Mutex<Option<Moto>> = Mutex::const_new(None);
 
 /// The server for one test, reset; other tests wait until the guard is dropped.
@@ -123,7 +131,7 @@ impl Moto {
         let log = std::env::temp_dir().join(format!("kiln-moto-{port}.log"));
         let mut shell = Command::new("sh")
             .arg("-c")
-            .arg(r#""$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 </dev/null & pid=$!; read _; kill $pid"#)
+            .arg(WATCHDOG)
             .arg(&binary)
             .arg(port.to_string())
             .arg(&log)
@@ -131,7 +139,7 @@ impl Moto {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let lifeline = shell.stdin.take().expect("piped stdin");
-        let moto = Moto {
+        let mut moto = Moto {
             shell,
             lifeline: Some(lifeline),
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -141,17 +149,26 @@ impl Moto {
         moto
     }
 
-    async fn wait_until_up(&self, binary: &std::path::Path, log: &std::path::Path) {
+    async fn wait_until_up(&mut self, binary: &std::path::Path, log: &std::path::Path) {
         let deadline = tokio::time::Instant::now() + STARTUP_DEADLINE;
+        let mut exited = None;
         while tokio::time::Instant::now() < deadline {
             if self.request("GET", "/moto-api/", &[], "").await.is_ok() {
                 return;
             }
+            exited = self.shell.try_wait().ok().flatten();
+            if exited.is_some() {
+                break;
+            }
             tokio::time::sleep(STARTUP_POLL).await;
         }
         let output = std::fs::read_to_string(log).unwrap_or_default();
+        let what = match exited {
+            Some(status) => format!("exited ({status})"),
+            None => format!("did not answer within {STARTUP_DEADLINE:?}"),
+        };
         panic!(
-            "{} did not answer on port {} within {STARTUP_DEADLINE:?}; its output:\n{output}",
+            "{} on port {} {what}; its output:\n{output}",
             binary.display(),
             self.port
         );
