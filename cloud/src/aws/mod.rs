@@ -154,8 +154,14 @@ impl AwsAccount {
     }
 }
 
+/// The SDK's standard retry (exponential backoff with jitter, throttling and transient
+/// errors only), bounded at [`MAX_ATTEMPTS`].
+pub(crate) fn retry_config() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS)
+}
+
 async fn load_config(options: &AwsOptions) -> SdkConfig {
-    let retry = RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS);
+    let retry = retry_config();
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .operation_attempt_timeout(ATTEMPT_TIMEOUT)

@@ -110,3 +110,30 @@ async fn credentials_that_cannot_load_are_access_denied() {
         "says what to do: {err}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn throttling_is_retried_a_bounded_number_of_times_then_reported() {
+    let describe = mock!(aws_sdk_ec2::Client::describe_images)
+        .then_http_response(|| super::ec2_error("RequestLimitExceeded", "Request limit exceeded."));
+    let interceptor = aws_smithy_mocks::MockResponseInterceptor::new().with_rule(&describe);
+    let config = aws_sdk_ec2::Config::builder()
+        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        .region(aws_sdk_ec2::config::Region::new(REGION))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .http_client(aws_smithy_mocks::create_mock_http_client())
+        .retry_config(crate::aws::retry_config())
+        .interceptor(interceptor)
+        .build();
+    let compute = Ec2Compute::new(aws_sdk_ec2::Client::from_conf(config), REGION);
+
+    let err = compute
+        .describe_images(&ImageFilter::default())
+        .await
+        .expect_err("throttled every time");
+
+    assert_eq!(err.kind, ErrorKind::Throttled, "{err}");
+    assert_eq!(err.code, "RequestLimitExceeded");
+    assert_eq!(describe.num_calls(), crate::aws::MAX_ATTEMPTS as usize);
+}
