@@ -6,6 +6,10 @@
 //! The server dies with the test binary: a shell between the two kills it when the
 //! binary's end of a pipe closes, which happens however the binary exits.
 //!
+//! Tests of other packages (the CLI's `--endpoint-url` runs) use the same fixture with
+//! `#[path = "../cloud/tests/support/moto.rs"] mod moto;` and [`Moto::endpoint`]; it
+//! needs tokio with `net`, `io-util`, `time` and `sync`.
+//!
 //! Seeding helpers create what kiln never creates itself (launch templates, load
 //! balancers, listeners) through moto's query API, as an operator's other tools would.
 
