@@ -1,1 +1,0 @@
-//! Recipes: the YAML model, template rendering and the step scripts (being written).

@@ -1,0 +1,272 @@
+//! The recipe file format (see recipes/README.md), loaded and checked.
+//!
+//! Structure errors (unknown keys, wrong types) come from serde with their position;
+//! rules that serde cannot express (names, ranges, one step kind) are checked after, and
+//! their position is found again with the locator.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::error::{RecipeError, RecipeErrorKind, SourceLocation};
+use super::locate::{locate, Seg};
+
+/// Run Command's `executionTimeout` accepts 1 s to 172800 s (48 h).
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(48 * 3600);
+/// Long enough for a package install or a Composer run on a small builder; steps that
+/// need more (a full OS upgrade) say so with `timeout:`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// The recipe format's documentation, named in hints.
+pub const FORMAT_DOC: &str = "recipes/README.md";
+
+/// A recipe file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeDoc {
+    pub name: String,
+    pub description: String,
+    /// Recipes that must come earlier in the pipeline.
+    #[serde(default)]
+    pub requires: Vec<String>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, VariableDecl>,
+    #[serde(default)]
+    pub build: Vec<StepDoc>,
+    #[serde(default)]
+    pub validate: Vec<StepDoc>,
+    #[serde(default)]
+    pub test: Vec<StepDoc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableDecl {
+    pub description: String,
+    /// `Some(Null)` for `default: null`, `None` when there is no default.
+    #[serde(default, deserialize_with = "present")]
+    pub default: Option<serde_json::Value>,
+    #[serde(default)]
+    pub secret: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDoc {
+    pub name: String,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub run: Option<String>,
+    pub file: Option<FileDoc>,
+    pub packages: Option<Vec<String>>,
+    pub service: Option<ServiceDoc>,
+    #[serde(default)]
+    pub reboot: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDoc {
+    /// Path under the templates folder.
+    pub template: String,
+    /// Absolute destination on the instance.
+    pub path: String,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+    /// Octal. serde_yaml_ng keeps a plain scalar's text, so `0640` and `"0640"` agree.
+    #[serde(default = "file_mode")]
+    pub mode: String,
+    /// `false` installs the template as is (for files full of `{{`, like Blade views).
+    #[serde(default = "yes")]
+    pub render: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDoc {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enable: bool,
+    #[serde(default)]
+    pub start: bool,
+}
+
+fn root() -> String {
+    "root".to_string()
+}
+
+fn file_mode() -> String {
+    "0644".to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The three phases a recipe file has, with their YAML keys.
+pub const PHASE_KEYS: [&str; 3] = ["build", "validate", "test"];
+
+impl RecipeDoc {
+    /// The steps of a phase key, with the key, for walking all phases in order.
+    pub fn phases(&self) -> [(&'static str, &[StepDoc]); 3] {
+        [
+            (PHASE_KEYS[0], &self.build),
+            (PHASE_KEYS[1], &self.validate),
+            (PHASE_KEYS[2], &self.test),
+        ]
+    }
+}
+
+/// A recipe file read and checked.
+#[derive(Debug)]
+pub struct Recipe {
+    pub name: String,
+    pub file: PathBuf,
+    pub source: String,
+    pub doc: RecipeDoc,
+}
+
+impl Recipe {
+    /// The location of the node at `path` in this recipe's file.
+    pub fn at(&self, path: &[Seg<'_>]) -> SourceLocation {
+        SourceLocation::at(&self.file, locate(&self.source, path))
+    }
+
+    /// Where the step named `name` (a step of the file, not a chunk) is declared.
+    pub fn step_at(&self, name: &str) -> SourceLocation {
+        for (key, steps) in self.doc.phases() {
+            if let Some(index) = steps.iter().position(|s| s.name == name) {
+                return self.at(&[Seg::Key(key), Seg::Index(index), Seg::Key("name")]);
+            }
+        }
+        SourceLocation::file(&self.file)
+    }
+
+    /// The file name shown in messages: `recipes/<name>.yaml`-style, as given.
+    pub fn shown(&self) -> String {
+        self.file.display().to_string()
+    }
+}
+
+/// Reads `<dir>/<name>.yaml` and checks it.
+pub fn load(dir: &Path, name: &str) -> Result<Recipe, RecipeError> {
+    let file = dir.join(format!("{name}.yaml"));
+    if !file.is_file() {
+        return Err(unknown_recipe(dir, name));
+    }
+    let source = std::fs::read_to_string(&file).map_err(|error| {
+        RecipeError::new(
+            RecipeErrorKind::Io,
+            SourceLocation::file(&file),
+            format!("cannot read recipe: {error}"),
+            "check the file's permissions and that it is UTF-8 text",
+        )
+    })?;
+    let doc = parse(&file, &source)?;
+    let recipe = Recipe {
+        name: name.to_string(),
+        file,
+        source,
+        doc,
+    };
+    check(&recipe)?;
+    Ok(recipe)
+}
+
+fn unknown_recipe(dir: &Path, name: &str) -> RecipeError {
+    let available = available_recipes(dir);
+    RecipeError::new(
+        RecipeErrorKind::UnknownRecipe,
+        SourceLocation::file(dir),
+        format!("unknown recipe `{name}`: there is no {name}.yaml in this folder"),
+        format!(
+            "use one of the available recipes: {}",
+            if available.is_empty() {
+                "(none found)".to_string()
+            } else {
+                available.join(", ")
+            }
+        ),
+    )
+}
+
+/// The recipe names of a folder, sorted.
+pub fn available_recipes(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".yaml").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// YAML syntax first (its own error kind), then the recipe structure.
+fn parse(file: &Path, source: &str) -> Result<RecipeDoc, RecipeError> {
+    let position = |e: &serde_yaml_ng::Error| e.location().map(|l| (l.line(), l.column()));
+    if let Err(error) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(source) {
+        return Err(RecipeError::new(
+            RecipeErrorKind::Syntax,
+            SourceLocation::at(file, position(&error)),
+            format!("malformed YAML: {}", without_location(&error)),
+            "fix the YAML at this position (indentation, a missing `:`, unbalanced quotes)",
+        ));
+    }
+    serde_yaml_ng::from_str(source).map_err(|error| {
+        RecipeError::new(
+            RecipeErrorKind::Schema,
+            SourceLocation::at(file, position(&error)),
+            format!("not a valid recipe: {}", without_location(&error)),
+            format!("see {FORMAT_DOC} for the recipe format"),
+        )
+    })
+}
+
+/// serde_yaml_ng writes " at line L column C" into its messages; the location is
+/// shown once, in front, so every such mention is dropped.
+fn without_location(error: &serde_yaml_ng::Error) -> String {
+    let mut text = error.to_string();
+    while let Some(start) = text.find(" at line ") {
+        let rest = &text[start + " at line ".len()..];
+        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let line_len = digits(rest);
+        let Some(after) = rest[line_len..].strip_prefix(" column ") else {
+            break;
+        };
+        let end = start + " at line ".len() + line_len + " column ".len() + digits(after);
+        text.replace_range(start..end, "");
+    }
+    text
+}
+
+fn check(recipe: &Recipe) -> Result<(), RecipeError> {
+    if recipe.doc.name != recipe.name {
+        return Err(RecipeError::new(
+            RecipeErrorKind::NameMismatch,
+            recipe.at(&[Seg::Key("name")]),
+            format!(
+                "recipe name `{}` does not match its file name `{}.yaml`",
+                recipe.doc.name, recipe.name
+            ),
+            format!(
+                "rename the file to `{}.yaml` or set `name: {}`",
+                recipe.doc.name, recipe.name
+            ),
+        ));
+    }
+    super::check::variables(recipe)?;
+    super::check::steps(recipe)
+}

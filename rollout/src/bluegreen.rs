@@ -1,0 +1,811 @@
+//! Blue/green (and A/B by weights): a green group and target group cloned from blue's
+//! settings with the new version, all green healthy before any traffic, an optional
+//! testers' rule, weighted steps if asked, then one listener change per listener. Blue
+//! is kept for the rollback window, so a rollback is one listener change back.
+
+use std::time::Duration;
+
+use kiln_cloud::{
+    Arn, Cloud, CreateGroup, CreateRule, CreateTargetGroup, Forward, Group, GroupTemplate,
+    LaunchTemplateId, Listener, RuleCondition, Tags, TargetGroup, WeightedTarget, TAG_ROLE,
+    TAG_RUN_ID,
+};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{human, Refusal, RolloutError, StopReason};
+use crate::events::Emitter;
+use crate::gates::{Candidate, GateContext, GateState};
+use crate::lock;
+use crate::outcome::{status, RolloutOutcome};
+use crate::plan::RolloutPlan;
+use crate::refresh::chrono_of;
+use crate::run::{create_version, outcome, Timings, TAG_TARGET};
+use crate::spec::{BlueGreenSettings, RolloutSpec};
+
+/// Group tag: `true` on the group that serves a blue/green target, `false` on the other.
+pub const TAG_LIVE: &str = "kiln:live";
+/// Group tag on green: the blue group kept for the rollback window.
+pub const TAG_BLUE_GROUP: &str = "kiln:blue-group";
+/// Group tag on green: blue's target group, where a rollback sends traffic back.
+pub const TAG_BLUE_TARGET_GROUP: &str = "kiln:blue-target-group";
+/// Group tag on green: until when blue is kept (RFC 3339).
+pub const TAG_BLUE_UNTIL: &str = "kiln:blue-until";
+
+/// Group-level stickiness used when weighted forwarding meets sticky target groups and
+/// the listener had none (PITFALLS 29): one hour keeps a visit on one side.
+pub const GROUP_STICKINESS: Duration = Duration::from_secs(60 * 60);
+/// Longest target group name ELB accepts.
+const MAX_TARGET_GROUP_NAME: usize = 32;
+
+/// One listener the switch changes, with its forward action as it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenerSwitch {
+    pub listener: Arn,
+    pub port: i32,
+    pub original: Forward,
+}
+
+/// What blue/green will create and switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlueGreenPlan {
+    pub blue_group: String,
+    pub blue_target_group: TargetGroup,
+    /// Green's names carry the expected version (`poc-web-asg-v7`).
+    pub green_group: String,
+    pub green_target_group: String,
+    pub listeners: Vec<ListenerSwitch>,
+    /// Whether weighted steps need group-level stickiness.
+    pub sticky: bool,
+    pub settings: BlueGreenSettings,
+}
+
+/// The group that serves `spec.target` now: the one tagged live, else the pipeline's.
+pub(crate) async fn live_spec(
+    cloud: &Cloud,
+    spec: &RolloutSpec,
+) -> Result<RolloutSpec, RolloutError> {
+    let groups = cloud.scaling.describe_groups(&[]).await?;
+    let live = groups.iter().find(|g| {
+        g.tags.get(TAG_TARGET) == Some(&spec.target)
+            && g.tags.get(TAG_LIVE).map(String::as_str) == Some("true")
+    });
+    let mut out = spec.clone();
+    if let Some(g) = live.filter(|g| g.name != spec.group) {
+        out.group = g.name.clone();
+        out.target_group = None;
+    }
+    Ok(out)
+}
+
+/// Reads the load balancer's listeners and decides green's names.
+pub(crate) async fn plan_part(
+    cloud: &Cloud,
+    spec: &RolloutSpec,
+    settings: &BlueGreenSettings,
+    blue_tg: Option<&TargetGroup>,
+    next_version: i64,
+    refusals: &mut Vec<Refusal>,
+) -> Result<Option<BlueGreenPlan>, RolloutError> {
+    let Some(tg) = blue_tg else {
+        refusals.push(refuse(
+            "target_group",
+            "blue/green needs the group's target group",
+            "attach one and name it in target_group",
+        ));
+        return Ok(None);
+    };
+    let Some(lb_name) = &spec.load_balancer else {
+        refusals.push(refuse(
+            "load_balancer",
+            "blue/green needs a load balancer",
+            "set load_balancer in the pipeline",
+        ));
+        return Ok(None);
+    };
+    let Some(lb) = cloud
+        .load_balancing
+        .describe_load_balancers(std::slice::from_ref(lb_name))
+        .await?
+        .pop()
+    else {
+        refusals.push(refuse(
+            "load_balancer",
+            &format!("load balancer {lb_name} not found"),
+            "check its name and region",
+        ));
+        return Ok(None);
+    };
+    let listeners: Vec<ListenerSwitch> = cloud
+        .load_balancing
+        .describe_listeners(&lb.arn)
+        .await?
+        .into_iter()
+        .filter_map(|l| switch_of(l, &tg.arn))
+        .collect();
+    if listeners.is_empty() {
+        refusals.push(refuse(
+            "listeners",
+            &format!(
+                "no listener of {lb_name} forwards to target group {}",
+                tg.name
+            ),
+            "name the load balancer that serves this group",
+        ));
+    }
+    check_preview(cloud, settings, &listeners, refusals).await?;
+    let sticky = tg.stickiness_enabled;
+    Ok(Some(BlueGreenPlan {
+        blue_group: spec.group.clone(),
+        blue_target_group: tg.clone(),
+        green_group: format!("{}-v{next_version}", base_name(&spec.group)),
+        green_target_group: tg_name(&tg.name, next_version),
+        listeners,
+        sticky,
+        settings: settings.clone(),
+    }))
+}
+
+fn refuse(check: &str, reason: &str, fix: &str) -> Refusal {
+    Refusal {
+        check: check.into(),
+        reason: reason.into(),
+        fix: fix.into(),
+    }
+}
+
+fn switch_of(l: Listener, blue: &Arn) -> Option<ListenerSwitch> {
+    let forward = l.default_forward?;
+    forward
+        .target_groups
+        .iter()
+        .any(|t| &t.target_group_arn == blue)
+        .then_some(ListenerSwitch {
+            listener: l.arn,
+            port: l.port,
+            original: forward,
+        })
+}
+
+async fn check_preview(
+    cloud: &Cloud,
+    settings: &BlueGreenSettings,
+    listeners: &[ListenerSwitch],
+    refusals: &mut Vec<Refusal>,
+) -> Result<(), RolloutError> {
+    let Some(p) = &settings.preview else {
+        return Ok(());
+    };
+    if p.source_ips.is_empty() && p.header.is_none() {
+        refusals.push(refuse(
+            "preview",
+            "a preview needs source_ips or a header",
+            "set one of them",
+        ));
+    }
+    for l in listeners {
+        let rules = cloud.load_balancing.describe_rules(&l.listener).await?;
+        if rules.iter().any(|r| r.priority == p.priority.to_string()) {
+            refusals.push(refuse(
+                "preview",
+                &format!(
+                    "listener {} already has a rule at priority {}",
+                    l.listener, p.priority
+                ),
+                "choose a free priority for the preview rule",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `poc-web-asg-v7` → `poc-web-asg`: green names do not grow at each rollout.
+fn base_name(name: &str) -> &str {
+    match name.rsplit_once("-v") {
+        Some((base, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => base,
+        _ => name,
+    }
+}
+
+fn tg_name(blue: &str, version: i64) -> String {
+    let suffix = format!("-v{version}");
+    let base = base_name(blue);
+    let keep = MAX_TARGET_GROUP_NAME
+        .saturating_sub(suffix.len())
+        .min(base.len());
+    format!("{}{suffix}", &base[..keep])
+}
+
+/// The forward action with blue replaced by green (weights and stickiness kept).
+fn to_green(original: &Forward, blue: &Arn, green: &Arn) -> Forward {
+    let mut f = original.clone();
+    for t in &mut f.target_groups {
+        if &t.target_group_arn == blue {
+            t.target_group_arn = green.clone();
+        }
+    }
+    f
+}
+
+/// Blue and green weighted; group-level stickiness when a target group is sticky.
+fn weighted(original: &Forward, blue: &Arn, green: &Arn, percent: i32, sticky: bool) -> Forward {
+    let stickiness = original.stickiness.or(sticky.then_some(GROUP_STICKINESS));
+    Forward {
+        target_groups: vec![
+            WeightedTarget {
+                target_group_arn: blue.clone(),
+                weight: 100 - percent,
+            },
+            WeightedTarget {
+                target_group_arn: green.clone(),
+                weight: percent,
+            },
+        ],
+        stickiness,
+    }
+}
+
+/// What exists of green once created.
+struct Green {
+    group: String,
+    target_group: TargetGroup,
+}
+
+/// The fixed inputs of one blue/green run.
+struct Run<'a> {
+    cloud: &'a Cloud,
+    plan: &'a RolloutPlan,
+    bg: &'a BlueGreenPlan,
+    emit: &'a Emitter<'a>,
+    cancel: &'a CancellationToken,
+}
+
+/// Runs blue/green; on any stop before the switch, blue is untouched and green deleted.
+pub(crate) async fn run(
+    cloud: &Cloud,
+    plan: &RolloutPlan,
+    bg: &BlueGreenPlan,
+    emit: &Emitter<'_>,
+    cancel: &CancellationToken,
+) -> Result<RolloutOutcome, RolloutError> {
+    let r = Run {
+        cloud,
+        plan,
+        bg,
+        emit,
+        cancel,
+    };
+    let mut timings = Timings::new(&*cloud.clock);
+    let (template_id, version) = create_version(cloud, plan, emit).await?;
+    let green = r.create_green(&template_id, version).await?;
+    timings.lap("green_created");
+
+    let mut gates = GateState::default();
+    let deadline = cloud.clock.now() + chrono_of(plan.spec.timeouts.rollout);
+    if let Err(stop) = r.wait_green(&green, &mut gates, deadline).await? {
+        return r.abandon(&green, version, stop, timings).await;
+    }
+    timings.lap("green_healthy");
+
+    if let Err(stop) = r.before_switch(&green, &mut gates).await? {
+        r.switch(&green, false).await?;
+        return r.abandon(&green, version, stop, timings).await;
+    }
+    r.switch(&green, true).await?;
+    r.tag_switched(&green).await?;
+    timings.lap("switch");
+
+    // In-flight requests to blue finish within the deregistration delay (PITFALLS 30);
+    // the gates watch green meanwhile, and a failure switches back at once.
+    let drain = bg.blue_target_group.deregistration_delay;
+    if let Err(stop) = r.watch_for(&green, &mut gates, drain).await? {
+        r.switch(&green, false).await?;
+        r.tag_switched_back(&green).await?;
+        timings.lap("rollback");
+        let out = outcome(plan, version, status::ROLLED_BACK, 0, timings.list);
+        return Err(stopped(cloud, plan, stop, true, out));
+    }
+    timings.lap("drain");
+    let mut out = outcome(plan, version, status::SUCCESSFUL, 0, timings.list);
+    out.group = green.group.clone();
+    out.on_new_image = crate::run::on_new_image(cloud, &green.group, &plan.image).await?;
+    emit.info(
+        "switch",
+        &green.group,
+        format!(
+            "green is live; blue {} kept until {} for a rollback",
+            bg.blue_group,
+            human(bg.settings.rollback_window)
+        ),
+    );
+    Ok(out)
+}
+
+fn stopped(
+    cloud: &Cloud,
+    plan: &RolloutPlan,
+    reason: StopReason,
+    rolled_back: bool,
+    outcome: RolloutOutcome,
+) -> RolloutError {
+    RolloutError::Stopped {
+        group: plan.spec.group.clone(),
+        region: cloud.region.clone(),
+        reason: Box::new(reason),
+        rolled_back,
+        outcome: Box::new(outcome),
+    }
+}
+
+impl Run<'_> {
+    fn kiln_tags(&self, role: &str) -> Tags {
+        Tags::from([
+            (TAG_TARGET.to_string(), self.plan.spec.target.clone()),
+            (TAG_RUN_ID.to_string(), self.plan.run_id.clone()),
+            (TAG_ROLE.to_string(), role.to_string()),
+        ])
+    }
+
+    async fn create_green(
+        &self,
+        template_id: &LaunchTemplateId,
+        version: i64,
+    ) -> Result<Green, RolloutError> {
+        let blue_tg = &self.bg.blue_target_group;
+        let tg_request = CreateTargetGroup {
+            name: tg_name(&blue_tg.name, version),
+            protocol: blue_tg.protocol.clone(),
+            port: blue_tg.port,
+            vpc_id: blue_tg.vpc_id.clone(),
+            health_check: blue_tg.health_check.clone(),
+            deregistration_delay: blue_tg.deregistration_delay,
+            tags: self.kiln_tags("green"),
+        };
+        let tg = self
+            .cloud
+            .load_balancing
+            .create_target_group(&tg_request)
+            .await?;
+        self.emit.info(
+            "green",
+            &tg.name,
+            "target group created with blue's settings",
+        );
+
+        let blue = lock::describe(self.cloud, &self.bg.blue_group).await?;
+        let name = format!("{}-v{version}", base_name(&self.bg.blue_group));
+        let request = green_group_request(
+            &blue,
+            &name,
+            template_id,
+            version,
+            &tg,
+            self.kiln_tags("green"),
+        );
+        self.cloud.scaling.create_group(&request).await?;
+        self.emit.info(
+            "green",
+            &name,
+            format!(
+                "group created: {} instances from version {version}",
+                blue.desired_capacity
+            ),
+        );
+        Ok(Green {
+            group: name,
+            target_group: tg,
+        })
+    }
+
+    fn gate_context<'c>(&'c self, green: &'c Green) -> GateContext<'c> {
+        GateContext {
+            cloud: self.cloud,
+            gates: &self.plan.spec.gates,
+            target_group: Some(&green.target_group),
+            command_timeout: self.plan.spec.timeouts.command,
+            comment: format!("kiln probe {}", self.plan.run_id),
+        }
+    }
+
+    async fn candidates(&self, green: &Green) -> Result<(Vec<Candidate>, usize), RolloutError> {
+        let g = lock::describe(self.cloud, &green.group).await?;
+        let list = g
+            .instances
+            .iter()
+            .filter(|i| !i.lifecycle_state.starts_with("Terminat"))
+            .map(|i| Candidate {
+                id: i.id.clone(),
+                in_service: i.in_service(),
+            })
+            .collect();
+        Ok((list, g.desired_capacity.max(0) as usize))
+    }
+
+    /// Until every green instance passes the gates, a gate fails, or the deadline.
+    async fn wait_green(
+        &self,
+        green: &Green,
+        gates: &mut GateState,
+        deadline: kiln_cloud::Timestamp,
+    ) -> Result<Result<(), StopReason>, RolloutError> {
+        let ctx = self.gate_context(green);
+        loop {
+            if self.pause().await {
+                return Ok(Err(StopReason::Cancelled));
+            }
+            let (new, desired) = self.candidates(green).await?;
+            let passed = match gates.evaluate(&ctx, &new).await? {
+                Ok(n) => n,
+                Err(stop) => return Ok(Err(stop)),
+            };
+            self.emit.step(
+                "green",
+                &green.group,
+                format!("{passed} of {desired} instances healthy"),
+                passed as u64,
+                desired as u64,
+            );
+            if desired > 0 && passed >= desired {
+                return Ok(Ok(()));
+            }
+            if self.cloud.clock.now() >= deadline {
+                let waited = human(self.plan.spec.timeouts.rollout);
+                return Ok(Err(StopReason::Timeout { waited }));
+            }
+        }
+    }
+
+    /// Sleeps one poll; true when cancelled meanwhile.
+    async fn pause(&self) -> bool {
+        tokio::select! {
+            _ = self.cancel.cancelled() => true,
+            _ = tokio::time::sleep(self.plan.spec.timeouts.poll) => false,
+        }
+    }
+
+    /// Watches the gates for `span`.
+    async fn watch_for(
+        &self,
+        green: &Green,
+        gates: &mut GateState,
+        span: Duration,
+    ) -> Result<Result<(), StopReason>, RolloutError> {
+        let ctx = self.gate_context(green);
+        let until = self.cloud.clock.now() + chrono_of(span);
+        while self.cloud.clock.now() < until {
+            if self.pause().await {
+                return Ok(Err(StopReason::Cancelled));
+            }
+            let (new, _) = self.candidates(green).await?;
+            if let Err(stop) = gates.evaluate(&ctx, &new).await? {
+                return Ok(Err(stop));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// The testers' rule and its hold, then the weighted steps; the rule is removed
+    /// whatever happens.
+    async fn before_switch(
+        &self,
+        green: &Green,
+        gates: &mut GateState,
+    ) -> Result<Result<(), StopReason>, RolloutError> {
+        let rules = self.create_preview(green).await?;
+        let mut result = Ok(());
+        if let Some(p) = &self.bg.settings.preview {
+            result = self.watch_for(green, gates, p.hold).await?;
+        }
+        if result.is_ok() {
+            result = self.traffic_steps(green, gates).await?;
+        }
+        for rule in rules {
+            if let Err(e) = self.cloud.load_balancing.delete_rule(&rule).await {
+                self.emit.warn(
+                    "preview",
+                    rule.as_str(),
+                    format!("could not delete the rule: {e}"),
+                );
+            }
+        }
+        Ok(result)
+    }
+
+    async fn create_preview(&self, green: &Green) -> Result<Vec<Arn>, RolloutError> {
+        let Some(p) = &self.bg.settings.preview else {
+            return Ok(Vec::new());
+        };
+        let mut conditions = Vec::new();
+        if !p.source_ips.is_empty() {
+            conditions.push(RuleCondition::SourceIp(p.source_ips.clone()));
+        }
+        if let Some((name, values)) = &p.header {
+            conditions.push(RuleCondition::HttpHeader {
+                name: name.clone(),
+                values: values.clone(),
+            });
+        }
+        let mut arns = Vec::new();
+        for l in &self.bg.listeners {
+            let request = CreateRule {
+                listener_arn: l.listener.clone(),
+                priority: p.priority,
+                conditions: conditions.clone(),
+                forward: Forward {
+                    target_groups: vec![WeightedTarget {
+                        target_group_arn: green.target_group.arn.clone(),
+                        weight: 1,
+                    }],
+                    stickiness: None,
+                },
+                tags: self.kiln_tags("preview"),
+            };
+            let rule = self.cloud.load_balancing.create_rule(&request).await?;
+            self.emit.info(
+                "preview",
+                l.listener.as_str(),
+                format!(
+                    "testers reach green for {} (rule {})",
+                    human(p.hold),
+                    rule.arn
+                ),
+            );
+            arns.push(rule.arn);
+        }
+        Ok(arns)
+    }
+
+    async fn traffic_steps(
+        &self,
+        green: &Green,
+        gates: &mut GateState,
+    ) -> Result<Result<(), StopReason>, RolloutError> {
+        let s = &self.bg.settings;
+        for &percent in s.traffic_steps.iter().filter(|p| (1..100).contains(*p)) {
+            for l in &self.bg.listeners {
+                let f = weighted(
+                    &l.original,
+                    &self.bg.blue_target_group.arn,
+                    &green.target_group.arn,
+                    percent,
+                    self.bg.sticky,
+                );
+                self.cloud
+                    .load_balancing
+                    .modify_listener_forward(&l.listener, &f)
+                    .await?;
+            }
+            self.emit.info(
+                "traffic",
+                &green.group,
+                format!("{percent}% of traffic to green"),
+            );
+            if let Err(stop) = self.watch_for(green, gates, s.step_bake).await? {
+                return Ok(Err(stop));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Every listener to green (`true`) or back to its original action (`false`).
+    async fn switch(&self, green: &Green, to_green_side: bool) -> Result<(), RolloutError> {
+        for l in &self.bg.listeners {
+            let f = if to_green_side {
+                to_green(
+                    &l.original,
+                    &self.bg.blue_target_group.arn,
+                    &green.target_group.arn,
+                )
+            } else {
+                l.original.clone()
+            };
+            self.cloud
+                .load_balancing
+                .modify_listener_forward(&l.listener, &f)
+                .await?;
+        }
+        let side = if to_green_side { "green" } else { "blue" };
+        self.emit.info(
+            "switch",
+            &green.group,
+            format!(
+                "{} listener(s) now forward to {side}",
+                self.bg.listeners.len()
+            ),
+        );
+        Ok(())
+    }
+
+    async fn tag_switched(&self, green: &Green) -> Result<(), RolloutError> {
+        let until = self.cloud.clock.now() + chrono_of(self.bg.settings.rollback_window);
+        let tags = Tags::from([
+            (TAG_LIVE.to_string(), "true".to_string()),
+            (TAG_BLUE_GROUP.to_string(), self.bg.blue_group.clone()),
+            (
+                TAG_BLUE_TARGET_GROUP.to_string(),
+                self.bg.blue_target_group.arn.to_string(),
+            ),
+            (TAG_BLUE_UNTIL.to_string(), until.to_rfc3339()),
+            (TAG_TARGET.to_string(), self.plan.spec.target.clone()),
+        ]);
+        self.cloud
+            .scaling
+            .put_group_tags(&green.group, &tags)
+            .await?;
+        let blue = Tags::from([
+            (TAG_LIVE.to_string(), "false".to_string()),
+            (TAG_TARGET.to_string(), self.plan.spec.target.clone()),
+        ]);
+        self.cloud
+            .scaling
+            .put_group_tags(&self.bg.blue_group, &blue)
+            .await?;
+        Ok(())
+    }
+
+    async fn tag_switched_back(&self, green: &Green) -> Result<(), RolloutError> {
+        let off = Tags::from([(TAG_LIVE.to_string(), "false".to_string())]);
+        self.cloud
+            .scaling
+            .put_group_tags(&green.group, &off)
+            .await?;
+        let on = Tags::from([(TAG_LIVE.to_string(), "true".to_string())]);
+        self.cloud
+            .scaling
+            .put_group_tags(&self.bg.blue_group, &on)
+            .await?;
+        Ok(())
+    }
+
+    /// Green never served everyone: delete it, and report the stop with blue untouched.
+    async fn abandon(
+        &self,
+        green: &Green,
+        version: i64,
+        stop: StopReason,
+        mut timings: Timings<'_>,
+    ) -> Result<RolloutOutcome, RolloutError> {
+        self.emit
+            .error("gate", &green.group, format!("green stopped: {stop}"));
+        delete_green(self.cloud, &green.group, &green.target_group.arn, self.emit).await;
+        timings.lap("rollback");
+        let out = outcome(self.plan, version, status::ROLLED_BACK, 0, timings.list);
+        Err(stopped(self.cloud, self.plan, stop, true, out))
+    }
+}
+
+fn green_group_request(
+    blue: &Group,
+    name: &str,
+    template_id: &LaunchTemplateId,
+    version: i64,
+    tg: &TargetGroup,
+    tags: Tags,
+) -> CreateGroup {
+    CreateGroup {
+        name: name.to_string(),
+        template: GroupTemplate {
+            template_id: Some(template_id.clone()),
+            template_name: None,
+            version: version.to_string(),
+        },
+        min_size: blue.min_size,
+        max_size: blue.max_size,
+        desired_capacity: blue.desired_capacity,
+        subnet_ids: blue.subnet_ids.clone(),
+        target_group_arns: vec![tg.arn.clone()],
+        health_check_type: blue.health_check_type.clone(),
+        health_check_grace: blue.health_check_grace,
+        default_instance_warmup: blue.default_instance_warmup,
+        tags,
+    }
+}
+
+/// Deletes green's group (its instances with it) and target group; failures are logged,
+/// not allowed to hide the stop that caused them.
+async fn delete_green(cloud: &Cloud, group: &str, tg: &Arn, emit: &Emitter<'_>) {
+    if let Err(e) = cloud.scaling.delete_group(group, true).await {
+        emit.warn(
+            "cleanup",
+            group,
+            format!("could not delete green group: {e}"),
+        );
+    }
+    if let Err(e) = cloud.load_balancing.delete_target_group(tg).await {
+        emit.warn(
+            "cleanup",
+            tg.as_str(),
+            format!("could not delete green target group: {e}"),
+        );
+    }
+}
+
+/// `rollback` of a blue/green target: every listener that forwards to green goes back
+/// to blue in one change each. Returns `None` when `group` is not a blue/green target.
+pub(crate) async fn switch_back(
+    cloud: &Cloud,
+    group: &Group,
+    emit: &Emitter<'_>,
+) -> Result<Option<RolloutOutcome>, RolloutError> {
+    let Some(live) = live_green(cloud, group).await? else {
+        return Ok(None);
+    };
+    let mut timings = Timings::new(&*cloud.clock);
+    let blue_group = live.tags[TAG_BLUE_GROUP].clone();
+    let blue_tg = Arn::new(live.tags[TAG_BLUE_TARGET_GROUP].clone());
+    let green_tg =
+        live.target_group_arns
+            .first()
+            .cloned()
+            .ok_or_else(|| RolloutError::Invalid {
+                what: format!("group {}", live.name),
+                region: cloud.region.clone(),
+                detail: "green has no target group: switch the listener by hand".into(),
+            })?;
+    let described = cloud.load_balancing.describe_target_groups(&[]).await?;
+    let lbs = described
+        .iter()
+        .find(|t| t.arn == green_tg)
+        .map(|t| t.load_balancer_arns.clone())
+        .unwrap_or_default();
+    let mut switched = 0;
+    for lb in lbs {
+        for l in cloud.load_balancing.describe_listeners(&lb).await? {
+            let Some(s) = switch_of(l, &green_tg) else {
+                continue;
+            };
+            let back = to_green(&s.original, &green_tg, &blue_tg);
+            cloud
+                .load_balancing
+                .modify_listener_forward(&s.listener, &back)
+                .await?;
+            switched += 1;
+        }
+    }
+    let off = Tags::from([(TAG_LIVE.to_string(), "false".to_string())]);
+    cloud.scaling.put_group_tags(&live.name, &off).await?;
+    let on = Tags::from([(TAG_LIVE.to_string(), "true".to_string())]);
+    cloud.scaling.put_group_tags(&blue_group, &on).await?;
+    timings.lap("switch_back");
+    emit.info(
+        "rollback",
+        &blue_group,
+        format!("{switched} listener(s) back on blue"),
+    );
+    let version = |g: &Group| {
+        g.launch_template
+            .as_ref()
+            .and_then(|t| t.numbered_version())
+            .unwrap_or_default()
+    };
+    let blue = lock::describe(cloud, &blue_group).await?;
+    Ok(Some(RolloutOutcome {
+        target: live.tags.get(TAG_TARGET).cloned().unwrap_or_default(),
+        group: blue_group,
+        strategy: "blue_green".into(),
+        launch_template_version: version(&blue),
+        previous_version: version(&live),
+        status: status::ROLLED_BACK.into(),
+        desired: blue.desired_capacity,
+        on_new_image: 0,
+        timings: timings.list,
+    }))
+}
+
+/// The live green group of `group`'s target, if the target is blue/green.
+async fn live_green(cloud: &Cloud, group: &Group) -> Result<Option<Group>, RolloutError> {
+    let is_live_green = |g: &Group| {
+        g.tags.contains_key(TAG_BLUE_GROUP)
+            && g.tags.get(TAG_LIVE).map(String::as_str) == Some("true")
+    };
+    if is_live_green(group) {
+        return Ok(Some(group.clone()));
+    }
+    let Some(target) = group.tags.get(TAG_TARGET) else {
+        return Ok(None);
+    };
+    let all = cloud.scaling.describe_groups(&[]).await?;
+    Ok(all
+        .into_iter()
+        .find(|g| g.tags.get(TAG_TARGET) == Some(target) && is_live_green(g)))
+}

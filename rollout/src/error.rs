@@ -1,0 +1,178 @@
+//! Why a rollout did not happen or did not finish: each error names the group, the region
+//! and what to do next.
+
+use std::fmt;
+use std::time::Duration;
+
+use kiln_cloud::CloudError;
+use serde::{Deserialize, Serialize};
+
+use crate::lock::LockHolder;
+use crate::outcome::RolloutOutcome;
+
+/// One reason preflight refuses a rollout, and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// A short stable key (`refresh_running`, `suspended_processes`...).
+    pub check: String,
+    pub reason: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (fix: {})", self.reason, self.fix)
+    }
+}
+
+/// Why a rollout stopped before it finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum StopReason {
+    /// The deadline passed.
+    Timeout { waited: String },
+    /// A new instance stayed not healthy in the target group for too long.
+    Unhealthy {
+        instance: String,
+        state: String,
+        detail: String,
+        for_secs: u64,
+    },
+    /// A CloudWatch alarm went into ALARM.
+    Alarm { name: String, reason: String },
+    /// The HTTP probe failed on an instance.
+    Probe { instance: String, detail: String },
+    /// The run was cancelled (Ctrl-C, SIGTERM from CI).
+    Cancelled,
+    /// AWS ended the refresh without success.
+    RefreshEnded { status: String, reason: String },
+    /// A Run Command of an in-place fix failed on an instance.
+    Command { instance: String, detail: String },
+}
+
+impl StopReason {
+    /// The gate's or cause's short name (`timeout`, `unhealthy`, `alarm`...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::Unhealthy { .. } => "unhealthy",
+            Self::Alarm { .. } => "alarm",
+            Self::Probe { .. } => "probe",
+            Self::Cancelled => "cancelled",
+            Self::RefreshEnded { .. } => "refresh_ended",
+            Self::Command { .. } => "command",
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout { waited } => write!(f, "timeout: not finished after {waited}"),
+            Self::Unhealthy {
+                instance,
+                state,
+                detail,
+                for_secs,
+            } => write!(
+                f,
+                "unhealthy: new instance {instance} {state} in the target group for \
+                 {for_secs} s ({detail})"
+            ),
+            Self::Alarm { name, reason } => write!(f, "alarm: {name} is in ALARM ({reason})"),
+            Self::Probe { instance, detail } => {
+                write!(f, "probe: HTTP probe failed on {instance}: {detail}")
+            }
+            Self::Cancelled => f.write_str("cancelled"),
+            Self::RefreshEnded { status, reason } => {
+                write!(f, "refresh ended {status}: {reason}")
+            }
+            Self::Command { instance, detail } => {
+                write!(f, "command: the fix failed on {instance}: {detail}")
+            }
+        }
+    }
+}
+
+/// Everything that can go wrong in planning, rolling out, rolling back.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error("{}", preflight_message(.group, .region, .refusals))]
+    Preflight {
+        group: String,
+        region: String,
+        refusals: Vec<Refusal>,
+    },
+    #[error(
+        "group {group} in {region} is locked by {holder}; wait for that rollout, or if it \
+         is dead, remove the group tag kiln:lock (it expires at {expires})",
+        expires = holder.expires
+    )]
+    Locked {
+        group: String,
+        region: String,
+        holder: LockHolder,
+    },
+    #[error(
+        "rollout of {group} in {region} stopped: {reason}; {after}",
+        after = rolled_back_text(*.rolled_back, .outcome)
+    )]
+    Stopped {
+        group: String,
+        region: String,
+        reason: Box<StopReason>,
+        rolled_back: bool,
+        outcome: Box<RolloutOutcome>,
+    },
+    #[error("rollback of {group} in {region} failed: {detail}; {next}")]
+    RollbackFailed {
+        group: String,
+        region: String,
+        detail: String,
+        next: String,
+    },
+    #[error("{what} in {region}: {detail}")]
+    Invalid {
+        what: String,
+        region: String,
+        detail: String,
+    },
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+}
+
+fn preflight_message(group: &str, region: &str, refusals: &[Refusal]) -> String {
+    let list: Vec<String> = refusals.iter().map(|r| format!("- {r}")).collect();
+    format!(
+        "preflight refused the rollout of group {group} in {region}:\n{}",
+        list.join("\n")
+    )
+}
+
+fn rolled_back_text(rolled_back: bool, outcome: &RolloutOutcome) -> String {
+    if rolled_back {
+        format!(
+            "rolled back to launch template version {} ({})",
+            outcome.previous_version, outcome.status
+        )
+    } else {
+        format!(
+            "not rolled back ({}); run `kiln rollback` for {}",
+            outcome.status, outcome.group
+        )
+    }
+}
+
+impl RolloutError {
+    /// The stop reason, when the rollout started and then stopped.
+    pub fn stop_reason(&self) -> Option<&StopReason> {
+        match self {
+            Self::Stopped { reason, .. } => Some(reason.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn human(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}

@@ -1,0 +1,285 @@
+//! In place (emergency fix): a script sent by Run Command to the running instances in
+//! batches. Each batch is taken out of the target group, drained, fixed, checked and put
+//! back; the first failure stops the run. The fix is recorded on the group as drift, so
+//! the next bake includes it (an instance refresh would otherwise undo it silently).
+
+use std::time::Duration;
+
+use kiln_cloud::{Cloud, Group, InstanceId, Tags, TargetGroup, TargetState};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{human, Refusal, RolloutError, StopReason};
+use crate::events::Emitter;
+use crate::gates::{run_command, Candidate, CommandOutcome, GateContext, GateState};
+use crate::outcome::{status, RolloutOutcome};
+use crate::plan::RolloutPlan;
+use crate::refresh::chrono_of;
+use crate::run::{outcome, Timings};
+use crate::spec::InPlaceSettings;
+
+/// Group tag: the last in-place fix, for the next bake (`<time> <run>: <description>`).
+pub const TAG_DRIFT: &str = "kiln:drift";
+/// AWS limits a tag value to 256 characters.
+const TAG_VALUE_MAX: usize = 256;
+/// Slack over the deregistration delay before draining is called stuck: ELB reports the
+/// end of draining at its next health check round.
+const DRAIN_SLACK: Duration = Duration::from_secs(30);
+
+/// The batches the fix goes through, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InPlacePlan {
+    pub batches: Vec<Vec<InstanceId>>,
+    pub script: Vec<String>,
+    pub description: String,
+}
+
+/// Splits the in-service instances into batches, refusing what cannot run.
+pub(crate) fn plan_part(
+    group: &Group,
+    settings: &InPlaceSettings,
+    refusals: &mut Vec<Refusal>,
+) -> Option<InPlacePlan> {
+    let max = kiln_cloud::MAX_INSTANCES_PER_COMMAND;
+    if settings.batch_size == 0 || settings.batch_size > max {
+        refusals.push(Refusal {
+            check: "batch_size".into(),
+            reason: format!("batch_size {} is outside 1..={max}", settings.batch_size),
+            fix: format!("Run Command takes at most {max} instances per call; set 1..={max}"),
+        });
+        return None;
+    }
+    if settings.script.iter().all(|l| l.trim().is_empty()) {
+        refusals.push(Refusal {
+            check: "script".into(),
+            reason: "the in-place fix has no script".into(),
+            fix: "set in_place.script to the shell lines of the fix".into(),
+        });
+        return None;
+    }
+    let ids: Vec<InstanceId> = group
+        .instances
+        .iter()
+        .filter(|i| i.in_service())
+        .map(|i| i.id.clone())
+        .collect();
+    Some(InPlacePlan {
+        batches: ids.chunks(settings.batch_size).map(<[_]>::to_vec).collect(),
+        script: settings.script.clone(),
+        description: settings.description.clone(),
+    })
+}
+
+struct Run<'a> {
+    cloud: &'a Cloud,
+    plan: &'a RolloutPlan,
+    emit: &'a Emitter<'a>,
+    cancel: &'a CancellationToken,
+}
+
+/// Fixes batch after batch; the first failure stops with the instance and the reason.
+pub(crate) async fn run(
+    cloud: &Cloud,
+    plan: &RolloutPlan,
+    ip: &InPlacePlan,
+    emit: &Emitter<'_>,
+    cancel: &CancellationToken,
+) -> Result<RolloutOutcome, RolloutError> {
+    let r = Run {
+        cloud,
+        plan,
+        emit,
+        cancel,
+    };
+    let mut timings = Timings::new(&*cloud.clock);
+    let total = ip.batches.len() as u64;
+    let mut fixed = 0;
+    for (n, batch) in ip.batches.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return r.stopped(StopReason::Cancelled, fixed, timings);
+        }
+        if let Err(stop) = r.batch(batch, &ip.script).await? {
+            return r.stopped(stop, fixed, timings);
+        }
+        fixed += batch.len() as i32;
+        emit.step(
+            "in_place",
+            &plan.spec.group,
+            format!("batch {} fixed", n + 1),
+            n as u64 + 1,
+            total,
+        );
+    }
+    timings.lap("in_place");
+    r.record_drift(ip).await?;
+    let version = plan.template.source_version;
+    Ok(outcome(
+        plan,
+        version,
+        status::SUCCESSFUL,
+        fixed,
+        timings.list,
+    ))
+}
+
+impl Run<'_> {
+    fn target_group(&self) -> Option<&TargetGroup> {
+        self.plan.target_group.as_ref()
+    }
+
+    fn ctx(&self) -> GateContext<'_> {
+        GateContext {
+            cloud: self.cloud,
+            gates: &self.plan.spec.gates,
+            target_group: self.target_group(),
+            command_timeout: self.plan.spec.timeouts.command,
+            comment: format!("kiln in-place {}", self.plan.run_id),
+        }
+    }
+
+    /// Out of the target group, drained, fixed, probed, back in and healthy.
+    async fn batch(
+        &self,
+        ids: &[InstanceId],
+        script: &[String],
+    ) -> Result<Result<(), StopReason>, RolloutError> {
+        let group = &self.plan.spec.group;
+        if let Some(tg) = self.target_group() {
+            self.cloud
+                .load_balancing
+                .deregister_targets(&tg.arn, ids)
+                .await?;
+            self.drain(tg, ids).await?;
+        }
+        let ctx = self.ctx();
+        let execution = self.plan.spec.timeouts.command;
+        if let CommandOutcome::Failed { instance, detail } =
+            run_command(&ctx, ids, script, execution).await?
+        {
+            self.emit.error(
+                "in_place",
+                &instance,
+                format!("fix failed; {instance} stays out of the target group: {detail}"),
+            );
+            return Ok(Err(StopReason::Command { instance, detail }));
+        }
+        self.emit
+            .info("in_place", group, format!("fix ran on {}", join(ids)));
+        if let Some(tg) = self.target_group() {
+            self.cloud
+                .load_balancing
+                .register_targets(&tg.arn, ids)
+                .await?;
+        }
+        self.until_healthy(ids).await
+    }
+
+    /// Waits until ELB has finished draining the batch (deregistration delay).
+    async fn drain(&self, tg: &TargetGroup, ids: &[InstanceId]) -> Result<(), RolloutError> {
+        let until = self.cloud.clock.now() + chrono_of(tg.deregistration_delay + DRAIN_SLACK);
+        loop {
+            let health = self
+                .cloud
+                .load_balancing
+                .describe_target_health(&tg.arn)
+                .await?;
+            let draining = health.iter().any(|h| {
+                h.state == TargetState::Draining && ids.iter().any(|i| i.as_str() == h.target_id)
+            });
+            if !draining {
+                return Ok(());
+            }
+            if self.cloud.clock.now() >= until {
+                self.emit.warn(
+                    "in_place",
+                    &tg.name,
+                    format!(
+                        "still draining after {}; fixing anyway",
+                        human(tg.deregistration_delay)
+                    ),
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(self.plan.spec.timeouts.poll).await;
+        }
+    }
+
+    /// Every instance of the batch passes the gates (health, probe), or the first fails.
+    async fn until_healthy(
+        &self,
+        ids: &[InstanceId],
+    ) -> Result<Result<(), StopReason>, RolloutError> {
+        let ctx = self.ctx();
+        let mut gates = GateState::default();
+        let candidates: Vec<Candidate> = ids
+            .iter()
+            .map(|id| Candidate {
+                id: id.clone(),
+                in_service: true,
+            })
+            .collect();
+        loop {
+            match gates.evaluate(&ctx, &candidates).await? {
+                Ok(n) if n >= candidates.len() => return Ok(Ok(())),
+                Ok(_) => {}
+                Err(stop) => return Ok(Err(stop)),
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => return Ok(Err(StopReason::Cancelled)),
+                _ = tokio::time::sleep(self.plan.spec.timeouts.poll) => {}
+            }
+        }
+    }
+
+    async fn record_drift(&self, ip: &InPlacePlan) -> Result<(), RolloutError> {
+        let mut value = format!(
+            "{} {}: {}",
+            self.cloud.clock.now().format("%Y-%m-%dT%H:%MZ"),
+            self.plan.run_id,
+            ip.description
+        );
+        if value.len() > TAG_VALUE_MAX {
+            let mut cut = TAG_VALUE_MAX;
+            while !value.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            value.truncate(cut);
+        }
+        let tags = Tags::from([(TAG_DRIFT.to_string(), value)]);
+        self.cloud
+            .scaling
+            .put_group_tags(&self.plan.spec.group, &tags)
+            .await?;
+        self.emit.info(
+            "in_place",
+            &self.plan.spec.group,
+            format!("drift recorded in tag {TAG_DRIFT}: bake it into the next image"),
+        );
+        Ok(())
+    }
+
+    fn stopped(
+        &self,
+        reason: StopReason,
+        fixed: i32,
+        mut timings: Timings<'_>,
+    ) -> Result<RolloutOutcome, RolloutError> {
+        timings.lap("in_place");
+        let version = self.plan.template.source_version;
+        let out = outcome(self.plan, version, status::FAILED, fixed, timings.list);
+        Err(RolloutError::Stopped {
+            group: self.plan.spec.group.clone(),
+            region: self.cloud.region.clone(),
+            reason: Box::new(reason),
+            rolled_back: false,
+            outcome: Box::new(out),
+        })
+    }
+}
+
+fn join(ids: &[InstanceId]) -> String {
+    ids.iter()
+        .map(InstanceId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

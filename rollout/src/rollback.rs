@@ -1,0 +1,250 @@
+//! `rollback` by hand (`kiln rollback`): a running refresh is rolled back by AWS; a
+//! finished rollout is undone by a refresh back to the version recorded on the group.
+
+use kiln_cloud::{Cloud, Group, InstanceRefresh, Progress, RefreshStatus, TemplateRef};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{human, RolloutError};
+use crate::events::Emitter;
+use crate::lock;
+use crate::outcome::{status, RolloutOutcome};
+use crate::plan::plan;
+use crate::refresh::{chrono_of, RefreshRun, Watched};
+use crate::run::{on_new_image, outcome, Timings, TAG_PREVIOUS_VERSION, TAG_TARGET};
+use crate::spec::{Gates, RollingSettings, RolloutSpec, Strategy, Timeouts};
+
+/// Undoes the last rollout of `group`.
+pub async fn rollback(
+    cloud: &Cloud,
+    group: &str,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<RolloutOutcome, RolloutError> {
+    let emit = Emitter {
+        progress,
+        clock: &*cloud.clock,
+    };
+    let g = lock::describe(cloud, group).await?;
+    if let Some(out) = crate::bluegreen::switch_back(cloud, &g, &emit).await? {
+        return Ok(out);
+    }
+    let refreshes = cloud.scaling.describe_instance_refreshes(group).await?;
+    if let Some(running) = refreshes.iter().find(|r| !r.status.is_terminal()) {
+        return roll_back_running(cloud, &g, running, &emit).await;
+    }
+    refresh_back(cloud, &g, refreshes.first(), &emit, cancel).await
+}
+
+/// AWS's own rollback of a refresh in progress; allowed while another run holds the
+/// lock (that run sees its refresh end), because stopping a bad rollout cannot wait.
+async fn roll_back_running(
+    cloud: &Cloud,
+    g: &Group,
+    running: &InstanceRefresh,
+    emit: &Emitter<'_>,
+) -> Result<RolloutOutcome, RolloutError> {
+    let mut timings = Timings::new(&*cloud.clock);
+    if let Some(h) = lock::holder_of(&g.tags) {
+        emit.warn(
+            "rollback",
+            &g.name,
+            format!("rolling back the refresh of {h}"),
+        );
+    }
+    cloud.scaling.rollback_instance_refresh(&g.name).await?;
+    emit.info(
+        "rollback",
+        &g.name,
+        format!("rollback of refresh {} requested", running.id),
+    );
+    let timeouts = Timeouts::default();
+    let deadline = cloud.clock.now() + chrono_of(timeouts.rollback);
+    let final_status = loop {
+        tokio::time::sleep(timeouts.poll).await;
+        let list = cloud.scaling.describe_instance_refreshes(&g.name).await?;
+        if let Some(r) = list.into_iter().find(|r| r.id == running.id) {
+            if r.status.is_terminal() {
+                break r.status;
+            }
+        }
+        if cloud.clock.now() >= deadline {
+            return Err(rollback_failed(
+                cloud,
+                &g.name,
+                format!(
+                    "refresh {} still rolling back after {}",
+                    running.id,
+                    human(timeouts.rollback)
+                ),
+            ));
+        }
+    };
+    timings.lap("rollback");
+    let previous = tag_version(g, TAG_PREVIOUS_VERSION).unwrap_or_default();
+    let label = if final_status == RefreshStatus::RollbackSuccessful {
+        status::ROLLED_BACK
+    } else {
+        status::ROLLBACK_FAILED
+    };
+    Ok(RolloutOutcome {
+        target: g
+            .tags
+            .get(TAG_TARGET)
+            .cloned()
+            .unwrap_or_else(|| g.name.clone()),
+        group: g.name.clone(),
+        strategy: "rollback".into(),
+        launch_template_version: previous,
+        previous_version: running
+            .desired
+            .as_ref()
+            .and_then(|d| d.numbered_version())
+            .unwrap_or_default(),
+        status: label.into(),
+        desired: g.desired_capacity,
+        on_new_image: 0,
+        timings: timings.list,
+    })
+}
+
+/// A refresh back to the recorded previous version, watched with the target health gate
+/// only (the alarm that caused the rollback must not stop it).
+async fn refresh_back(
+    cloud: &Cloud,
+    g: &Group,
+    last: Option<&InstanceRefresh>,
+    emit: &Emitter<'_>,
+    cancel: &CancellationToken,
+) -> Result<RolloutOutcome, RolloutError> {
+    let previous = tag_version(g, TAG_PREVIOUS_VERSION).ok_or_else(|| {
+        rollback_failed(
+            cloud,
+            &g.name,
+            "no previous version recorded on the group (tag \
+            kiln:previous-version)"
+                .into(),
+        )
+    })?;
+    let template = g
+        .launch_template
+        .as_ref()
+        .and_then(|t| {
+            t.template_id
+                .clone()
+                .map(TemplateRef::Id)
+                .or(t.template_name.clone().map(TemplateRef::Name))
+        })
+        .ok_or_else(|| {
+            rollback_failed(cloud, &g.name, "the group has no launch template".into())
+        })?;
+    let versions = cloud
+        .compute
+        .describe_launch_template_versions(&template, &[previous])
+        .await?;
+    let image = versions
+        .first()
+        .and_then(|v| v.data.image_id.clone())
+        .ok_or_else(|| {
+            rollback_failed(cloud, &g.name, format!("version {previous} has no image"))
+        })?;
+
+    let spec = RolloutSpec {
+        target: g
+            .tags
+            .get(TAG_TARGET)
+            .cloned()
+            .unwrap_or_else(|| g.name.clone()),
+        group: g.name.clone(),
+        launch_template: template,
+        target_group: None,
+        load_balancer: None,
+        strategy: Strategy::Rolling(settings_from(last)),
+        gates: Gates::default(),
+        timeouts: Timeouts::default(),
+    };
+    let plan = plan(cloud, &spec, &image).await?;
+    if plan.template.source_version == previous {
+        return Err(rollback_failed(
+            cloud,
+            &g.name,
+            format!("the group already runs version {previous}, the recorded previous version"),
+        ));
+    }
+    let me = plan.lock_holder(cloud.clock.now());
+    lock::acquire(cloud, &g.name, &me).await?;
+    let result = watch_back(cloud, &plan, previous, emit, cancel).await;
+    if let Err(e) = lock::release(cloud, &g.name, &me).await {
+        emit.warn("lock", &g.name, format!("could not release the lock: {e}"));
+    }
+    result
+}
+
+async fn watch_back(
+    cloud: &Cloud,
+    plan: &crate::plan::RolloutPlan,
+    previous: i64,
+    emit: &Emitter<'_>,
+    cancel: &CancellationToken,
+) -> Result<RolloutOutcome, RolloutError> {
+    let mut timings = Timings::new(&*cloud.clock);
+    let refresh = plan.refresh.as_ref().expect("a rolling plan has a refresh");
+    let run = RefreshRun {
+        cloud,
+        plan,
+        emit,
+        cancel,
+        template_id: kiln_cloud::LaunchTemplateId::new(plan.template.id.clone()),
+        version: previous,
+    };
+    let id = run.start(refresh).await?;
+    let deadline = cloud.clock.now() + chrono_of(plan.spec.timeouts.rollback);
+    let watched = run.watch(&id, deadline).await?;
+    timings.lap("rollback");
+    let mut out = outcome(plan, previous, status::ROLLED_BACK, 0, timings.list);
+    out.strategy = "rollback".into();
+    out.previous_version = plan.template.source_version;
+    out.on_new_image = on_new_image(cloud, &plan.spec.group, &plan.image).await?;
+    match watched {
+        Watched::Succeeded => Ok(out),
+        Watched::Stopped(reason, _) => {
+            let _ = cloud
+                .scaling
+                .cancel_instance_refresh(&plan.spec.group)
+                .await;
+            Err(rollback_failed(
+                cloud,
+                &plan.spec.group,
+                format!("the refresh back to version {previous} stopped: {reason} (cancelled)"),
+            ))
+        }
+    }
+}
+
+/// The last refresh's preferences, so a rollback replaces at the pace the rollout did.
+fn settings_from(last: Option<&InstanceRefresh>) -> RollingSettings {
+    let mut s = RollingSettings {
+        auto_rollback: false,
+        ..RollingSettings::default()
+    };
+    if let Some(p) = last.and_then(|r| r.preferences.as_ref()) {
+        s.min_healthy_percentage = p.min_healthy_percentage;
+        s.max_healthy_percentage = p.max_healthy_percentage;
+        s.instance_warmup = Some(p.instance_warmup);
+        s.protected_instances = Some(p.scale_in_protected_instances);
+        s.standby_instances = Some(p.standby_instances);
+    }
+    s
+}
+
+fn tag_version(g: &Group, key: &str) -> Option<i64> {
+    g.tags.get(key).and_then(|v| v.parse().ok())
+}
+
+fn rollback_failed(cloud: &Cloud, group: &str, detail: String) -> RolloutError {
+    RolloutError::RollbackFailed {
+        group: group.to_string(),
+        region: cloud.region.clone(),
+        detail,
+        next: "`kiln status` shows the group's versions; roll out the wanted image instead".into(),
+    }
+}

@@ -1,0 +1,403 @@
+//! `rollout`: take the lock, check again what may have changed since the plan, make the
+//! launch template version, run the strategy, release the lock.
+
+use std::time::Duration;
+
+use kiln_cloud::{
+    Cloud, ImageId, InstanceFilter, LaunchTemplateId, NewTemplateVersion, Progress, RefreshStatus,
+    Tags, TemplateRef, Timestamp, UpdateGroup, TAG_RUN_ID,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Refusal, RolloutError, StopReason};
+use crate::events::Emitter;
+use crate::lock;
+use crate::outcome::{status, RolloutOutcome};
+use crate::plan::{Facts, RefreshPlan, RolloutPlan};
+use crate::preflight;
+use crate::refresh::{chrono_of, RefreshRun, Watched};
+use crate::spec::Strategy;
+
+/// Group tag: the version the group ran before kiln's last rollout (for `rollback`).
+pub const TAG_PREVIOUS_VERSION: &str = "kiln:previous-version";
+/// Group tag: the version kiln's last rollout installs.
+pub const TAG_VERSION: &str = "kiln:version";
+/// Group tag: the image kiln's last rollout installs.
+pub const TAG_IMAGE: &str = "kiln:image";
+/// Group tag: the pipeline target the group belongs to.
+pub const TAG_TARGET: &str = "kiln:target";
+
+/// Runs the plan. A rollout that was stopped (gate, deadline, cancel) returns
+/// [`RolloutError::Stopped`] with the reason and the outcome after the rollback.
+pub async fn rollout(
+    cloud: &Cloud,
+    plan: &RolloutPlan,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<RolloutOutcome, RolloutError> {
+    let emit = Emitter {
+        progress,
+        clock: &*cloud.clock,
+    };
+    let group = &plan.spec.group;
+    if plan.no_change {
+        emit.info(
+            "plan",
+            group,
+            format!("already on {}: nothing to do", plan.image),
+        );
+        return Ok(outcome(
+            plan,
+            plan.template.source_version,
+            status::NO_CHANGE,
+            0,
+            Vec::new(),
+        ));
+    }
+
+    let me = plan.lock_holder(cloud.clock.now());
+    lock::acquire(cloud, group, &me).await?;
+    emit.info("lock", group, format!("locked by {me}"));
+
+    let result = run_locked(cloud, plan, &emit, cancel).await;
+
+    match lock::release(cloud, group, &me).await {
+        Ok(()) => emit.info("lock", group, "released"),
+        Err(e) => emit.warn("lock", group, format!("could not release the lock: {e}")),
+    }
+    result
+}
+
+async fn run_locked(
+    cloud: &Cloud,
+    plan: &RolloutPlan,
+    emit: &Emitter<'_>,
+    cancel: &CancellationToken,
+) -> Result<RolloutOutcome, RolloutError> {
+    recheck(cloud, plan).await?;
+    match &plan.spec.strategy {
+        Strategy::Rolling(_) | Strategy::Canary(_) if plan.refresh.is_some() => {
+            let refresh = plan.refresh.as_ref().expect("checked");
+            run_refresh(cloud, plan, refresh, emit, cancel).await
+        }
+        Strategy::BlueGreen(_) if plan.blue_green.is_some() => {
+            let bg = plan.blue_green.as_ref().expect("checked");
+            crate::bluegreen::run(cloud, plan, bg, emit, cancel).await
+        }
+        Strategy::InPlace(_) if plan.in_place.is_some() => {
+            let ip = plan.in_place.as_ref().expect("checked");
+            crate::inplace::run(cloud, plan, ip, emit, cancel).await
+        }
+        _ => Err(RolloutError::Invalid {
+            what: format!(
+                "strategy {} for group {}",
+                plan.spec.strategy.name(),
+                plan.spec.group
+            ),
+            region: cloud.region.clone(),
+            detail: "the plan lacks this strategy's part; plan again".into(),
+        }),
+    }
+}
+
+/// What may have changed between the plan and the lock: a refresh started by someone
+/// else, suspended processes, a new version on the group.
+async fn recheck(cloud: &Cloud, plan: &RolloutPlan) -> Result<(), RolloutError> {
+    let facts = Facts::gather(cloud, &plan.spec).await?;
+    let mut refusals = preflight::check_running_refresh(&plan.spec.group, &facts.refreshes);
+    refusals.extend(preflight::check_suspended(&facts.group));
+    if facts.source.version != plan.template.source_version {
+        refusals.push(Refusal {
+            check: "changed_since_plan".into(),
+            reason: format!(
+                "group {} now runs version {} (planned from {})",
+                plan.spec.group, facts.source.version, plan.template.source_version
+            ),
+            fix: "plan again".into(),
+        });
+    }
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    Err(RolloutError::Preflight {
+        group: plan.spec.group.clone(),
+        region: cloud.region.clone(),
+        refusals,
+    })
+}
+
+/// Measures phases in the account's time.
+pub(crate) struct Timings<'a> {
+    clock: &'a dyn kiln_cloud::Clock,
+    mark: Timestamp,
+    pub list: Vec<(String, Duration)>,
+}
+
+impl<'a> Timings<'a> {
+    pub fn new(clock: &'a dyn kiln_cloud::Clock) -> Self {
+        Self {
+            clock,
+            mark: clock.now(),
+            list: Vec::new(),
+        }
+    }
+
+    pub fn lap(&mut self, phase: &str) {
+        let now = self.clock.now();
+        let took = (now - self.mark).to_std().unwrap_or_default();
+        self.list.push((phase.to_string(), took));
+        self.mark = now;
+    }
+}
+
+async fn run_refresh(
+    cloud: &Cloud,
+    plan: &RolloutPlan,
+    refresh: &RefreshPlan,
+    emit: &Emitter<'_>,
+    cancel: &CancellationToken,
+) -> Result<RolloutOutcome, RolloutError> {
+    let mut timings = Timings::new(&*cloud.clock);
+    let old_max = raise_max_size(cloud, plan, refresh, emit).await?;
+    let (template_id, version) = create_version(cloud, plan, emit).await?;
+    record_versions(cloud, plan, version).await?;
+    timings.lap("template");
+
+    let run = RefreshRun {
+        cloud,
+        plan,
+        emit,
+        cancel,
+        template_id,
+        version,
+    };
+    let id = run.start(refresh).await?;
+    let deadline = cloud.clock.now() + chrono_of(plan.spec.timeouts.rollout);
+    let watched = run.watch(&id, deadline).await;
+    let result = match watched {
+        Ok(Watched::Succeeded) => {
+            timings.lap("refresh");
+            emit.info(
+                "refresh",
+                &plan.spec.group,
+                format!("version {version} is live"),
+            );
+            let on_new = on_new_image(cloud, &plan.spec.group, &plan.image).await?;
+            Ok(outcome(
+                plan,
+                version,
+                status::SUCCESSFUL,
+                on_new,
+                timings.list,
+            ))
+        }
+        Ok(Watched::Stopped(reason, last)) => {
+            timings.lap("until_stopped");
+            stop(&run, &id, refresh, reason, last, timings).await
+        }
+        Err(e) => Err(e),
+    };
+    restore_max_size(cloud, plan, old_max, emit).await;
+    result
+}
+
+/// Rolls back after a stop and turns it into [`RolloutError::Stopped`].
+async fn stop(
+    run: &RefreshRun<'_>,
+    id: &str,
+    refresh: &RefreshPlan,
+    reason: StopReason,
+    last: Option<Box<kiln_cloud::InstanceRefresh>>,
+    mut timings: Timings<'_>,
+) -> Result<RolloutOutcome, RolloutError> {
+    let (plan, group) = (run.plan, &run.plan.spec.group);
+    run.emit.error(
+        "gate",
+        group,
+        format!("stopping instance refresh {id}: {reason}"),
+    );
+    let final_status = run.roll_back(id, refresh, last.as_deref()).await?;
+    timings.lap("rollback");
+    let rolled_back = final_status == RefreshStatus::RollbackSuccessful;
+    let label = match (rolled_back, &reason) {
+        (true, _) => status::ROLLED_BACK,
+        (false, StopReason::Cancelled) => status::CANCELLED,
+        (false, _) => status::ROLLBACK_FAILED,
+    };
+    run.emit.info(
+        "rollback",
+        group,
+        format!(
+            "refresh ended {final_status:?}; group back on version {}",
+            plan.template.source_version
+        ),
+    );
+    let on_new = on_new_image(run.cloud, group, &plan.image).await?;
+    Err(RolloutError::Stopped {
+        group: group.clone(),
+        region: run.cloud.region.clone(),
+        reason: Box::new(reason),
+        rolled_back,
+        outcome: Box::new(outcome(plan, run.version, label, on_new, timings.list)),
+    })
+}
+
+/// A new numbered version from the group's own, with only the image changed
+/// (PITFALLS 10); when the group's version already has the image, it is reused.
+pub(crate) async fn create_version(
+    cloud: &Cloud,
+    plan: &RolloutPlan,
+    emit: &Emitter<'_>,
+) -> Result<(LaunchTemplateId, i64), RolloutError> {
+    let t = &plan.template;
+    let id = LaunchTemplateId::new(t.id.clone());
+    if t.source_image.as_ref() == Some(&plan.image) {
+        emit.info(
+            "template",
+            &t.name,
+            format!(
+                "version {} already launches {}: reused",
+                t.source_version, plan.image
+            ),
+        );
+        return Ok((id, t.source_version));
+    }
+    let request = NewTemplateVersion {
+        template: TemplateRef::Id(id.clone()),
+        source_version: t.source_version,
+        image_id: plan.image.clone(),
+        description: format!(
+            "kiln {}: {} from version {} ({})",
+            plan.run_id, plan.image, t.source_version, plan.spec.target
+        ),
+    };
+    let created = cloud
+        .compute
+        .create_launch_template_version(&request)
+        .await?;
+    emit.info(
+        "template",
+        &t.name,
+        format!(
+            "version {} created from {} with image {} (the group is not changed until the \
+             refresh succeeds)",
+            created.version, t.source_version, plan.image
+        ),
+    );
+    Ok((id, created.version))
+}
+
+/// Tags that let `rollback` and `status` find the previous version later.
+pub(crate) async fn record_versions(
+    cloud: &Cloud,
+    plan: &RolloutPlan,
+    version: i64,
+) -> Result<(), RolloutError> {
+    let tags = Tags::from([
+        (
+            TAG_PREVIOUS_VERSION.to_string(),
+            plan.template.source_version.to_string(),
+        ),
+        (TAG_VERSION.to_string(), version.to_string()),
+        (TAG_IMAGE.to_string(), plan.image.to_string()),
+        (TAG_RUN_ID.to_string(), plan.run_id.clone()),
+        (TAG_TARGET.to_string(), plan.spec.target.clone()),
+    ]);
+    cloud
+        .scaling
+        .put_group_tags(&plan.spec.group, &tags)
+        .await?;
+    Ok(())
+}
+
+async fn raise_max_size(
+    cloud: &Cloud,
+    plan: &RolloutPlan,
+    refresh: &RefreshPlan,
+    emit: &Emitter<'_>,
+) -> Result<Option<i32>, RolloutError> {
+    let Some(to) = refresh.raise_max_size_to else {
+        return Ok(None);
+    };
+    let update = UpdateGroup {
+        name: plan.spec.group.clone(),
+        max_size: Some(to),
+        ..UpdateGroup::default()
+    };
+    cloud.scaling.update_group(&update).await?;
+    emit.info(
+        "capacity",
+        &plan.spec.group,
+        format!(
+            "max size raised from {} to {to} for the rollout",
+            plan.group.max_size
+        ),
+    );
+    Ok(Some(plan.group.max_size))
+}
+
+async fn restore_max_size(cloud: &Cloud, plan: &RolloutPlan, old: Option<i32>, emit: &Emitter<'_>) {
+    let Some(old) = old else { return };
+    let update = UpdateGroup {
+        name: plan.spec.group.clone(),
+        max_size: Some(old),
+        ..UpdateGroup::default()
+    };
+    match cloud.scaling.update_group(&update).await {
+        Ok(()) => emit.info(
+            "capacity",
+            &plan.spec.group,
+            format!("max size restored to {old}"),
+        ),
+        Err(e) => emit.warn(
+            "capacity",
+            &plan.spec.group,
+            format!("could not restore max size {old}: {e}; restore it by hand"),
+        ),
+    }
+}
+
+/// In-service instances of the group that run `image`.
+pub(crate) async fn on_new_image(
+    cloud: &Cloud,
+    group: &str,
+    image: &ImageId,
+) -> Result<i32, RolloutError> {
+    let g = lock::describe(cloud, group).await?;
+    let ids: Vec<_> = g
+        .instances
+        .iter()
+        .filter(|i| i.in_service())
+        .map(|i| i.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let filter = InstanceFilter {
+        ids,
+        exclude_terminated: true,
+        ..InstanceFilter::default()
+    };
+    let instances = cloud.compute.describe_instances(&filter).await?;
+    Ok(instances.iter().filter(|i| &i.image_id == image).count() as i32)
+}
+
+pub(crate) fn outcome(
+    plan: &RolloutPlan,
+    version: i64,
+    label: &str,
+    on_new_image: i32,
+    timings: Vec<(String, Duration)>,
+) -> RolloutOutcome {
+    RolloutOutcome {
+        target: plan.spec.target.clone(),
+        group: plan.spec.group.clone(),
+        strategy: plan.spec.strategy.name().to_string(),
+        launch_template_version: version,
+        previous_version: plan.template.source_version,
+        status: label.to_string(),
+        desired: plan.group.desired,
+        on_new_image,
+        timings,
+    }
+}

@@ -1,0 +1,294 @@
+//! What a rollout is asked to do: the target, its group and template, the strategy with
+//! its settings, the gates and the timeouts. Read from the pipeline file; every field that
+//! may be left out has a documented default.
+
+use std::time::Duration;
+
+use kiln_cloud::{ProtectedInstances, StandbyInstances, TemplateRef};
+use serde::{Deserialize, Serialize};
+
+/// One rollout of one target: which group, which template, how, and under which gates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSpec {
+    /// The target's name in the pipeline (`poc-web`).
+    pub target: String,
+    /// The Auto Scaling group.
+    pub group: String,
+    pub launch_template: TemplateRef,
+    /// The target group (by name) whose health decides readiness.
+    #[serde(default)]
+    pub target_group: Option<String>,
+    /// The load balancer (by name) whose listeners blue/green and A/B switch.
+    #[serde(default)]
+    pub load_balancer: Option<String>,
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub gates: Gates,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// How the instances are replaced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// One instance refresh over the whole group.
+    Rolling(RollingSettings),
+    /// An instance refresh that stops at checkpoints, with the gates evaluated at each.
+    Canary(CanarySettings),
+    /// A green group beside the blue one, then one listener switch.
+    BlueGreen(BlueGreenSettings),
+    /// A fix sent by Run Command to the running instances, in batches.
+    InPlace(InPlaceSettings),
+}
+
+impl Strategy {
+    /// The name outputs use.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Rolling(_) => "rolling",
+            Self::Canary(_) => "canary",
+            Self::BlueGreen(_) => "blue_green",
+            Self::InPlace(_) => "in_place",
+        }
+    }
+}
+
+/// Default MinHealthyPercentage: keep the whole desired capacity in service, so that
+/// replacements launch before the instances they replace are terminated.
+pub const DEFAULT_MIN_HEALTHY: i32 = 100;
+/// Default MaxHealthyPercentage: room for half the desired capacity again, so a group of
+/// three replaces one at a time and a group of ten five at a time.
+pub const DEFAULT_MAX_HEALTHY: i32 = 150;
+/// Default time from "instance running" to "application answers": the team measured an
+/// instance replaced and serving in about 51 s; rounded up.
+pub const DEFAULT_BOOT_TIME: Duration = Duration::from_secs(60);
+
+/// The preferences of an instance refresh. Nothing here is left to AWS's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RollingSettings {
+    /// Share of the desired capacity kept healthy (0-100). Default 100.
+    pub min_healthy_percentage: i32,
+    /// Share of the desired capacity that may be in service or pending (100-200).
+    /// Default 150.
+    pub max_healthy_percentage: i32,
+    /// Instance warm-up. Default: the target group's healthy_threshold × interval plus
+    /// `boot_time` (PITFALLS 7).
+    #[serde(with = "humantime_serde")]
+    pub instance_warmup: Option<Duration>,
+    /// Time from boot until the application answers. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub boot_time: Duration,
+    /// Leave instances already on the new version alone. Default true.
+    pub skip_matching: bool,
+    /// Checkpoints (percent of the group replaced) at which the refresh pauses.
+    pub checkpoints: Vec<i32>,
+    /// The pause at each checkpoint. Required by AWS when there are checkpoints.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_delay: Option<Duration>,
+    /// Ask AWS to roll back by itself when the refresh fails. Default true.
+    pub auto_rollback: bool,
+    /// What the refresh does with scale-in protected instances. Required when the group
+    /// has any; sent as `Ignore` when it has none.
+    pub protected_instances: Option<ProtectedInstances>,
+    /// What the refresh does with standby instances. Required when the group has any;
+    /// sent as `Ignore` when it has none.
+    pub standby_instances: Option<StandbyInstances>,
+    /// Let kiln raise the group's max size for the rollout when launch-first needs the
+    /// room, and restore it after. Default false: refuse and say by how much.
+    pub raise_max_size: bool,
+}
+
+impl Default for RollingSettings {
+    fn default() -> Self {
+        Self {
+            min_healthy_percentage: DEFAULT_MIN_HEALTHY,
+            max_healthy_percentage: DEFAULT_MAX_HEALTHY,
+            instance_warmup: None,
+            boot_time: DEFAULT_BOOT_TIME,
+            skip_matching: true,
+            checkpoints: Vec::new(),
+            checkpoint_delay: None,
+            auto_rollback: true,
+            protected_instances: None,
+            standby_instances: None,
+            raise_max_size: false,
+        }
+    }
+}
+
+/// Default canary steps: one instance's worth on a small group, then half, then all.
+pub const DEFAULT_CANARY_STEPS: [i32; 3] = [10, 50, 100];
+/// Default time the gates watch each canary step before it goes on.
+pub const DEFAULT_CANARY_BAKE: Duration = Duration::from_secs(5 * 60);
+
+/// A refresh in steps, with the gates evaluated for `bake` at each step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanarySettings {
+    /// Percentages of the group replaced at each step; the last should be 100.
+    pub steps: Vec<i32>,
+    /// How long the gates watch each step before it goes on.
+    #[serde(with = "humantime_serde")]
+    pub bake: Duration,
+    /// The refresh preferences (checkpoints and delay come from `steps` and `bake`).
+    pub refresh: RollingSettings,
+}
+
+impl Default for CanarySettings {
+    fn default() -> Self {
+        Self {
+            steps: DEFAULT_CANARY_STEPS.to_vec(),
+            bake: DEFAULT_CANARY_BAKE,
+            refresh: RollingSettings::default(),
+        }
+    }
+}
+
+/// Default time blue is kept after the switch, so that a rollback is one listener change.
+pub const DEFAULT_ROLLBACK_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+/// A green group and target group beside blue, then the listener switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlueGreenSettings {
+    /// A listener rule that sends testers to green before everyone else.
+    pub preview: Option<Preview>,
+    /// How long blue is kept (at its capacity) after the switch.
+    #[serde(with = "humantime_serde")]
+    pub rollback_window: Duration,
+    /// A/B: percentages of traffic sent to green by weighted forwarding before the full
+    /// switch (`[10, 50]`), each watched by the gates for `step_bake`. Empty: one switch.
+    pub traffic_steps: Vec<i32>,
+    /// How long the gates watch each traffic step.
+    #[serde(with = "humantime_serde")]
+    pub step_bake: Duration,
+}
+
+impl Default for BlueGreenSettings {
+    fn default() -> Self {
+        Self {
+            preview: None,
+            rollback_window: DEFAULT_ROLLBACK_WINDOW,
+            traffic_steps: Vec::new(),
+            step_bake: DEFAULT_CANARY_BAKE,
+        }
+    }
+}
+
+/// Default priority of the testers' rule: low numbers win, and a preview must win over
+/// the listener's other rules.
+pub const DEFAULT_PREVIEW_PRIORITY: i32 = 1;
+
+/// Testers reach green through a listener rule before the switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preview {
+    /// Source addresses (CIDR) of the testers.
+    #[serde(default)]
+    pub source_ips: Vec<String>,
+    /// Or a header (`name`, values) the testers send.
+    #[serde(default)]
+    pub header: Option<(String, Vec<String>)>,
+    /// How long testers have before the switch.
+    #[serde(with = "humantime_serde")]
+    pub hold: Duration,
+    #[serde(default = "default_preview_priority")]
+    pub priority: i32,
+}
+
+fn default_preview_priority() -> i32 {
+    DEFAULT_PREVIEW_PRIORITY
+}
+
+/// Default instances fixed per batch: one Run Command call takes at most 50 ids, and a
+/// third of a three-instance group keeps two serving.
+pub const DEFAULT_IN_PLACE_BATCH: usize = 1;
+
+/// A fix sent to the running instances, batch by batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InPlaceSettings {
+    /// The fix: shell lines run by `AWS-RunShellScript`.
+    pub script: Vec<String>,
+    /// Instances per batch (at most 50). Default 1.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// What the fix changes, recorded on the group so the next bake includes it.
+    #[serde(default)]
+    pub description: String,
+}
+
+fn default_batch() -> usize {
+    DEFAULT_IN_PLACE_BATCH
+}
+
+/// Default bound on how long a new instance may stay unhealthy in the target group
+/// before the rollout is stopped: AWS itself would wait up to an hour (PITFALLS 8).
+pub const DEFAULT_UNHEALTHY_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// What must hold for the rollout to go on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gates {
+    /// New instances must become healthy in the target group.
+    pub target_health: bool,
+    /// How long a new instance may stay not healthy before the rollout is stopped.
+    #[serde(with = "humantime_serde")]
+    pub unhealthy_after: Duration,
+    /// CloudWatch alarms that must not be in ALARM.
+    pub alarms: Vec<String>,
+    /// A path probed on each new instance through Run Command (`/health`).
+    pub http_probe: Option<String>,
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Self {
+            target_health: true,
+            unhealthy_after: DEFAULT_UNHEALTHY_AFTER,
+            alarms: Vec::new(),
+            http_probe: None,
+        }
+    }
+}
+
+/// Default overall deadline of a rollout's replacement phase.
+pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+/// Default deadline of a rollback.
+pub const DEFAULT_ROLLBACK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Default polling interval: AWS updates a refresh's progress about every 15 s.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(15);
+/// Default deadline of one Run Command (probe or fix) on one batch.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Deadlines. Every wait has one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// The whole replacement (refresh, green group healthy, all batches). Default 1 h.
+    #[serde(with = "humantime_serde")]
+    pub rollout: Duration,
+    /// A rollback. Default 30 min.
+    #[serde(with = "humantime_serde")]
+    pub rollback: Duration,
+    /// Polling interval. Default 15 s.
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
+    /// One Run Command. Default 5 min.
+    #[serde(with = "humantime_serde")]
+    pub command: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            rollout: DEFAULT_ROLLOUT_TIMEOUT,
+            rollback: DEFAULT_ROLLBACK_TIMEOUT,
+            poll: DEFAULT_POLL,
+            command: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+}
