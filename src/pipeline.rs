@@ -9,6 +9,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kiln_rollout::{
+    BlueGreenSettings, CanarySettings, Gates, InPlaceSettings, RollingSettings,
+    Timeouts as RolloutTimeouts,
+};
 use serde::{Deserialize, Serialize};
 
 /// The public parameter that names the newest Amazon Linux 2023 image.
@@ -117,20 +121,34 @@ pub struct DistributeSection {
     pub accounts: Vec<String>,
 }
 
+/// One group that takes the image, and how.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSection {
     pub name: String,
     pub group: String,
+    /// The launch template's name.
     pub launch_template: String,
     #[serde(default)]
     pub target_group: Option<String>,
     #[serde(default)]
     pub load_balancer: Option<String>,
+    /// The strategy used unless `--strategy` names another.
     pub strategy: StrategyName,
-    /// Strategy settings, as the rollout library reads them.
+    /// Settings of each strategy this target may be rolled out with; a strategy left out
+    /// runs with the documented defaults (in place needs its fix script).
     #[serde(default)]
-    pub settings: serde_json::Value,
+    pub rolling: Option<RollingSettings>,
+    #[serde(default)]
+    pub canary: Option<CanarySettings>,
+    #[serde(default)]
+    pub blue_green: Option<BlueGreenSettings>,
+    #[serde(default)]
+    pub in_place: Option<InPlaceSettings>,
+    #[serde(default)]
+    pub gates: Gates,
+    #[serde(default)]
+    pub timeouts: RolloutTimeouts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -81,12 +81,10 @@ pub async fn bake(
 }
 
 fn exit_for(error: BakeError) -> anyhow::Error {
-    let code = if error.is_cancelled() {
-        exit::INTERRUPTED
-    } else if error.is_bad_input() {
-        exit::BAD_INPUT
-    } else {
-        exit::BAKE_FAILED
+    let code = match &error {
+        e if e.is_cancelled() => exit::INTERRUPTED,
+        BakeError::InvalidSpec { .. } => exit::BAD_INPUT,
+        _ => exit::BAKE_FAILED,
     };
     Exit::new(code, error).into()
 }

@@ -13,7 +13,7 @@ use anyhow::Context;
 use kiln_builder::recipe::{self, RecipeSource, Rendered};
 use kiln_builder::{BakeSpec, BuilderSettings, RootVolumeSettings, SourceImage, SubnetSelector};
 use kiln_cloud::{Cloud, ImageId, SubnetId, TemplateRef};
-use kiln_rollout::RolloutSpec;
+use kiln_rollout::{RolloutSpec, Strategy};
 
 use crate::cli::GlobalArgs;
 use crate::exit::{self, Exit};
@@ -118,25 +118,33 @@ pub fn rollout_spec(
     target: &TargetSection,
     strategy: Option<StrategyName>,
 ) -> anyhow::Result<RolloutSpec> {
-    let strategy = strategy.unwrap_or(target.strategy);
-    let spec = kiln_rollout::spec_from_settings(
-        &target.name,
-        &target.group,
-        TemplateRef::Name(target.launch_template.clone()),
-        target.target_group.clone(),
-        target.load_balancer.clone(),
-        &strategy.to_string(),
-        &target.settings,
-    )
-    .map_err(|e| {
-        Exit::new(
-            exit::BAD_INPUT,
-            pipeline.invalid(
-                &format!("name: {}", target.name),
-                format!("target `{}`: {e}", target.name),
-                "fix the target's `settings` (see the rollout settings in README.md)".into(),
-            ),
-        )
-    })?;
-    Ok(spec)
+    let strategy = match strategy.unwrap_or(target.strategy) {
+        StrategyName::Rolling => Strategy::Rolling(target.rolling.clone().unwrap_or_default()),
+        StrategyName::Canary => Strategy::Canary(target.canary.clone().unwrap_or_default()),
+        StrategyName::BlueGreen => {
+            Strategy::BlueGreen(target.blue_green.clone().unwrap_or_default())
+        }
+        StrategyName::InPlace => match &target.in_place {
+            Some(settings) => Strategy::InPlace(settings.clone()),
+            None => {
+                let error = pipeline.invalid(
+                    &format!("name: {}", target.name),
+                    format!("target `{}` has no `in_place` settings", target.name),
+                    "add `in_place: { script: [...] }` with the fix to run on each instance"
+                        .into(),
+                );
+                return Err(Exit::new(exit::BAD_INPUT, error).into());
+            }
+        },
+    };
+    Ok(RolloutSpec {
+        target: target.name.clone(),
+        group: target.group.clone(),
+        launch_template: TemplateRef::Name(target.launch_template.clone()),
+        target_group: target.target_group.clone(),
+        load_balancer: target.load_balancer.clone(),
+        strategy,
+        gates: target.gates.clone(),
+        timeouts: target.timeouts.clone(),
+    })
 }

@@ -1,7 +1,7 @@
 //! `kiln rollout FILE --image ID`: roll an image out to the pipeline's targets.
 
 use kiln_cloud::{Cloud, ImageId};
-use kiln_rollout::{RolloutError, RolloutOutcome};
+use kiln_rollout::{RolloutError, RolloutOutcome, StopReason};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -100,16 +100,19 @@ pub async fn roll_out(
 }
 
 fn exit_for(error: RolloutError) -> anyhow::Error {
-    let code = if error.is_cancelled() {
-        exit::INTERRUPTED
-    } else if error.is_locked() {
-        exit::LOCKED
-    } else if error.is_refused() {
-        exit::BAD_INPUT
-    } else if error.rolled_back() {
-        exit::ROLLED_BACK
-    } else {
-        exit::NEEDS_ATTENTION
+    let code = match &error {
+        RolloutError::Preflight { .. } | RolloutError::Invalid { .. } => exit::BAD_INPUT,
+        RolloutError::Locked { .. } => exit::LOCKED,
+        RolloutError::Stopped { reason, .. } if matches!(**reason, StopReason::Cancelled) => {
+            exit::INTERRUPTED
+        }
+        RolloutError::Stopped {
+            rolled_back: true, ..
+        } => exit::ROLLED_BACK,
+        RolloutError::Stopped { .. } | RolloutError::RollbackFailed { .. } => {
+            exit::NEEDS_ATTENTION
+        }
+        RolloutError::Cloud(_) => exit::FAILED,
     };
     Exit::new(code, error).into()
 }
