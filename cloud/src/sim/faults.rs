@@ -1,0 +1,208 @@
+//! Faults: the failures a test or an example asks the simulated account to produce.
+//!
+//! They are read from YAML (every field checked, unknown fields refused) and kept in the
+//! state, so that a later command sees what remains of them (a throttle count consumed).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::SimError;
+
+/// Every fault kind; each list may be empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Recipe steps that fail.
+    pub steps: Vec<StepFault>,
+    /// Instances whose SSM agent never comes online.
+    pub agent_never_online: Vec<AgentFault>,
+    /// Images whose instances fail their load balancer health checks.
+    pub unhealthy_images: Vec<ImageFault>,
+    /// Operations rejected as throttled a number of times.
+    pub throttle: Vec<ThrottleFault>,
+    /// Every operation throttled during a window of virtual time.
+    pub throttle_storm: Option<StormFault>,
+    /// Regions where image copies fail.
+    pub copy_fails: Vec<CopyFault>,
+    /// Steps that run longer than any timeout.
+    pub step_hangs: Vec<String>,
+    /// Steps whose output is this many characters long (SSM cuts it).
+    pub step_output: Vec<OutputFault>,
+    /// Invocations stay "not found" this long after SendCommand.
+    #[serde(with = "humantime_serde")]
+    pub invocation_hidden_for: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepFault {
+    /// `recipe/step`, matched against `kiln:recipe/step` in the command's comment.
+    pub step: String,
+    pub exit_code: i32,
+    #[serde(default)]
+    pub stdout: Vec<String>,
+    #[serde(default)]
+    pub stderr: Vec<String>,
+    /// Fail only this many times, then run normally; forever when absent.
+    #[serde(default)]
+    pub times: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFault {
+    /// Instances tagged `kiln:role` with this value; every instance when absent.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFault {
+    /// An image id, or `new`: any image created in the simulation.
+    pub image: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleFault {
+    /// The API operation as AWS names it (`DescribeInstances`).
+    pub operation: String,
+    /// How many calls are rejected.
+    pub count: u32,
+    /// How many were rejected so far.
+    #[serde(default)]
+    pub rejected: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StormFault {
+    /// Starts this long after the faults were loaded.
+    #[serde(default = "zero", with = "humantime_serde")]
+    pub after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lasts: Duration,
+    /// Set when the faults are loaded: the storm's virtual start.
+    #[serde(default)]
+    pub starts_at: Option<crate::types::Timestamp>,
+    #[serde(default)]
+    pub rejected: u32,
+}
+
+fn zero() -> Duration {
+    Duration::ZERO
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyFault {
+    pub region: String,
+    #[serde(default = "default_copy_reason")]
+    pub reason: String,
+}
+
+fn default_copy_reason() -> String {
+    "Client.InternalError: Client error on launch".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputFault {
+    pub step: String,
+    pub chars: usize,
+}
+
+impl Faults {
+    /// Parses a faults file's text; `origin` names the file in errors.
+    pub fn from_yaml_named(text: &str, origin: &str) -> Result<Self, SimError> {
+        serde_yaml_ng::from_str(text).map_err(|e| SimError::parse(origin, &e))
+    }
+
+    pub fn from_yaml_str(text: &str) -> Result<Self, SimError> {
+        Self::from_yaml_named(text, "<faults>")
+    }
+
+    /// The step fault matching a command comment, if any fires (and counts it).
+    pub fn take_step_fault(&mut self, comment: &str) -> Option<StepFault> {
+        let fault = self
+            .steps
+            .iter_mut()
+            .find(|f| step_matches(comment, &f.step) && f.times != Some(0))?;
+        if let Some(times) = fault.times.as_mut() {
+            *times -= 1;
+        }
+        Some(fault.clone())
+    }
+
+    pub fn step_hangs(&self, comment: &str) -> bool {
+        self.step_hangs.iter().any(|s| step_matches(comment, s))
+    }
+
+    pub fn output_chars(&self, comment: &str) -> Option<usize> {
+        let fault = self
+            .step_output
+            .iter()
+            .find(|f| step_matches(comment, &f.step))?;
+        Some(fault.chars)
+    }
+
+    pub fn agent_never(&self, role: Option<&str>) -> bool {
+        self.agent_never_online
+            .iter()
+            .any(|f| f.role.is_none() || f.role.as_deref() == role)
+    }
+
+    pub fn image_bad(&self, image: &str, created_here: bool) -> bool {
+        self.unhealthy_images
+            .iter()
+            .any(|f| f.image == image || (f.image == "new" && created_here))
+    }
+
+    pub fn copy_fault(&self, region: &str) -> Option<&CopyFault> {
+        self.copy_fails.iter().find(|f| f.region == region)
+    }
+
+    /// Whether this call is throttled; counts the rejection.
+    pub fn throttle_now(&mut self, operation: &str, now: crate::types::Timestamp) -> bool {
+        if let Some(storm) = self.throttle_storm.as_mut() {
+            let start = *storm
+                .starts_at
+                .get_or_insert(now + super::model::dur(storm.after));
+            if now >= start && now < start + super::model::dur(storm.lasts) {
+                storm.rejected += 1;
+                return true;
+            }
+        }
+        let Some(fault) = self
+            .throttle
+            .iter_mut()
+            .find(|f| f.operation == operation && f.rejected < f.count)
+        else {
+            return false;
+        };
+        fault.rejected += 1;
+        true
+    }
+
+    /// Fixes the storm's start at load time.
+    pub fn anchor(&mut self, now: crate::types::Timestamp) {
+        if let Some(storm) = self.throttle_storm.as_mut() {
+            storm
+                .starts_at
+                .get_or_insert(now + super::model::dur(storm.after));
+        }
+    }
+}
+
+/// A comment names a step as `kiln:recipe/step`, followed by the end or a separator.
+pub fn step_matches(comment: &str, step: &str) -> bool {
+    let needle = format!("kiln:{step}");
+    comment.match_indices(&needle).any(|(at, _)| {
+        let rest = &comment[at + needle.len()..];
+        rest.chars()
+            .next()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_' || c == '/'))
+    })
+}
