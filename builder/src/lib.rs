@@ -1,4 +1,26 @@
 //! kiln-builder: recipes, plans and input hashes, the bake, distribution and the image
 //! catalogue.
+//!
+//! A bake is planned first ([`plan()`], which changes nothing), then run ([`bake()`]).
 
+// A bake fails at most once, so the size of its error is of no consequence; keeping the
+// variants' fields inline keeps them easy to match on.
+#![allow(clippy::result_large_err)]
+
+pub mod bake;
+pub mod error;
+pub mod hash;
+pub mod journal;
+pub mod naming;
+pub mod plan;
 pub mod recipe;
+pub mod spec;
+pub mod wait;
+
+pub use bake::{bake, bake_with_journal, BakeOutcome};
+pub use error::BakeError;
+pub use journal::{Journal, MemoryJournal, Record, ResourceKind};
+pub use plan::{plan, BakePlan, BakedImage, PlannedChange, PlannedStep, StepPhase};
+pub use spec::{
+    BakeSpec, BuilderSettings, RootVolumeSettings, SourceImage, SubnetSelector, Timeouts,
+};

@@ -93,7 +93,8 @@ async fn syntax_error_fails_with_bash_message() {
 #[tokio::test(start_paused = true)]
 async fn step_fault_fails_the_named_step_only() {
     let (account, cloud) = poc().await;
-    let faults = "steps:\n  - step: proxysql/install\n    exit_code: 7\n    stderr: [\"no package proxysql\"]\n";
+    let faults = "steps:\n  - step: proxysql/install\n    exit_code: 7\n    \
+                  stderr: [\"no package proxysql\"]\n";
     account.set_faults(Faults::from_yaml_str(faults).unwrap());
     let id = online_builder(&cloud).await;
     let other = cloud
@@ -295,4 +296,116 @@ async fn parameters_versions_secure_strings_and_public_image() {
         .await;
     let values: Vec<_> = history.unwrap().into_iter().map(|p| p.value).collect();
     assert_eq!(values, ["ami-1", "ami-2"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn builder_that_never_boots_is_terminated_with_a_reason() {
+    let (account, cloud) = poc().await;
+    account.set_faults(Faults::from_yaml_str("boot_fails:\n  - role: builder\n").unwrap());
+    let inst = cloud
+        .compute
+        .run_instance(&builder_request("builder"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let f = InstanceFilter {
+        ids: vec![inst.id.clone()],
+        ..Default::default()
+    };
+    let found = cloud
+        .compute
+        .describe_instances(&f)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(found.state, InstanceState::Terminated);
+    assert!(found.state_reason.unwrap().contains("Server.InternalError"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_instance_for_a_while_after_the_agent_shows_online() {
+    let (account, cloud) = poc().await;
+    let faults = Faults::from_yaml_str("invalid_instance_after_online: 20s\n").unwrap();
+    account.set_faults(faults);
+    let id = online_builder(&cloud).await;
+    let early = cloud
+        .commands
+        .send_command(&command(&id, "base/one", &["true"]))
+        .await;
+    assert_eq!(early.unwrap_err().kind, ErrorKind::InvalidInstance);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(cloud
+        .commands
+        .send_command(&command(&id, "base/one", &["true"]))
+        .await
+        .is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn invocation_hidden_longer_and_step_that_hangs_times_out() {
+    let (account, cloud) = poc().await;
+    let faults = "invocation_hidden_for: 45s\nstep_hangs: [app/migrate]\n";
+    account.set_faults(Faults::from_yaml_str(faults).unwrap());
+    let id = online_builder(&cloud).await;
+    let cmd = cloud
+        .commands
+        .send_command(&command(&id, "app/migrate", &["true"]))
+        .await;
+    let cmd = cmd.unwrap();
+    tokio::time::sleep(Duration::from_secs(44)).await;
+    let hidden = cloud.commands.get_command_invocation(&cmd, &id).await;
+    assert_eq!(hidden.unwrap_err().kind, ErrorKind::NotFound);
+    let inv = finished(&cloud, &cmd, &id).await;
+    assert_eq!(inv.status, InvocationStatus::TimedOut);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_concurrency_runs_in_waves_and_max_errors_zero_stops_the_rest() {
+    let (account, cloud) = poc().await;
+    let ids = [
+        online_builder(&cloud).await,
+        online_builder(&cloud).await,
+        online_builder(&cloud).await,
+    ];
+    let mut cmd = command(&ids[0], "fix/one", &["sleep 100"]);
+    cmd.instance_ids = ids.to_vec();
+    cmd.max_concurrency = Some("1".into());
+    let sent = cloud.commands.send_command(&cmd).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let all = cloud
+        .commands
+        .list_command_invocations(&sent)
+        .await
+        .unwrap();
+    let running = all
+        .iter()
+        .filter(|i| i.status == InvocationStatus::InProgress)
+        .count();
+    assert_eq!(running, 1, "one at a time");
+    for id in &ids {
+        assert_eq!(
+            finished(&cloud, &sent, id).await.status,
+            InvocationStatus::Success
+        );
+    }
+
+    let faults = "steps:\n  - { step: fix/two, exit_code: 3 }\n";
+    account.set_faults(Faults::from_yaml_str(faults).unwrap());
+    let mut cmd = command(&ids[0], "fix/two", &["true"]);
+    cmd.instance_ids = ids.to_vec();
+    cmd.max_concurrency = Some("1".into());
+    cmd.max_errors = Some("0".into());
+    let sent = cloud.commands.send_command(&cmd).await.unwrap();
+    let mut statuses = Vec::new();
+    for id in &ids {
+        let inv = finished(&cloud, &sent, id).await;
+        statuses.push((inv.status, inv.status_details));
+    }
+    let failed = statuses
+        .iter()
+        .filter(|s| s.0 == InvocationStatus::Failed)
+        .count();
+    assert_eq!(failed, 1, "stopped after the first error: {statuses:?}");
+    let terminated = statuses.iter().filter(|s| s.1 == "Terminated").count();
+    assert_eq!(terminated, 2, "{statuses:?}");
 }

@@ -13,7 +13,7 @@ use kiln_cloud::{
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{human, Refusal, RolloutError, StopReason};
+use crate::error::{human, tolerate, Refusal, RolloutError, StopReason};
 use crate::events::Emitter;
 use crate::gates::{Candidate, GateContext, GateState};
 use crate::lock;
@@ -95,23 +95,49 @@ pub(crate) async fn plan_part(
         ));
         return Ok(None);
     };
+    let Some(listeners) = blue_listeners(cloud, spec, tg, refusals).await? else {
+        return Ok(None);
+    };
+    check_preview(cloud, settings, &listeners, refusals).await?;
+    let sticky = tg.stickiness_enabled;
+    Ok(Some(BlueGreenPlan {
+        blue_group: spec.group.clone(),
+        blue_target_group: tg.clone(),
+        green_group: format!("{}-v{next_version}", base_name(&spec.group)),
+        green_target_group: tg_name(&tg.name, next_version),
+        listeners,
+        sticky,
+        settings: settings.clone(),
+    }))
+}
+
+/// The listeners of the pipeline's load balancer that forward to blue; `None` (with a
+/// refusal) when there is no such load balancer.
+async fn blue_listeners(
+    cloud: &Cloud,
+    spec: &RolloutSpec,
+    tg: &TargetGroup,
+    refusals: &mut Vec<Refusal>,
+) -> Result<Option<Vec<ListenerSwitch>>, RolloutError> {
     let Some(lb_name) = &spec.load_balancer else {
+        let fix = "set load_balancer in the pipeline";
         refusals.push(refuse(
             "load_balancer",
             "blue/green needs a load balancer",
-            "set load_balancer in the pipeline",
+            fix,
         ));
         return Ok(None);
     };
-    let Some(lb) = cloud
+    let found = cloud
         .load_balancing
         .describe_load_balancers(std::slice::from_ref(lb_name))
         .await?
-        .pop()
-    else {
+        .pop();
+    let Some(lb) = found else {
+        let reason = format!("load balancer {lb_name} not found");
         refusals.push(refuse(
             "load_balancer",
-            &format!("load balancer {lb_name} not found"),
+            &reason,
             "check its name and region",
         ));
         return Ok(None);
@@ -124,26 +150,14 @@ pub(crate) async fn plan_part(
         .filter_map(|l| switch_of(l, &tg.arn))
         .collect();
     if listeners.is_empty() {
-        refusals.push(refuse(
-            "listeners",
-            &format!(
-                "no listener of {lb_name} forwards to target group {}",
-                tg.name
-            ),
-            "name the load balancer that serves this group",
-        ));
+        let reason = format!(
+            "no listener of {lb_name} forwards to target group {}",
+            tg.name
+        );
+        let fix = "name the load balancer that serves this group";
+        refusals.push(refuse("listeners", &reason, fix));
     }
-    check_preview(cloud, settings, &listeners, refusals).await?;
-    let sticky = tg.stickiness_enabled;
-    Ok(Some(BlueGreenPlan {
-        blue_group: spec.group.clone(),
-        blue_target_group: tg.clone(),
-        green_group: format!("{}-v{next_version}", base_name(&spec.group)),
-        green_target_group: tg_name(&tg.name, next_version),
-        listeners,
-        sticky,
-        settings: settings.clone(),
-    }))
+    Ok(Some(listeners))
 }
 
 fn refuse(check: &str, reason: &str, fix: &str) -> Refusal {
@@ -216,18 +230,32 @@ fn tg_name(blue: &str, version: i64) -> String {
     format!("{}{suffix}", &base[..keep])
 }
 
-/// The forward action with blue replaced by green (weights and stickiness kept).
-fn to_green(original: &Forward, blue: &Arn, green: &Arn) -> Forward {
-    let mut f = original.clone();
+/// The forward action with green's traffic given back to blue (stickiness kept): the
+/// weights swap when blue is still in the action, else blue takes green's place.
+fn back_to_blue(current: &Forward, green: &Arn, blue: &Arn) -> Forward {
+    let mut f = current.clone();
+    let green_weight = f
+        .target_groups
+        .iter()
+        .find(|t| &t.target_group_arn == green)
+        .map_or(1, |t| t.weight);
+    let has_blue = f.target_groups.iter().any(|t| &t.target_group_arn == blue);
     for t in &mut f.target_groups {
         if &t.target_group_arn == blue {
-            t.target_group_arn = green.clone();
+            t.weight = green_weight;
+        } else if &t.target_group_arn == green {
+            if has_blue {
+                t.weight = 0;
+            } else {
+                t.target_group_arn = blue.clone();
+            }
         }
     }
     f
 }
 
-/// Blue and green weighted; group-level stickiness when a target group is sticky.
+/// Blue and green weighted (green at 0 to be health-checked before it serves);
+/// group-level stickiness when a target group is sticky (PITFALLS 29).
 fn weighted(original: &Forward, blue: &Arn, green: &Arn, percent: i32, sticky: bool) -> Forward {
     let stickiness = original.stickiness.or(sticky.then_some(GROUP_STICKINESS));
     Forward {
@@ -278,6 +306,11 @@ pub(crate) async fn run(
     let mut timings = Timings::new(&*cloud.clock);
     let (template_id, version) = create_version(cloud, plan, emit).await?;
     let green = r.create_green(&template_id, version).await?;
+    // ELB health-checks only target groups a listener uses: green joins at weight 0.
+    if let Err(e) = r.weigh(&green, 0).await {
+        delete_green(cloud, &green.group, &green.target_group.arn, emit).await;
+        return Err(e);
+    }
     timings.lap("green_created");
 
     let mut gates = GateState::default();
@@ -288,37 +321,12 @@ pub(crate) async fn run(
     timings.lap("green_healthy");
 
     if let Err(stop) = r.before_switch(&green, &mut gates).await? {
-        r.switch(&green, false).await?;
         return r.abandon(&green, version, stop, timings).await;
     }
     r.switch(&green, true).await?;
     r.tag_switched(&green).await?;
     timings.lap("switch");
-
-    // In-flight requests to blue finish within the deregistration delay (PITFALLS 30);
-    // the gates watch green meanwhile, and a failure switches back at once.
-    let drain = bg.blue_target_group.deregistration_delay;
-    if let Err(stop) = r.watch_for(&green, &mut gates, drain).await? {
-        r.switch(&green, false).await?;
-        r.tag_switched_back(&green).await?;
-        timings.lap("rollback");
-        let out = outcome(plan, version, status::ROLLED_BACK, 0, timings.list);
-        return Err(stopped(cloud, plan, stop, true, out));
-    }
-    timings.lap("drain");
-    let mut out = outcome(plan, version, status::SUCCESSFUL, 0, timings.list);
-    out.group = green.group.clone();
-    out.on_new_image = crate::run::on_new_image(cloud, &green.group, &plan.image).await?;
-    emit.info(
-        "switch",
-        &green.group,
-        format!(
-            "green is live; blue {} kept until {} for a rollback",
-            bg.blue_group,
-            human(bg.settings.rollback_window)
-        ),
-    );
-    Ok(out)
+    r.after_switch(&green, version, &mut gates, timings).await
 }
 
 fn stopped(
@@ -402,8 +410,9 @@ impl Run<'_> {
             cloud: self.cloud,
             gates: &self.plan.spec.gates,
             target_group: Some(&green.target_group),
+            unhealthy_after: self.plan.unhealthy_after,
             command_timeout: self.plan.spec.timeouts.command,
-            comment: format!("kiln probe {}", self.plan.run_id),
+            comment: format!("{} {}", crate::gates::PROBE_COMMENT, self.plan.run_id),
         }
     }
 
@@ -433,10 +442,14 @@ impl Run<'_> {
             if self.pause().await {
                 return Ok(Err(StopReason::Cancelled));
             }
-            let (new, desired) = self.candidates(green).await?;
-            let passed = match gates.evaluate(&ctx, &new).await? {
-                Ok(n) => n,
-                Err(stop) => return Ok(Err(stop)),
+            if self.cloud.clock.now() >= deadline {
+                let waited = human(self.plan.spec.timeouts.rollout);
+                return Ok(Err(StopReason::Timeout { waited }));
+            }
+            let (passed, desired) = match self.gates_once(&ctx, green, gates).await? {
+                Some(Ok(counts)) => counts,
+                Some(Err(stop)) => return Ok(Err(stop)),
+                None => continue,
             };
             self.emit.step(
                 "green",
@@ -448,11 +461,55 @@ impl Run<'_> {
             if desired > 0 && passed >= desired {
                 return Ok(Ok(()));
             }
-            if self.cloud.clock.now() >= deadline {
-                let waited = human(self.plan.spec.timeouts.rollout);
-                return Ok(Err(StopReason::Timeout { waited }));
-            }
         }
+    }
+
+    /// One evaluation of the gates on green: (passed, desired); `None` when throttled.
+    async fn gates_once(
+        &self,
+        ctx: &GateContext<'_>,
+        green: &Green,
+        gates: &mut GateState,
+    ) -> Result<Option<Result<(usize, usize), StopReason>>, RolloutError> {
+        let subject = green.group.as_str();
+        let Some((new, desired)) =
+            tolerate(self.candidates(green).await, self.emit, "gate", subject)?
+        else {
+            return Ok(None);
+        };
+        let evaluated = tolerate(gates.evaluate(ctx, &new).await, self.emit, "gate", subject)?;
+        Ok(evaluated.map(|r| r.map(|passed| (passed, desired))))
+    }
+
+    /// In-flight requests to blue finish within the deregistration delay (PITFALLS 30);
+    /// the gates watch green meanwhile, and a failure switches back at once.
+    async fn after_switch(
+        &self,
+        green: &Green,
+        version: i64,
+        gates: &mut GateState,
+        mut timings: Timings<'_>,
+    ) -> Result<RolloutOutcome, RolloutError> {
+        let (cloud, plan, bg) = (self.cloud, self.plan, self.bg);
+        let drain = bg.blue_target_group.deregistration_delay;
+        if let Err(stop) = self.watch_for(green, gates, drain).await? {
+            self.switch(green, false).await?;
+            self.tag_switched_back(green).await?;
+            timings.lap("rollback");
+            let out = outcome(plan, version, status::ROLLED_BACK, 0, timings.list);
+            return Err(stopped(cloud, plan, stop, true, out));
+        }
+        timings.lap("drain");
+        let mut out = outcome(plan, version, status::SUCCESSFUL, 0, timings.list);
+        out.group = green.group.clone();
+        out.on_new_image = crate::run::on_new_image(cloud, &green.group, &plan.image).await?;
+        let window = human(bg.settings.rollback_window);
+        let text = format!(
+            "green is live; blue {} kept {window} for a rollback",
+            bg.blue_group
+        );
+        self.emit.info("switch", &green.group, text);
+        Ok(out)
     }
 
     /// Sleeps one poll; true when cancelled meanwhile.
@@ -476,8 +533,7 @@ impl Run<'_> {
             if self.pause().await {
                 return Ok(Err(StopReason::Cancelled));
             }
-            let (new, _) = self.candidates(green).await?;
-            if let Err(stop) = gates.evaluate(&ctx, &new).await? {
+            if let Some(Err(stop)) = self.gates_once(&ctx, green, gates).await? {
                 return Ok(Err(stop));
             }
         }
@@ -519,10 +575,10 @@ impl Run<'_> {
         if !p.source_ips.is_empty() {
             conditions.push(RuleCondition::SourceIp(p.source_ips.clone()));
         }
-        if let Some((name, values)) = &p.header {
+        if let Some(h) = &p.header {
             conditions.push(RuleCondition::HttpHeader {
-                name: name.clone(),
-                values: values.clone(),
+                name: h.name.clone(),
+                values: h.values.clone(),
             });
         }
         let mut arns = Vec::new();
@@ -555,6 +611,24 @@ impl Run<'_> {
         Ok(arns)
     }
 
+    /// Every listener forwards `percent` of its traffic to green, the rest to blue.
+    async fn weigh(&self, green: &Green, percent: i32) -> Result<(), RolloutError> {
+        for l in &self.bg.listeners {
+            let f = weighted(
+                &l.original,
+                &self.bg.blue_target_group.arn,
+                &green.target_group.arn,
+                percent,
+                self.bg.sticky,
+            );
+            self.cloud
+                .load_balancing
+                .modify_listener_forward(&l.listener, &f)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn traffic_steps(
         &self,
         green: &Green,
@@ -562,19 +636,7 @@ impl Run<'_> {
     ) -> Result<Result<(), StopReason>, RolloutError> {
         let s = &self.bg.settings;
         for &percent in s.traffic_steps.iter().filter(|p| (1..100).contains(*p)) {
-            for l in &self.bg.listeners {
-                let f = weighted(
-                    &l.original,
-                    &self.bg.blue_target_group.arn,
-                    &green.target_group.arn,
-                    percent,
-                    self.bg.sticky,
-                );
-                self.cloud
-                    .load_balancing
-                    .modify_listener_forward(&l.listener, &f)
-                    .await?;
-            }
+            self.weigh(green, percent).await?;
             self.emit.info(
                 "traffic",
                 &green.group,
@@ -587,14 +649,18 @@ impl Run<'_> {
         Ok(Ok(()))
     }
 
-    /// Every listener to green (`true`) or back to its original action (`false`).
+    /// Every listener to green (`true`; blue stays at weight 0, health-checked, so that
+    /// switching back is as quick and safe as switching over, PITFALLS 30) or back to
+    /// its original action (`false`).
     async fn switch(&self, green: &Green, to_green_side: bool) -> Result<(), RolloutError> {
         for l in &self.bg.listeners {
             let f = if to_green_side {
-                to_green(
+                weighted(
                     &l.original,
                     &self.bg.blue_target_group.arn,
                     &green.target_group.arn,
+                    100,
+                    self.bg.sticky,
                 )
             } else {
                 l.original.clone()
@@ -657,7 +723,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Green never served everyone: delete it, and report the stop with blue untouched.
+    /// Green never served everyone: listeners back as they were, green deleted, and the
+    /// stop reported with blue untouched.
     async fn abandon(
         &self,
         green: &Green,
@@ -667,6 +734,7 @@ impl Run<'_> {
     ) -> Result<RolloutOutcome, RolloutError> {
         self.emit
             .error("gate", &green.group, format!("green stopped: {stop}"));
+        self.switch(green, false).await?;
         delete_green(self.cloud, &green.group, &green.target_group.arn, self.emit).await;
         timings.lap("rollback");
         let out = outcome(self.plan, version, status::ROLLED_BACK, 0, timings.list);
@@ -733,63 +801,70 @@ pub(crate) async fn switch_back(
     let mut timings = Timings::new(&*cloud.clock);
     let blue_group = live.tags[TAG_BLUE_GROUP].clone();
     let blue_tg = Arn::new(live.tags[TAG_BLUE_TARGET_GROUP].clone());
-    let green_tg =
-        live.target_group_arns
-            .first()
-            .cloned()
-            .ok_or_else(|| RolloutError::Invalid {
-                what: format!("group {}", live.name),
-                region: cloud.region.clone(),
-                detail: "green has no target group: switch the listener by hand".into(),
-            })?;
-    let described = cloud.load_balancing.describe_target_groups(&[]).await?;
-    let lbs = described
-        .iter()
-        .find(|t| t.arn == green_tg)
-        .map(|t| t.load_balancer_arns.clone())
-        .unwrap_or_default();
-    let mut switched = 0;
-    for lb in lbs {
-        for l in cloud.load_balancing.describe_listeners(&lb).await? {
-            let Some(s) = switch_of(l, &green_tg) else {
-                continue;
-            };
-            let back = to_green(&s.original, &green_tg, &blue_tg);
-            cloud
-                .load_balancing
-                .modify_listener_forward(&s.listener, &back)
-                .await?;
-            switched += 1;
-        }
-    }
-    let off = Tags::from([(TAG_LIVE.to_string(), "false".to_string())]);
-    cloud.scaling.put_group_tags(&live.name, &off).await?;
-    let on = Tags::from([(TAG_LIVE.to_string(), "true".to_string())]);
-    cloud.scaling.put_group_tags(&blue_group, &on).await?;
-    timings.lap("switch_back");
-    emit.info(
-        "rollback",
-        &blue_group,
-        format!("{switched} listener(s) back on blue"),
-    );
-    let version = |g: &Group| {
-        g.launch_template
-            .as_ref()
-            .and_then(|t| t.numbered_version())
-            .unwrap_or_default()
+    let Some(green_tg) = live.target_group_arns.first().cloned() else {
+        return Err(RolloutError::Invalid {
+            what: format!("group {}", live.name),
+            region: cloud.region.clone(),
+            detail: "green has no target group: switch the listener by hand".into(),
+        });
     };
+    let mut switched = 0;
+    for l in listeners_of(cloud, &green_tg).await? {
+        let Some(s) = switch_of(l, &green_tg) else {
+            continue;
+        };
+        let back = back_to_blue(&s.original, &green_tg, &blue_tg);
+        cloud
+            .load_balancing
+            .modify_listener_forward(&s.listener, &back)
+            .await?;
+        switched += 1;
+    }
+    set_live(cloud, &live.name, false).await?;
+    set_live(cloud, &blue_group, true).await?;
+    timings.lap("switch_back");
+    let text = format!("{switched} listener(s) back on blue");
+    emit.info("rollback", &blue_group, text);
     let blue = lock::describe(cloud, &blue_group).await?;
     Ok(Some(RolloutOutcome {
         target: live.tags.get(TAG_TARGET).cloned().unwrap_or_default(),
         group: blue_group,
         strategy: "blue_green".into(),
-        launch_template_version: version(&blue),
-        previous_version: version(&live),
+        launch_template_version: group_version(&blue),
+        previous_version: group_version(&live),
         status: status::ROLLED_BACK.into(),
         desired: blue.desired_capacity,
         on_new_image: 0,
         timings: timings.list,
     }))
+}
+
+fn group_version(g: &Group) -> i64 {
+    g.launch_template
+        .as_ref()
+        .and_then(|t| t.numbered_version())
+        .unwrap_or_default()
+}
+
+async fn set_live(cloud: &Cloud, group: &str, live: bool) -> Result<(), RolloutError> {
+    let tags = Tags::from([(TAG_LIVE.to_string(), live.to_string())]);
+    cloud.scaling.put_group_tags(group, &tags).await?;
+    Ok(())
+}
+
+/// Every listener of the load balancers that use target group `tg`.
+async fn listeners_of(cloud: &Cloud, tg: &Arn) -> Result<Vec<Listener>, RolloutError> {
+    let described = cloud.load_balancing.describe_target_groups(&[]).await?;
+    let lbs = described
+        .iter()
+        .find(|t| &t.arn == tg)
+        .map(|t| t.load_balancer_arns.clone())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for lb in lbs {
+        out.extend(cloud.load_balancing.describe_listeners(&lb).await?);
+    }
+    Ok(out)
 }
 
 /// The live green group of `group`'s target, if the target is blue/green.
@@ -808,4 +883,136 @@ async fn live_green(cloud: &Cloud, group: &Group) -> Result<Option<Group>, Rollo
     Ok(all
         .into_iter()
         .find(|g| g.tags.get(TAG_TARGET) == Some(target) && is_live_green(g)))
+}
+
+/// What `retire` removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    pub blue_group: String,
+    pub blue_target_group: Arn,
+    /// The group that stays live.
+    pub live_group: String,
+}
+
+/// Retires the blue group kept after a blue/green switch: out of the listeners, group
+/// and target group deleted. Refused before the rollback window ends unless `force`.
+pub async fn retire(
+    cloud: &Cloud,
+    group: &str,
+    progress: &dyn kiln_cloud::Progress,
+    force: bool,
+) -> Result<Retired, RolloutError> {
+    let emit = Emitter {
+        progress,
+        clock: &*cloud.clock,
+    };
+    let g = lock::describe(cloud, group).await?;
+    let invalid = |detail: String| RolloutError::Invalid {
+        what: format!("retiring blue of group {group}"),
+        region: cloud.region.clone(),
+        detail,
+    };
+    let Some(live) = live_green(cloud, &g).await? else {
+        return Err(invalid("no blue group is kept for this target".into()));
+    };
+    let until = live.tags.get(TAG_BLUE_UNTIL).cloned().unwrap_or_default();
+    let open = chrono::DateTime::parse_from_rfc3339(&until)
+        .is_ok_and(|u| cloud.clock.now() < u.with_timezone(&chrono::Utc));
+    if open && !force {
+        return Err(invalid(format!(
+            "the rollback window is open until {until}; retire after it, or force it"
+        )));
+    }
+    let blue_group = live.tags[TAG_BLUE_GROUP].clone();
+    let blue_tg = Arn::new(live.tags[TAG_BLUE_TARGET_GROUP].clone());
+    drop_from_listeners(cloud, &live, &blue_tg).await?;
+    cloud.scaling.delete_group(&blue_group, true).await?;
+    cloud.load_balancing.delete_target_group(&blue_tg).await?;
+    let keys = [TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL].map(String::from);
+    cloud.scaling.delete_group_tags(&live.name, &keys).await?;
+    emit.info("retire", &blue_group, "blue group and target group deleted");
+    Ok(Retired {
+        blue_group,
+        blue_target_group: blue_tg,
+        live_group: live.name,
+    })
+}
+
+/// Removes `blue` from every listener action of the live group's load balancers.
+async fn drop_from_listeners(cloud: &Cloud, live: &Group, blue: &Arn) -> Result<(), RolloutError> {
+    let Some(green_tg) = live.target_group_arns.first() else {
+        return Ok(());
+    };
+    for l in listeners_of(cloud, green_tg).await? {
+        let Some(mut f) = l.default_forward else {
+            continue;
+        };
+        if !f.target_groups.iter().any(|t| &t.target_group_arn == blue) {
+            continue;
+        }
+        f.target_groups.retain(|t| &t.target_group_arn != blue);
+        if f.target_groups.len() == 1 {
+            f.target_groups[0].weight = 1;
+        }
+        cloud
+            .load_balancing
+            .modify_listener_forward(&l.arn, &f)
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arn(s: &str) -> Arn {
+        Arn::new(s)
+    }
+
+    fn single(tg: &str) -> Forward {
+        Forward {
+            target_groups: vec![WeightedTarget {
+                target_group_arn: arn(tg),
+                weight: 1,
+            }],
+            stickiness: None,
+        }
+    }
+
+    #[test]
+    fn weighted_forwarding_gets_group_stickiness_when_a_group_is_sticky() {
+        let f = weighted(&single("blue"), &arn("blue"), &arn("green"), 10, true);
+        assert_eq!(f.stickiness, Some(GROUP_STICKINESS));
+        let weights: Vec<i32> = f.target_groups.iter().map(|t| t.weight).collect();
+        assert_eq!(weights, [90, 10]);
+        let plain = weighted(&single("blue"), &arn("blue"), &arn("green"), 10, false);
+        assert_eq!(plain.stickiness, None);
+    }
+
+    #[test]
+    fn back_to_blue_swaps_weights_or_replaces_green() {
+        let live = weighted(&single("blue"), &arn("blue"), &arn("green"), 100, false);
+        let back = back_to_blue(&live, &arn("green"), &arn("blue"));
+        let w: Vec<(String, i32)> = back
+            .target_groups
+            .iter()
+            .map(|t| (t.target_group_arn.to_string(), t.weight))
+            .collect();
+        assert_eq!(w, [("blue".into(), 100), ("green".into(), 0)]);
+        let only_green = back_to_blue(&single("green"), &arn("green"), &arn("blue"));
+        assert_eq!(only_green, single("blue"));
+    }
+
+    #[test]
+    fn green_names_do_not_grow_and_fit_elb_limits() {
+        assert_eq!(base_name("poc-web-asg-v7"), "poc-web-asg");
+        assert_eq!(base_name("poc-web-asg"), "poc-web-asg");
+        assert_eq!(tg_name("poc-web-tg-v3", 4), "poc-web-tg-v4");
+        let long = tg_name("a-very-long-target-group-name-xx", 12);
+        assert!(
+            long.len() <= MAX_TARGET_GROUP_NAME && long.ends_with("-v12"),
+            "{long}"
+        );
+    }
 }

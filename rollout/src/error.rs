@@ -164,6 +164,11 @@ fn rolled_back_text(rolled_back: bool, outcome: &RolloutOutcome) -> String {
 }
 
 impl RolloutError {
+    /// A throttled or unreachable API: a later poll may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Cloud(e) if e.is_transient())
+    }
+
     /// The stop reason, when the rollout started and then stopped.
     pub fn stop_reason(&self) -> Option<&StopReason> {
         match self {
@@ -175,4 +180,26 @@ impl RolloutError {
 
 pub(crate) fn human(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// Turns a transient failure of one poll into `None` (warned), so that a throttling
+/// storm delays a wait, bounded by its deadline, instead of abandoning it half-way.
+pub(crate) fn tolerate<T>(
+    result: Result<T, RolloutError>,
+    emit: &crate::events::Emitter<'_>,
+    phase: &str,
+    subject: &str,
+) -> Result<Option<T>, RolloutError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_transient() => {
+            emit.warn(
+                phase,
+                subject,
+                format!("poll failed, retrying at the next: {e}"),
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -18,6 +18,11 @@ use crate::spec::Gates;
 pub const PROBE_CURL_TIMEOUT_SECS: u64 = 5;
 /// SSM's execution timeout for the probe: curl's limit plus the shell's start, rounded.
 pub const PROBE_EXECUTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The comment of probe commands; `kiln:<area>/<step>` lets a simulated account's fault
+/// plan target them, and tells an operator in the SSM console what sent them.
+pub const PROBE_COMMENT: &str = "kiln:rollout/probe";
+/// The comment of in-place fix commands.
+pub const FIX_COMMENT: &str = "kiln:rollout/fix";
 /// Pause between reads of a probe's invocations: Run Command reports within seconds.
 pub const PROBE_POLL: Duration = Duration::from_secs(2);
 
@@ -51,6 +56,8 @@ pub(crate) struct GateContext<'a> {
     pub cloud: &'a Cloud,
     pub gates: &'a Gates,
     pub target_group: Option<&'a TargetGroup>,
+    /// The bound of the early unhealthy gate (the plan's, derived from the warm-up).
+    pub unhealthy_after: Duration,
     pub command_timeout: Duration,
     pub comment: String,
 }
@@ -123,7 +130,7 @@ impl GateState {
             }
             let since = *self.first_bad.entry(c.id.clone()).or_insert(now);
             let for_secs = (now - since).num_seconds().max(0) as u64;
-            if for_secs > ctx.gates.unhealthy_after.as_secs() {
+            if for_secs > ctx.unhealthy_after.as_secs() {
                 return Ok(Err(StopReason::Unhealthy {
                     instance: c.id.to_string(),
                     state: th.map_or("not registered".into(), |h| format!("{:?}", h.state)),
@@ -188,7 +195,14 @@ async fn probe(
         return Ok(ProbeResult::Passed(Vec::new()));
     }
     let lines = vec![probe_command(path)];
-    let outcome = run_command(ctx, &online, &lines, PROBE_EXECUTION_TIMEOUT).await?;
+    let outcome = match run_command(ctx, &online, &lines, PROBE_EXECUTION_TIMEOUT).await {
+        Ok(o) => o,
+        // The agent went away between the two calls: probe at a later poll.
+        Err(RolloutError::Cloud(e)) if e.is(ErrorKind::InvalidInstance) => {
+            return Ok(ProbeResult::Passed(Vec::new()));
+        }
+        Err(e) => return Err(e),
+    };
     match outcome {
         CommandOutcome::AllSucceeded => Ok(ProbeResult::Passed(online)),
         CommandOutcome::Failed { instance, detail } => {

@@ -9,9 +9,11 @@ use kiln_cloud::{Cloud, Group, InstanceId, Tags, TargetGroup, TargetState};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{human, Refusal, RolloutError, StopReason};
+use crate::error::{human, tolerate, Refusal, RolloutError, StopReason};
 use crate::events::Emitter;
-use crate::gates::{run_command, Candidate, CommandOutcome, GateContext, GateState};
+use crate::gates::{
+    run_command, Candidate, CommandOutcome, GateContext, GateState, FIX_COMMENT, PROBE_COMMENT,
+};
 use crate::outcome::{status, RolloutOutcome};
 use crate::plan::RolloutPlan;
 use crate::refresh::chrono_of;
@@ -127,13 +129,14 @@ impl Run<'_> {
         self.plan.target_group.as_ref()
     }
 
-    fn ctx(&self) -> GateContext<'_> {
+    fn ctx(&self, comment: &str) -> GateContext<'_> {
         GateContext {
             cloud: self.cloud,
             gates: &self.plan.spec.gates,
             target_group: self.target_group(),
+            unhealthy_after: self.plan.unhealthy_after,
             command_timeout: self.plan.spec.timeouts.command,
-            comment: format!("kiln in-place {}", self.plan.run_id),
+            comment: format!("{comment} {}", self.plan.run_id),
         }
     }
 
@@ -151,7 +154,7 @@ impl Run<'_> {
                 .await?;
             self.drain(tg, ids).await?;
         }
-        let ctx = self.ctx();
+        let ctx = self.ctx(FIX_COMMENT);
         let execution = self.plan.spec.timeouts.command;
         if let CommandOutcome::Failed { instance, detail } =
             run_command(&ctx, ids, script, execution).await?
@@ -178,13 +181,18 @@ impl Run<'_> {
     async fn drain(&self, tg: &TargetGroup, ids: &[InstanceId]) -> Result<(), RolloutError> {
         let until = self.cloud.clock.now() + chrono_of(tg.deregistration_delay + DRAIN_SLACK);
         loop {
-            let health = self
+            let read = self
                 .cloud
                 .load_balancing
                 .describe_target_health(&tg.arn)
-                .await?;
-            let draining = health.iter().any(|h| {
-                h.state == TargetState::Draining && ids.iter().any(|i| i.as_str() == h.target_id)
+                .await;
+            // A throttled read counts as "still draining" until the deadline.
+            let health = tolerate(read.map_err(Into::into), self.emit, "in_place", &tg.name)?;
+            let draining = health.is_none_or(|health| {
+                health.iter().any(|h| {
+                    h.state == TargetState::Draining
+                        && ids.iter().any(|i| i.as_str() == h.target_id)
+                })
             });
             if !draining {
                 return Ok(());
@@ -209,7 +217,7 @@ impl Run<'_> {
         &self,
         ids: &[InstanceId],
     ) -> Result<Result<(), StopReason>, RolloutError> {
-        let ctx = self.ctx();
+        let ctx = self.ctx(PROBE_COMMENT);
         let mut gates = GateState::default();
         let candidates: Vec<Candidate> = ids
             .iter()
@@ -218,11 +226,18 @@ impl Run<'_> {
                 in_service: true,
             })
             .collect();
+        let subject = self.plan.spec.group.as_str();
+        let deadline = self.cloud.clock.now() + chrono_of(self.plan.spec.timeouts.rollout);
         loop {
-            match gates.evaluate(&ctx, &candidates).await? {
-                Ok(n) if n >= candidates.len() => return Ok(Ok(())),
-                Ok(_) => {}
-                Err(stop) => return Ok(Err(stop)),
+            if self.cloud.clock.now() >= deadline {
+                let waited = human(self.plan.spec.timeouts.rollout);
+                return Ok(Err(StopReason::Timeout { waited }));
+            }
+            let evaluated = gates.evaluate(&ctx, &candidates).await;
+            match tolerate(evaluated, self.emit, "in_place", subject)? {
+                Some(Ok(n)) if n >= candidates.len() => return Ok(Ok(())),
+                Some(Err(stop)) => return Ok(Err(stop)),
+                Some(Ok(_)) | None => {}
             }
             tokio::select! {
                 _ = self.cancel.cancelled() => return Ok(Err(StopReason::Cancelled)),

@@ -7,6 +7,31 @@
 //! the last rollout by hand; [`status`] shows what a group runs and does. Everything goes
 //! through the ports of `kiln-cloud`, so the same code runs on AWS and on the simulated
 //! account.
+//!
+//! A target as a pipeline file writes it ([`RolloutSpec`]; every other field has a
+//! documented default):
+//!
+//! ```yaml
+//! target: poc-web
+//! group: poc-web-asg
+//! launch_template: poc-web-lt        # or lt-…
+//! target_group: poc-web-tg
+//! load_balancer: poc-poc-alb         # blue/green and A/B only
+//! strategy:
+//!   kind: rolling                    # canary | blue_green | in_place
+//!   min_healthy_percentage: 100
+//!   max_healthy_percentage: 150
+//! gates: { alarms: [poc-web-5xx], http_probe: /health }
+//! timeouts: { rollout: 45m }
+//! ```
+//!
+//! - rolling: one instance refresh, every preference stated, gates at every poll;
+//! - canary: the same refresh with checkpoints (`steps`), gates watched for `bake` at each;
+//! - blue/green: green group and target group beside blue, optional testers' rule and
+//!   weighted A/B `traffic_steps`, one listener change, blue kept for `rollback_window`
+//!   ([`retire`] removes it after);
+//! - in place: a fix by Run Command in batches, each drained, fixed, probed, put back;
+//!   the fix is recorded on the group (tag `kiln:drift`).
 
 mod bluegreen;
 mod error;
@@ -24,10 +49,11 @@ mod spec;
 mod status;
 
 pub use bluegreen::{
-    BlueGreenPlan, ListenerSwitch, TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL, TAG_LIVE,
+    retire, BlueGreenPlan, ListenerSwitch, Retired, TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP,
+    TAG_BLUE_UNTIL, TAG_LIVE,
 };
 pub use error::{Refusal, RolloutError, StopReason};
-pub use gates::probe_command;
+pub use gates::{probe_command, FIX_COMMENT, PROBE_COMMENT};
 pub use inplace::{InPlacePlan, TAG_DRIFT};
 pub use lock::{LockHolder, LOCK_TAG};
 pub use outcome::{status as outcome_status, RolloutOutcome};

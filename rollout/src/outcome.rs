@@ -26,7 +26,7 @@ pub struct RolloutOutcome {
     pub previous_version: i64,
     pub status: String,
     pub desired: i32,
-    /// In-service instances now on the new image.
+    /// In-service instances now on the new image (in place: instances fixed).
     pub on_new_image: i32,
     /// Phases and how long each took, in the account's time.
     #[serde(with = "timings_serde")]

@@ -15,7 +15,7 @@ use crate::error::{Refusal, RolloutError};
 use crate::inplace::{self, InPlacePlan};
 use crate::lock::{self, LockHolder, LOCK_MARGIN};
 use crate::preflight::{self, Capacity, ReplacementOrder};
-use crate::spec::{RollingSettings, RolloutSpec, Strategy};
+use crate::spec::{RollingSettings, RolloutSpec, Strategy, UNHEALTHY_WARMUPS};
 
 /// Prefix of an image id that a launch template resolves from Parameter Store; AWS
 /// cannot roll back such a refresh (PITFALLS 2).
@@ -41,6 +41,9 @@ pub struct RolloutPlan {
     pub in_place: Option<InPlacePlan>,
     /// The target group whose health decides readiness.
     pub target_group: Option<TargetGroup>,
+    /// How long a new instance may stay not healthy before the rollout stops.
+    #[serde(with = "humantime_serde")]
+    pub unhealthy_after: Duration,
     /// The group already runs this image: the rollout changes nothing.
     pub no_change: bool,
     /// Things the operator should know that do not stop the rollout.
@@ -130,42 +133,7 @@ pub async fn plan(
     refusals.extend(preflight::check_suspended(&facts.group));
     refusals.extend(preflight::check_group_sizes(&facts.group));
     check_target_group(&facts, spec, &mut refusals, &mut notes);
-
-    let mut blue_green = None;
-    let mut in_place = None;
-    let refresh = match &spec.strategy {
-        Strategy::Rolling(s) => Some(refresh_plan(&facts, spec, s, &[], None, &mut refusals)),
-        Strategy::Canary(c) => {
-            let steps = canary_steps(&c.steps);
-            Some(refresh_plan(
-                &facts,
-                spec,
-                &c.refresh,
-                &steps,
-                Some(c.bake),
-                &mut refusals,
-            ))
-        }
-        Strategy::BlueGreen(b) => {
-            let next = template.expected_new_version;
-            let tg = facts.target_group.as_ref();
-            blue_green = bluegreen::plan_part(cloud, spec, b, tg, next, &mut refusals).await?;
-            None
-        }
-        Strategy::InPlace(s) => {
-            in_place = inplace::plan_part(&facts.group, s, &mut refusals);
-            None
-        }
-    };
-    if let Some(r) = &refresh {
-        if !r.preferences.auto_rollback && spec_auto_rollback(spec) {
-            notes.push(
-                "the template takes its image from Parameter Store: AWS cannot roll this \
-                 refresh back by itself, kiln rolls back with a new refresh"
-                    .into(),
-            );
-        }
-    }
+    let parts = strategy_parts(cloud, &facts, spec, &template, &mut refusals, &mut notes).await?;
 
     if !refusals.is_empty() {
         return Err(RolloutError::Preflight {
@@ -174,6 +142,7 @@ pub async fn plan(
             refusals,
         });
     }
+    let unhealthy_after = unhealthy_bound(&facts, spec, parts.refresh.as_ref());
     let fixes = matches!(spec.strategy, Strategy::InPlace(_));
     let no_change = !fixes && is_no_change(&facts, &template, image);
     if no_change {
@@ -191,13 +160,71 @@ pub async fn plan(
         planned_at: facts.now,
         group: group_facts(&facts.group),
         template,
-        refresh,
-        blue_green,
-        in_place,
+        refresh: parts.refresh,
+        blue_green: parts.blue_green,
+        in_place: parts.in_place,
         target_group: facts.target_group.clone(),
+        unhealthy_after,
         no_change,
         notes,
     })
+}
+
+/// The strategy's own part of the plan.
+#[derive(Default)]
+struct Parts {
+    refresh: Option<RefreshPlan>,
+    blue_green: Option<BlueGreenPlan>,
+    in_place: Option<InPlacePlan>,
+}
+
+async fn strategy_parts(
+    cloud: &Cloud,
+    facts: &Facts,
+    spec: &RolloutSpec,
+    template: &TemplatePlan,
+    refusals: &mut Vec<Refusal>,
+    notes: &mut Vec<String>,
+) -> Result<Parts, RolloutError> {
+    let mut parts = Parts::default();
+    match &spec.strategy {
+        Strategy::Rolling(s) => {
+            parts.refresh = Some(refresh_plan(facts, spec, s, &[], None, refusals));
+        }
+        Strategy::Canary(c) => {
+            let steps = canary_steps(&c.steps);
+            let delay = Some(c.bake);
+            parts.refresh = Some(refresh_plan(
+                facts, spec, &c.refresh, &steps, delay, refusals,
+            ));
+        }
+        Strategy::BlueGreen(b) => {
+            let next = template.expected_new_version;
+            let tg = facts.target_group.as_ref();
+            parts.blue_green = bluegreen::plan_part(cloud, spec, b, tg, next, refusals).await?;
+        }
+        Strategy::InPlace(s) => parts.in_place = inplace::plan_part(&facts.group, s, refusals),
+    }
+    if let Some(r) = &parts.refresh {
+        let grace = facts.group.health_check_grace;
+        if grace < r.preferences.instance_warmup {
+            notes.push(format!(
+                "group {} has a health check grace of {} s, shorter than the warm-up of {} \
+                 s: Auto Scaling may replace instances that are still booting (PITFALLS 7)",
+                facts.group.name,
+                grace.as_secs(),
+                r.preferences.instance_warmup.as_secs()
+            ));
+        }
+        if !r.preferences.auto_rollback && spec_auto_rollback(spec) {
+            notes.push(
+                "the template takes its image from Parameter Store: AWS cannot roll this \
+                 refresh back by itself, kiln rolls back with a new refresh"
+                    .into(),
+            );
+        }
+    }
+    Ok(parts)
 }
 
 impl RolloutPlan {
@@ -302,31 +329,7 @@ fn template_plan(
     notes: &mut Vec<String>,
 ) -> TemplatePlan {
     let (g, t, v) = (&facts.group, &facts.template, facts.source.version);
-    match &g.launch_template {
-        Some(gt)
-            if gt.template_id.as_ref() == Some(&t.id)
-                || gt.template_name.as_deref() == Some(t.name.as_str()) =>
-        {
-            if gt.is_floating() {
-                notes.push(format!(
-                    "group {} follows {} of {} (now version {v}): the refresh installs a \
-                     numbered version instead, which the group keeps after success \
-                     (PITFALLS 1)",
-                    g.name, gt.version, t.name
-                ));
-            }
-        }
-        _ => refusals.push(Refusal {
-            check: "launch_template".into(),
-            reason: format!(
-                "group {} does not launch from template {} (it uses {})",
-                g.name,
-                spec.launch_template,
-                describe_group_template(g)
-            ),
-            fix: "name the group's own launch template in the pipeline".into(),
-        }),
-    }
+    check_group_template(facts, spec, refusals, notes);
     if g.mixed_instances {
         refusals.push(Refusal {
             check: "mixed_instances".into(),
@@ -351,6 +354,42 @@ fn template_plan(
         default_version: t.default_version,
         latest_version: t.latest_version,
         expected_new_version: t.latest_version + 1,
+    }
+}
+
+/// The group must launch from the pipeline's template; a floating version is reported.
+fn check_group_template(
+    facts: &Facts,
+    spec: &RolloutSpec,
+    refusals: &mut Vec<Refusal>,
+    notes: &mut Vec<String>,
+) {
+    let (g, t, v) = (&facts.group, &facts.template, facts.source.version);
+    let same = |gt: &kiln_cloud::GroupTemplate| {
+        gt.template_id.as_ref() == Some(&t.id)
+            || gt.template_name.as_deref() == Some(t.name.as_str())
+    };
+    match &g.launch_template {
+        Some(gt) if same(gt) => {
+            if gt.is_floating() {
+                notes.push(format!(
+                    "group {} follows {} of {} (now version {v}): the refresh installs a \
+                     numbered version instead, which the group keeps after success \
+                     (PITFALLS 1)",
+                    g.name, gt.version, t.name
+                ));
+            }
+        }
+        _ => refusals.push(Refusal {
+            check: "launch_template".into(),
+            reason: format!(
+                "group {} does not launch from template {} (it uses {})",
+                g.name,
+                spec.launch_template,
+                describe_group_template(g)
+            ),
+            fix: "name the group's own launch template in the pipeline".into(),
+        }),
     }
 }
 
@@ -431,22 +470,7 @@ fn refresh_plan(
     refusals.extend(more);
     let (warmup, warmup_source) = preflight::warmup(settings, facts.target_group.as_ref(), g);
 
-    let mut points = if checkpoints.is_empty() {
-        settings.checkpoints.clone()
-    } else {
-        checkpoints.to_vec()
-    };
-    points.sort_unstable();
-    points.dedup();
-    let delay = checkpoint_delay.or(settings.checkpoint_delay);
-    if !points.is_empty() && delay.is_none() {
-        refusals.push(Refusal {
-            check: "checkpoint_delay".into(),
-            reason: "checkpoints without a checkpoint_delay: AWS would pause an hour at each"
-                .into(),
-            fix: "set checkpoint_delay (how long the gates watch each checkpoint)".into(),
-        });
-    }
+    let (points, delay) = checkpoints_of(settings, checkpoints, checkpoint_delay, refusals);
     let from_ssm = facts
         .source
         .data
@@ -480,6 +504,47 @@ fn refresh_plan(
         warmup_source,
         raise_max_size_to: raise,
     }
+}
+
+/// The checkpoints (canary steps or the rolling settings'), sorted, with their delay.
+fn checkpoints_of(
+    settings: &RollingSettings,
+    steps: &[i32],
+    step_delay: Option<Duration>,
+    refusals: &mut Vec<Refusal>,
+) -> (Vec<i32>, Option<Duration>) {
+    let mut points = if steps.is_empty() {
+        settings.checkpoints.clone()
+    } else {
+        steps.to_vec()
+    };
+    points.sort_unstable();
+    points.dedup();
+    let delay = step_delay.or(settings.checkpoint_delay);
+    if !points.is_empty() && delay.is_none() {
+        refusals.push(Refusal {
+            check: "checkpoint_delay".into(),
+            reason: "checkpoints without a checkpoint_delay: AWS would pause an hour at each"
+                .into(),
+            fix: "set checkpoint_delay (how long the gates watch each checkpoint)".into(),
+        });
+    }
+    (points, delay)
+}
+
+/// The early unhealthy gate's bound: as set, else two warm-ups (PITFALLS 8).
+fn unhealthy_bound(facts: &Facts, spec: &RolloutSpec, refresh: Option<&RefreshPlan>) -> Duration {
+    if let Some(d) = spec.gates.unhealthy_after {
+        return d;
+    }
+    let warmup = match refresh {
+        Some(r) => r.preferences.instance_warmup,
+        None => {
+            let defaults = RollingSettings::default();
+            preflight::warmup(&defaults, facts.target_group.as_ref(), &facts.group).0
+        }
+    };
+    warmup * UNHEALTHY_WARMUPS
 }
 
 fn spec_auto_rollback(spec: &RolloutSpec) -> bool {

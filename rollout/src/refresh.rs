@@ -11,7 +11,7 @@ use kiln_cloud::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{human, RolloutError, StopReason};
+use crate::error::{human, tolerate, RolloutError, StopReason};
 use crate::events::Emitter;
 use crate::gates::{Candidate, GateContext, GateState};
 use crate::plan::{RefreshPlan, RolloutPlan};
@@ -91,15 +91,23 @@ impl RefreshRun<'_> {
             cloud: self.cloud,
             gates: &spec.gates,
             target_group: self.plan.target_group.as_ref(),
+            unhealthy_after: self.plan.unhealthy_after,
             command_timeout: spec.timeouts.command,
-            comment: format!("kiln probe {}", self.plan.run_id),
+            comment: format!("{} {}", crate::gates::PROBE_COMMENT, self.plan.run_id),
         };
         let mut gates = GateState::default();
         let mut last: Option<Box<InstanceRefresh>> = None;
         loop {
-            tokio::select! {
-                _ = self.cancel.cancelled() => return Ok(Watched::Stopped(StopReason::Cancelled, last)),
-                _ = tokio::time::sleep(spec.timeouts.poll) => {}
+            let cancelled = tokio::select! {
+                _ = self.cancel.cancelled() => true,
+                _ = tokio::time::sleep(spec.timeouts.poll) => false,
+            };
+            if cancelled {
+                return Ok(Watched::Stopped(StopReason::Cancelled, last));
+            }
+            if self.cloud.clock.now() >= deadline {
+                let waited = human(spec.timeouts.rollout);
+                return Ok(Watched::Stopped(StopReason::Timeout { waited }, last));
             }
             let Some(r) = self.read(id).await? else {
                 continue;
@@ -116,15 +124,28 @@ impl RefreshRun<'_> {
                 };
                 return Ok(Watched::Stopped(reason, last));
             }
-            let new = self.new_instances().await?;
-            if let Err(stop) = gates.evaluate(&ctx, &new).await? {
+            if let Some(Err(stop)) = self.gates_once(&ctx, &mut gates).await? {
                 return Ok(Watched::Stopped(stop, last));
             }
-            if self.cloud.clock.now() >= deadline {
-                let waited = human(spec.timeouts.rollout);
-                return Ok(Watched::Stopped(StopReason::Timeout { waited }, last));
-            }
         }
+    }
+
+    /// One evaluation of the gates on the new instances; `None` when throttled.
+    async fn gates_once(
+        &self,
+        ctx: &GateContext<'_>,
+        gates: &mut GateState,
+    ) -> Result<Option<Result<usize, StopReason>>, RolloutError> {
+        let new = tolerate(self.new_instances().await, self.emit, "gate", self.group())?;
+        let Some(new) = new else {
+            return Ok(None);
+        };
+        tolerate(
+            gates.evaluate(ctx, &new).await,
+            self.emit,
+            "gate",
+            self.group(),
+        )
     }
 
     /// Our refresh as AWS describes it now; `None` when a poll was throttled.

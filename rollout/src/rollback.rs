@@ -1,7 +1,7 @@
 //! `rollback` by hand (`kiln rollback`): a running refresh is rolled back by AWS; a
 //! finished rollout is undone by a refresh back to the version recorded on the group.
 
-use kiln_cloud::{Cloud, Group, InstanceRefresh, Progress, RefreshStatus, TemplateRef};
+use kiln_cloud::{Cloud, Group, ImageId, InstanceRefresh, Progress, RefreshStatus, TemplateRef};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{human, RolloutError};
@@ -57,28 +57,7 @@ async fn roll_back_running(
         &g.name,
         format!("rollback of refresh {} requested", running.id),
     );
-    let timeouts = Timeouts::default();
-    let deadline = cloud.clock.now() + chrono_of(timeouts.rollback);
-    let final_status = loop {
-        tokio::time::sleep(timeouts.poll).await;
-        let list = cloud.scaling.describe_instance_refreshes(&g.name).await?;
-        if let Some(r) = list.into_iter().find(|r| r.id == running.id) {
-            if r.status.is_terminal() {
-                break r.status;
-            }
-        }
-        if cloud.clock.now() >= deadline {
-            return Err(rollback_failed(
-                cloud,
-                &g.name,
-                format!(
-                    "refresh {} still rolling back after {}",
-                    running.id,
-                    human(timeouts.rollback)
-                ),
-            ));
-        }
-    };
+    let final_status = wait_end(cloud, &g.name, &running.id).await?;
     timings.lap("rollback");
     let previous = tag_version(g, TAG_PREVIOUS_VERSION).unwrap_or_default();
     let label = if final_status == RefreshStatus::RollbackSuccessful {
@@ -107,6 +86,26 @@ async fn roll_back_running(
     })
 }
 
+/// Polls a refresh to its end, within the default rollback deadline.
+async fn wait_end(cloud: &Cloud, group: &str, id: &str) -> Result<RefreshStatus, RolloutError> {
+    let timeouts = Timeouts::default();
+    let deadline = cloud.clock.now() + chrono_of(timeouts.rollback);
+    loop {
+        tokio::time::sleep(timeouts.poll).await;
+        let list = cloud.scaling.describe_instance_refreshes(group).await?;
+        if let Some(r) = list.into_iter().find(|r| r.id == id) {
+            if r.status.is_terminal() {
+                return Ok(r.status);
+            }
+        }
+        if cloud.clock.now() >= deadline {
+            let waited = human(timeouts.rollback);
+            let detail = format!("refresh {id} still rolling back after {waited}");
+            return Err(rollback_failed(cloud, group, detail));
+        }
+    }
+}
+
 /// A refresh back to the recorded previous version, watched with the target health gate
 /// only (the alarm that caused the rollback must not stop it).
 async fn refresh_back(
@@ -116,27 +115,39 @@ async fn refresh_back(
     emit: &Emitter<'_>,
     cancel: &CancellationToken,
 ) -> Result<RolloutOutcome, RolloutError> {
-    let previous = tag_version(g, TAG_PREVIOUS_VERSION).ok_or_else(|| {
-        rollback_failed(
-            cloud,
-            &g.name,
-            "no previous version recorded on the group (tag \
-            kiln:previous-version)"
-                .into(),
-        )
-    })?;
+    let (spec, image, previous) = rollback_spec(cloud, g, last).await?;
+    let plan = plan(cloud, &spec, &image).await?;
+    if plan.template.source_version == previous {
+        let detail =
+            format!("the group already runs version {previous}, the recorded previous version");
+        return Err(rollback_failed(cloud, &g.name, detail));
+    }
+    let me = plan.lock_holder(cloud.clock.now());
+    lock::acquire(cloud, &g.name, &me).await?;
+    let result = watch_back(cloud, &plan, previous, emit, cancel).await;
+    if let Err(e) = lock::release(cloud, &g.name, &me).await {
+        emit.warn("lock", &g.name, format!("could not release the lock: {e}"));
+    }
+    result
+}
+
+/// A rolling spec back to the recorded previous version, its image, and the version.
+async fn rollback_spec(
+    cloud: &Cloud,
+    g: &Group,
+    last: Option<&InstanceRefresh>,
+) -> Result<(RolloutSpec, ImageId, i64), RolloutError> {
+    let fail = |detail: &str| rollback_failed(cloud, &g.name, detail.to_string());
+    let previous = tag_version(g, TAG_PREVIOUS_VERSION)
+        .ok_or_else(|| fail("no previous version recorded on the group (kiln:previous-version)"))?;
     let template = g
         .launch_template
         .as_ref()
         .and_then(|t| {
-            t.template_id
-                .clone()
-                .map(TemplateRef::Id)
-                .or(t.template_name.clone().map(TemplateRef::Name))
+            let by_id = t.template_id.clone().map(TemplateRef::Id);
+            by_id.or(t.template_name.clone().map(TemplateRef::Name))
         })
-        .ok_or_else(|| {
-            rollback_failed(cloud, &g.name, "the group has no launch template".into())
-        })?;
+        .ok_or_else(|| fail("the group has no launch template"))?;
     let versions = cloud
         .compute
         .describe_launch_template_versions(&template, &[previous])
@@ -144,10 +155,7 @@ async fn refresh_back(
     let image = versions
         .first()
         .and_then(|v| v.data.image_id.clone())
-        .ok_or_else(|| {
-            rollback_failed(cloud, &g.name, format!("version {previous} has no image"))
-        })?;
-
+        .ok_or_else(|| fail(&format!("version {previous} has no image")))?;
     let spec = RolloutSpec {
         target: g
             .tags
@@ -162,21 +170,7 @@ async fn refresh_back(
         gates: Gates::default(),
         timeouts: Timeouts::default(),
     };
-    let plan = plan(cloud, &spec, &image).await?;
-    if plan.template.source_version == previous {
-        return Err(rollback_failed(
-            cloud,
-            &g.name,
-            format!("the group already runs version {previous}, the recorded previous version"),
-        ));
-    }
-    let me = plan.lock_holder(cloud.clock.now());
-    lock::acquire(cloud, &g.name, &me).await?;
-    let result = watch_back(cloud, &plan, previous, emit, cancel).await;
-    if let Err(e) = lock::release(cloud, &g.name, &me).await {
-        emit.warn("lock", &g.name, format!("could not release the lock: {e}"));
-    }
-    result
+    Ok((spec, image, previous))
 }
 
 async fn watch_back(

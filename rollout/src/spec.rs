@@ -15,6 +15,8 @@ pub struct RolloutSpec {
     pub target: String,
     /// The Auto Scaling group.
     pub group: String,
+    /// By name, or by id (`lt-…`).
+    #[serde(with = "template_ref")]
     pub launch_template: TemplateRef,
     /// The target group (by name) whose health decides readiness.
     #[serde(default)]
@@ -29,9 +31,28 @@ pub struct RolloutSpec {
     pub timeouts: Timeouts,
 }
 
-/// How the instances are replaced.
+/// A template written as one string: an id (`lt-…`) or a name.
+mod template_ref {
+    use kiln_cloud::{LaunchTemplateId, TemplateRef};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &TemplateRef, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TemplateRef, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(if text.starts_with("lt-") {
+            TemplateRef::Id(LaunchTemplateId::new(text))
+        } else {
+            TemplateRef::Name(text)
+        })
+    }
+}
+
+/// How the instances are replaced; `kind` names the strategy, its settings sit beside.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Strategy {
     /// One instance refresh over the whole group.
     Rolling(RollingSettings),
@@ -189,14 +210,22 @@ pub struct Preview {
     /// Source addresses (CIDR) of the testers.
     #[serde(default)]
     pub source_ips: Vec<String>,
-    /// Or a header (`name`, values) the testers send.
+    /// Or a header the testers send.
     #[serde(default)]
-    pub header: Option<(String, Vec<String>)>,
+    pub header: Option<HeaderMatch>,
     /// How long testers have before the switch.
     #[serde(with = "humantime_serde")]
     pub hold: Duration,
     #[serde(default = "default_preview_priority")]
     pub priority: i32,
+}
+
+/// An HTTP header and the values that match it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub values: Vec<String>,
 }
 
 fn default_preview_priority() -> i32 {
@@ -225,9 +254,10 @@ fn default_batch() -> usize {
     DEFAULT_IN_PLACE_BATCH
 }
 
-/// Default bound on how long a new instance may stay unhealthy in the target group
-/// before the rollout is stopped: AWS itself would wait up to an hour (PITFALLS 8).
-pub const DEFAULT_UNHEALTHY_AFTER: Duration = Duration::from_secs(10 * 60);
+/// The default bound on how long a new instance may stay not healthy in the target
+/// group is this many warm-ups: twice what a healthy instance needs, so a slow boot is not
+/// a failure, and minutes rather than AWS's hour (PITFALLS 8).
+pub const UNHEALTHY_WARMUPS: u32 = 2;
 
 /// What must hold for the rollout to go on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,8 +266,9 @@ pub struct Gates {
     /// New instances must become healthy in the target group.
     pub target_health: bool,
     /// How long a new instance may stay not healthy before the rollout is stopped.
+    /// Default: two warm-ups.
     #[serde(with = "humantime_serde")]
-    pub unhealthy_after: Duration,
+    pub unhealthy_after: Option<Duration>,
     /// CloudWatch alarms that must not be in ALARM.
     pub alarms: Vec<String>,
     /// A path probed on each new instance through Run Command (`/health`).
@@ -248,7 +279,7 @@ impl Default for Gates {
     fn default() -> Self {
         Self {
             target_health: true,
-            unhealthy_after: DEFAULT_UNHEALTHY_AFTER,
+            unhealthy_after: None,
             alarms: Vec::new(),
             http_probe: None,
         }

@@ -2,7 +2,9 @@
 //! in an incident: the lock, the running and recent refreshes, each instance's template
 //! version and image.
 
-use kiln_cloud::{Cloud, GroupTemplate, ImageId, InstanceFilter, InstanceRefresh, TargetState};
+use kiln_cloud::{
+    Cloud, Group, GroupTemplate, ImageId, InstanceFilter, InstanceRefresh, TargetState,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RolloutError;
@@ -44,10 +46,8 @@ pub struct InstanceStatus {
     pub target_health: Option<TargetState>,
 }
 
-/// Reads the group's state; changes nothing.
-pub async fn status(cloud: &Cloud, group: &str) -> Result<GroupStatus, RolloutError> {
-    let g = lock::describe(cloud, group).await?;
-    let refreshes = cloud.scaling.describe_instance_refreshes(group).await?;
+/// Each instance with its version, image and target health.
+async fn instances(cloud: &Cloud, g: &Group) -> Result<Vec<InstanceStatus>, RolloutError> {
     let ids: Vec<_> = g.instances.iter().map(|i| i.id.clone()).collect();
     let described = if ids.is_empty() {
         Vec::new()
@@ -62,8 +62,7 @@ pub async fn status(cloud: &Cloud, group: &str) -> Result<GroupStatus, RolloutEr
         Some(arn) => cloud.load_balancing.describe_target_health(arn).await?,
         None => Vec::new(),
     };
-    let instances = g
-        .instances
+    Ok(g.instances
         .iter()
         .map(|i| InstanceStatus {
             id: i.id.to_string(),
@@ -80,7 +79,14 @@ pub async fn status(cloud: &Cloud, group: &str) -> Result<GroupStatus, RolloutEr
                 .find(|h| h.target_id == i.id.as_str())
                 .map(|h| h.state),
         })
-        .collect();
+        .collect())
+}
+
+/// Reads the group's state; changes nothing.
+pub async fn status(cloud: &Cloud, group: &str) -> Result<GroupStatus, RolloutError> {
+    let g = lock::describe(cloud, group).await?;
+    let refreshes = cloud.scaling.describe_instance_refreshes(group).await?;
+    let instances = instances(cloud, &g).await?;
     let holder = lock::holder_of(&g.tags);
     let now = cloud.clock.now();
     Ok(GroupStatus {

@@ -216,21 +216,11 @@ fn package_names(
 }
 
 fn file_fields(recipe: &Recipe, path: &[Seg<'_>], file: &FileDoc) -> Result<(), RecipeError> {
-    let clean = |p: &str| {
-        !p.split('/').any(|part| part == "..")
-            && !p.chars().any(|c| c.is_whitespace() || c.is_control())
-    };
-    if !file.path.starts_with('/') || !clean(&file.path) || file.path.ends_with('/') {
-        return Err(invalid(
-            recipe,
-            path,
-            &["file", "path"],
-            format!("file path `{}` is not an absolute file path", file.path),
-            "write the destination as an absolute path without `..` or spaces, \
-             e.g. /etc/proxysql.cnf",
-        ));
+    // A path with a Tera tag is checked once rendered.
+    if !file.path.contains("{{") && !is_file_path(&file.path) {
+        return Err(bad_path(recipe, path, &file.path));
     }
-    if file.template.starts_with('/') || !clean(&file.template) {
+    if file.template.starts_with('/') || !is_clean(&file.template) {
         return Err(invalid(
             recipe,
             path,
@@ -264,6 +254,27 @@ fn file_fields(recipe: &Recipe, path: &[Seg<'_>], file: &FileDoc) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+fn is_clean(path: &str) -> bool {
+    !path.split('/').any(|part| part == "..")
+        && !path.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// An absolute file path kiln can quote safely.
+pub fn is_file_path(path: &str) -> bool {
+    path.starts_with('/') && !path.ends_with('/') && is_clean(path)
+}
+
+pub fn bad_path(recipe: &Recipe, path: &[Seg<'_>], written: &str) -> RecipeError {
+    invalid(
+        recipe,
+        path,
+        &["file", "path"],
+        format!("file path `{written}` is not an absolute file path"),
+        "write the destination as an absolute path without `..` or spaces, \
+         e.g. /etc/proxysql.cnf",
+    )
 }
 
 fn is_account(name: &str) -> bool {

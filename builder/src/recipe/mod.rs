@@ -175,22 +175,7 @@ pub fn render(
     check_expanded_names(&recipes, &steps)?;
     variables::leaks(&recipes, &declared, variables, &steps, &files)?;
 
-    let mut inputs: Vec<(String, Vec<u8>)> = recipes
-        .iter()
-        .map(|r| {
-            (
-                format!("recipes/{}.yaml", r.name),
-                r.source.clone().into_bytes(),
-            )
-        })
-        .collect();
-    inputs.extend(
-        templates
-            .used
-            .into_iter()
-            .map(|(p, c)| (format!("templates/{p}"), c)),
-    );
-    inputs.sort();
+    let inputs = inputs(&recipes, templates);
     let secrets = declared
         .iter()
         .filter(|(_, d)| d.decl.secret)
@@ -203,6 +188,24 @@ pub fn render(
         secrets,
         files,
     })
+}
+
+/// Every recipe and template file used, by logical path, sorted: what the input hash
+/// covers, so that any change to what the image is made of makes a new image.
+fn inputs(recipes: &[Recipe], templates: Templates) -> Vec<(String, Vec<u8>)> {
+    let recipes = recipes.iter().map(|r| {
+        (
+            format!("recipes/{}.yaml", r.name),
+            r.source.clone().into_bytes(),
+        )
+    });
+    let templates = templates
+        .used
+        .into_iter()
+        .map(|(path, content)| (format!("templates/{path}"), content));
+    let mut inputs: Vec<(String, Vec<u8>)> = recipes.chain(templates).collect();
+    inputs.sort();
+    inputs
 }
 
 /// The pipeline's names in order, with `hygiene` appended when missing.
@@ -382,8 +385,9 @@ impl StepAt<'_> {
         } else {
             raw
         };
+        let dest_path = self.dest_path(ctx, &file.path)?;
         let dest = script::Destination {
-            path: &file.path,
+            path: &dest_path,
             owner: &file.owner,
             group: &file.group,
             mode: &file.mode,
@@ -393,13 +397,31 @@ impl StepAt<'_> {
             recipe: self.recipe.name.clone(),
             step: self.doc.name.clone(),
             template: file.template.clone(),
-            path: file.path.clone(),
+            path: dest_path.clone(),
             owner: file.owner.clone(),
             group: file.group.clone(),
             mode: file.mode.clone(),
             content,
         };
         Ok((scripts, Some(rendered)))
+    }
+
+    /// The destination, rendered when it holds a Tera tag (`{{ app_dir }}/.env`).
+    fn dest_path(&self, ctx: &RecipeContext, written: &str) -> Result<String, RecipeError> {
+        if !written.contains("{{") {
+            return Ok(written.to_string());
+        }
+        let text = Text {
+            file: &self.recipe.file,
+            text: written,
+            origin: Origin::Unknown,
+        };
+        let rendered = template::render(&text, ctx)?;
+        if check::is_file_path(&rendered) {
+            return Ok(rendered);
+        }
+        let path = [Seg::Key(self.key), Seg::Index(self.index)];
+        Err(check::bad_path(self.recipe, &path, &rendered))
     }
 
     /// Where the text of `key` (a `run` script) starts in the recipe file.

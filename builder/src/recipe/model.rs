@@ -184,10 +184,17 @@ pub fn load(dir: &Path, name: &str) -> Result<Recipe, RecipeError> {
 
 fn unknown_recipe(dir: &Path, name: &str) -> RecipeError {
     let available = available_recipes(dir);
+    let problem = if name == super::HYGIENE {
+        "there is no hygiene.yaml in this folder, and every bake ends with the hygiene \
+         recipe, listed in the pipeline or not"
+            .to_string()
+    } else {
+        format!("unknown recipe `{name}`: there is no {name}.yaml in this folder")
+    };
     RecipeError::new(
         RecipeErrorKind::UnknownRecipe,
         SourceLocation::file(dir),
-        format!("unknown recipe `{name}`: there is no {name}.yaml in this folder"),
+        problem,
         format!(
             "use one of the available recipes: {}",
             if available.is_empty() {

@@ -72,6 +72,7 @@ pub fn render(text: &Text<'_>, ctx: &RecipeContext) -> Result<String, RecipeErro
     // Nothing kiln renders is HTML: escaping would corrupt configs and scripts.
     tera.autoescape_on(Vec::new());
     tera.register_filter("shell_quote", shell_quote_filter);
+    tera.register_function("get_env", refuse_get_env);
     tera.add_raw_template(NAME, text.text)
         .map_err(|error| syntax_error(text, &error))?;
     let template = tera
@@ -319,6 +320,14 @@ fn first_line_of_each(message: &str) -> String {
         .find_map(|l| l.strip_prefix("= "))
         .unwrap_or_else(|| message.lines().next().unwrap_or(message));
     expected.to_string()
+}
+
+/// The build machine's environment is neither hashed nor reviewed, and may hold
+/// credentials: a template reads only declared variables.
+fn refuse_get_env(_: &HashMap<String, tera::Value>) -> tera::Result<tera::Value> {
+    Err(tera::Error::msg(
+        "get_env is disabled in kiln templates: declare a variable and set it in the pipeline",
+    ))
 }
 
 /// Single-quotes a value for bash: `it's` becomes `'it'\''s'`.

@@ -709,3 +709,130 @@ fn shell_quote_survives_quotes() {
     let rendered = f.render(&["db"], json!({})).expect("renders");
     assert!(rendered.steps[0].script.ends_with("echo 'o'\\''neil'\n"));
 }
+
+#[test]
+fn file_paths_may_use_variables_and_are_checked_once_rendered() {
+    let f = Fixture::new();
+    let text =
+        "name: db\ndescription: x\nvariables:\n  dir: { description: d, default: /opt/app }\n\
+                build:\n  - name: conf\n    file: { template: web/httpd.conf.tera, \
+                path: \"{{ dir }}/x.conf\" }\n";
+    f.recipe("db", text);
+    f.template("web/httpd.conf.tera", "static\n");
+    let rendered = f.render(&["db"], json!({})).expect("renders");
+    assert_eq!(rendered.files[0].path, "/opt/app/x.conf");
+    assert!(rendered.steps[0]
+        .script
+        .contains("mv -f '/opt/app/x.conf.kiln-new' '/opt/app/x.conf'"));
+
+    let error = f.error(&["db"], json!({ "dir": "relative" }));
+    assert_eq!(error.kind(), RecipeErrorKind::InvalidValue);
+    assert!(
+        error
+            .to_string()
+            .contains("file path `relative/x.conf` is not an absolute file path"),
+        "{error}"
+    );
+}
+
+#[test]
+fn binary_templates_must_be_installed_unrendered() {
+    let f = Fixture::new();
+    std::fs::write(f.dir.path().join("templates/blob.bin"), [0xff, 0xfe, 0x00]).expect("blob");
+    f.recipe(
+        "db",
+        "name: db\ndescription: x\nbuild:\n  - name: blob\n    file: { template: blob.bin, \
+         path: /opt/blob }\n",
+    );
+    let error = f.error(&["db"], json!({}));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}/blob.bin: template is not UTF-8 text, so it cannot be rendered\n  hint: set \
+             `render: false` on the file step to install it byte for byte",
+            f.templates()
+        )
+    );
+}
+
+#[test]
+fn render_failures_name_the_recipe() {
+    let f = Fixture::new();
+    f.template("web/httpd.conf.tera", "{{ port | upper }}\n{{ greeting }}");
+    let error = f.error(&["web"], ok_vars());
+    assert_eq!(error.kind(), RecipeErrorKind::TemplateRender);
+    assert!(error.to_string().starts_with(&format!(
+        "{}/web/httpd.conf.tera: rendering failed: ",
+        f.templates()
+    )));
+    assert!(error.hint().contains("recipe `web`"));
+}
+
+#[test]
+fn describe_lists_what_a_recipe_needs() {
+    let f = Fixture::new();
+    let info = describe(&f.source(), "web").expect("describes");
+    assert_eq!(info.description, "a web server");
+    let summary: Vec<(&str, Option<&serde_json::Value>, bool)> = info
+        .variables
+        .iter()
+        .map(|v| (v.name.as_str(), v.default.as_ref(), v.secret))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("greeting", None, false),
+            ("port", Some(&json!(80)), false),
+            ("token", None, true),
+        ]
+    );
+    let error = describe(&f.source(), "nope").expect_err("no such recipe");
+    assert_eq!(error.kind(), RecipeErrorKind::UnknownRecipe);
+}
+
+#[test]
+fn services_can_start_without_being_enabled() {
+    let f = Fixture::new();
+    f.recipe(
+        "db",
+        "name: db\ndescription: x\nbuild:\n  - name: once\n    service: { name: chronyd, \
+         enable: false, start: true }\n",
+    );
+    let rendered = f.render(&["db"], json!({})).expect("renders");
+    let script = &rendered.steps[0].script;
+    assert!(script.contains("systemctl start 'chronyd'\n"));
+    assert!(!script.contains("systemctl enable"));
+}
+
+#[test]
+fn templates_cannot_read_the_build_machine_environment() {
+    let f = Fixture::new();
+    f.template(
+        "web/httpd.conf.tera",
+        "{{ get_env(name=\"HOME\") }}{{ port }}{{ greeting }}",
+    );
+    let error = f.error(&["web"], ok_vars());
+    assert_eq!(error.kind(), RecipeErrorKind::TemplateRender);
+    assert!(
+        error
+            .problem()
+            .contains("get_env is disabled in kiln templates"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_missing_hygiene_recipe_is_explained() {
+    let f = Fixture::new();
+    std::fs::remove_file(f.dir.path().join("recipes/hygiene.yaml")).expect("remove");
+    let error = f.error(&["db"], json!({}));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: there is no hygiene.yaml in this folder, and every bake ends with the \
+             hygiene recipe, listed in the pipeline or not\n  hint: use one of the \
+             available recipes: db, web",
+            f.recipes()
+        )
+    );
+}

@@ -1,7 +1,7 @@
 //! EC2 in the simulation: images, snapshots, instances, networks, security groups,
 //! launch templates and tags, with AWS's validations and state transitions.
 
-use crate::error::{CloudResult, ErrorKind};
+use crate::error::{CloudError, CloudResult, ErrorKind};
 use crate::types::*;
 
 use super::model::*;
@@ -17,10 +17,18 @@ const APP_SECS: (u64, u64) = (20, 60);
 const SHUTDOWN_SECS: (u64, u64) = (20, 60);
 /// EC2 keeps listing terminated instances for about an hour.
 const TERMINATED_VISIBLE_SECS: u64 = 3600;
+/// The state reason EC2 gives an instance that failed to launch.
+const BOOT_FAILURE: &str = "Server.InternalError: Internal error on launch";
+/// A copy to another region takes ten to twenty minutes.
+const COPY_SECS: (u64, u64) = (600, 1200);
 /// CreateImage: pending for a few minutes while the snapshots are taken.
 const IMAGE_SECS: (u64, u64) = (180, 480);
 /// The owner id of Amazon's public images (the `amazon` owner alias).
 pub const AMAZON_OWNER: &str = "137112412989";
+/// AWS reserves the first four addresses of a subnet; hosts start after them.
+const FIRST_HOST: u64 = 4;
+/// Host addresses handed out in the last octet before wrapping (a /24 has 251 usable).
+const HOST_ADDRESSES: u64 = 250;
 /// The root device of Amazon Linux 2023 images.
 const ROOT_DEVICE: &str = "/dev/xvda";
 /// AL2023's default root volume size.
@@ -109,6 +117,104 @@ pub fn create_image(w: &mut World, req: &CreateImage) -> CloudResult<ImageId> {
         .insert(id.0.clone(), new_sim_image(image, Some(ready_at)));
     tracing::debug!(image = %id, region = w.region, "simulated image pending");
     Ok(id)
+}
+
+/// CopyImage into `region` from the request's source region.
+pub fn copy_image(s: &mut State, region: &str, req: &CopyImage) -> CloudResult<ImageId> {
+    let source = copy_source(s, req)?;
+    let mut w = s.world(region).expect("ports exist only for known regions");
+    check_name_free(&w, "CopyImage", &req.name)?;
+    let ready_at = w.now + w.meta.rng.secs(COPY_SECS.0, COPY_SECS.1);
+    let mut devices = source.image.block_devices.clone();
+    for d in &mut devices {
+        let id = SnapshotId::new(w.meta.id("snap"));
+        let snapshot = Snapshot {
+            id: id.clone(),
+            state: "pending".into(),
+            start_time: Some(w.now),
+            tags: req.tags.clone(),
+        };
+        let sim = SimSnapshot {
+            snapshot,
+            ready_at: Some(ready_at),
+        };
+        w.r.snapshots.insert(id.0.clone(), sim);
+        d.snapshot_id = Some(id);
+        d.encrypted |= req.encrypted;
+    }
+    let id = ImageId::new(w.meta.id("ami"));
+    let image = Image {
+        id: id.clone(),
+        name: req.name.clone(),
+        description: Some(req.description.clone()),
+        state: ImageState::Pending,
+        state_reason: None,
+        owner_id: w.meta.account_id.clone(),
+        creation_date: Some(w.now),
+        deprecation_time: None,
+        block_devices: devices,
+        tags: req.tags.clone(),
+    };
+    let mut sim = new_sim_image(image, Some(ready_at));
+    sim.fail_reason = w.faults.copy_fault(region).map(|f| f.reason.clone());
+    insert_image(&mut w, sim);
+    Ok(id)
+}
+
+fn insert_image(w: &mut World, sim: SimImage) {
+    w.r.images.insert(sim.image.id.0.clone(), sim);
+}
+
+/// The available image a copy reads, in its own region.
+fn copy_source(s: &mut State, req: &CopyImage) -> CloudResult<SimImage> {
+    const OP: &str = "CopyImage";
+    let Some(src) = s.world(&req.source_region) else {
+        let msg = "the simulated account has no such region";
+        let r = &req.source_region;
+        return Err(CloudError::new(
+            ErrorKind::NotFound,
+            OP,
+            r,
+            r,
+            "InvalidRegion",
+            msg,
+        ));
+    };
+    let id = req.source_image_id.as_str();
+    let image = src
+        .r
+        .images
+        .get(id)
+        .filter(|i| i.image.state != ImageState::Deregistered);
+    let image = image
+        .cloned()
+        .ok_or_else(|| src.not_found(OP, id, "InvalidAMIID.NotFound"))?;
+    if image.image.state != ImageState::Available {
+        let msg = format!("image {id} is {:?}, not available", image.image.state);
+        return Err(src.err(ErrorKind::Validation, OP, id, "IncorrectState", msg));
+    }
+    Ok(image)
+}
+
+/// AMI names are unique per owner and region.
+fn check_name_free(w: &World, op: &'static str, name: &str) -> CloudResult<()> {
+    let account = &w.meta.account_id;
+    let dup = w.r.images.values().any(|i| {
+        &i.image.owner_id == account
+            && i.image.name == name
+            && i.image.state != ImageState::Deregistered
+    });
+    if dup {
+        let msg = format!("AMI name {name} is already in use by an AMI you own");
+        return Err(w.err(
+            ErrorKind::Conflict,
+            op,
+            name,
+            "InvalidAMIName.Duplicate",
+            msg,
+        ));
+    }
+    Ok(())
 }
 
 pub fn new_sim_image(image: Image, ready_at: Option<Timestamp>) -> SimImage {
@@ -342,7 +448,7 @@ fn new_instance(w: &mut World, req: &RunInstance, subnet: &Subnet) -> SimInstanc
         w.r.images
             .get(req.image_id.as_str())
             .is_some_and(|i| i.created_here);
-    let octet = w.meta.next_id % 250 + 4;
+    let octet = w.meta.next_id % HOST_ADDRESSES + FIRST_HOST;
     let instance = Instance {
         id,
         image_id: req.image_id.clone(),
@@ -368,6 +474,7 @@ fn new_instance(w: &mut World, req: &RunInstance, subnet: &Subnet) -> SimInstanc
         agent_offline_until: None,
         app_ready_at: running_at + w.meta.rng.secs(APP_SECS.0, APP_SECS.1),
         bad_image: w.faults.image_bad(req.image_id.as_str(), created_here),
+        boot_fails: w.faults.boot_fails(role),
         terminated_at: None,
         gone_at: None,
     }
@@ -584,6 +691,13 @@ pub fn step(w: &mut World) -> bool {
 
 fn step_instance(inst: &mut SimInstance, now: Timestamp) -> bool {
     match inst.state() {
+        InstanceState::Pending if inst.running_at <= now && inst.boot_fails => {
+            inst.instance.state = InstanceState::Terminated;
+            inst.instance.state_reason = Some(BOOT_FAILURE.into());
+            inst.terminated_at = Some(now);
+            inst.gone_at = Some(now + secs(TERMINATED_VISIBLE_SECS));
+            true
+        }
         InstanceState::Pending if inst.running_at <= now => {
             inst.instance.state = InstanceState::Running;
             true

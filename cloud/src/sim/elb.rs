@@ -9,6 +9,11 @@ use crate::types::*;
 use super::model::*;
 use super::world::World;
 
+/// ELB accepts target group weights from 0 to 999.
+const MAX_WEIGHT: i32 = 999;
+/// ELB accepts rule priorities from 1 to 50,000.
+const MAX_PRIORITY: i32 = 50_000;
+
 pub fn describe_load_balancers(w: &mut World, names: &[String]) -> CloudResult<Vec<LoadBalancer>> {
     for name in names {
         if !w.r.load_balancers.iter().any(|l| &l.name == name) {
@@ -351,8 +356,8 @@ fn check_forward(w: &World, op: &'static str, f: &Forward) -> CloudResult<()> {
         if !w.r.target_groups.contains_key(t.target_group_arn.as_str()) {
             return Err(w.not_found(op, t.target_group_arn.as_str(), "TargetGroupNotFound"));
         }
-        if !(0..=999).contains(&t.weight) {
-            let msg = format!("weight {} is outside 0..=999", t.weight);
+        if !(0..=MAX_WEIGHT).contains(&t.weight) {
+            let msg = format!("weight {} is outside 0..={MAX_WEIGHT}", t.weight);
             let e = ErrorKind::Validation;
             return Err(w.err(e, op, t.target_group_arn.as_str(), "ValidationError", msg));
         }
@@ -412,19 +417,56 @@ pub fn describe_rules(w: &mut World, listener: &Arn) -> CloudResult<Vec<Rule>> {
     Ok(out)
 }
 
+/// ELB refuses a source-ip condition that is not a CIDR block.
+fn check_conditions(w: &World, op: &'static str, conditions: &[RuleCondition]) -> CloudResult<()> {
+    let cidrs = conditions.iter().flat_map(|c| match c {
+        RuleCondition::SourceIp(v) => v.as_slice(),
+        _ => &[],
+    });
+    for cidr in cidrs {
+        let ok = cidr.split_once('/').is_some_and(|(ip, bits)| {
+            let bits: Option<u8> = bits.parse().ok();
+            match ip.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(_)) => bits.is_some_and(|b| b <= 32),
+                Ok(std::net::IpAddr::V6(_)) => bits.is_some_and(|b| b <= 128),
+                Err(_) => false,
+            }
+        });
+        if !ok {
+            let msg = format!("{cidr} is not a valid CIDR block for a source-ip condition");
+            return Err(w.err(ErrorKind::Validation, op, cidr, "ValidationError", msg));
+        }
+    }
+    if conditions.is_empty() {
+        let msg = "a rule needs at least one condition";
+        return Err(w.err(
+            ErrorKind::Validation,
+            op,
+            "conditions",
+            "ValidationError",
+            msg,
+        ));
+    }
+    Ok(())
+}
+
 pub fn create_rule(w: &mut World, req: &CreateRule) -> CloudResult<Rule> {
     const OP: &str = "CreateRule";
     if !w.r.listeners.contains_key(req.listener_arn.as_str()) {
         return Err(w.not_found(OP, req.listener_arn.as_str(), "ListenerNotFound"));
     }
+    check_conditions(w, OP, &req.conditions)?;
     check_forward(w, OP, &req.forward)?;
     let priority = req.priority.to_string();
     let taken =
         w.r.rules
             .values()
             .any(|r| r.listener_arn == req.listener_arn && r.priority == priority);
-    if taken || !(1..=50_000).contains(&req.priority) {
-        let msg = format!("priority {} is in use or outside 1..=50000", req.priority);
+    if taken || !(1..=MAX_PRIORITY).contains(&req.priority) {
+        let msg = format!(
+            "priority {} is in use or outside 1..={MAX_PRIORITY}",
+            req.priority
+        );
         return Err(w.err(ErrorKind::Conflict, OP, &priority, "PriorityInUse", msg));
     }
     let id = w.meta.id("rule");

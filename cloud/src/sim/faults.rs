@@ -17,6 +17,12 @@ pub struct Faults {
     pub steps: Vec<StepFault>,
     /// Instances whose SSM agent never comes online.
     pub agent_never_online: Vec<AgentFault>,
+    /// Instances that never boot: EC2 terminates them with an internal error.
+    pub boot_fails: Vec<AgentFault>,
+    /// SendCommand still answers `InvalidInstanceId` this long after the agent shows
+    /// online (the registration has not reached Run Command yet).
+    #[serde(with = "humantime_serde")]
+    pub invalid_instance_after_online: Option<Duration>,
     /// Images whose instances fail their load balancer health checks.
     pub unhealthy_images: Vec<ImageFault>,
     /// Operations rejected as throttled a number of times.
@@ -150,6 +156,12 @@ impl Faults {
 
     pub fn agent_never(&self, role: Option<&str>) -> bool {
         self.agent_never_online
+            .iter()
+            .any(|f| f.role.is_none() || f.role.as_deref() == role)
+    }
+
+    pub fn boot_fails(&self, role: Option<&str>) -> bool {
+        self.boot_fails
             .iter()
             .any(|f| f.role.is_none() || f.role.as_deref() == role)
     }

@@ -10,6 +10,21 @@
 //! virtual time instantly when everything is idle. The account's clock is the time saved
 //! in its state plus the tokio time elapsed since it was opened; every port call first
 //! advances the model to that time, one simulated second at a time.
+//!
+//! Files: the seed (YAML, see `examples/poc/account.yaml`) describes a new account; the
+//! state file (JSON, written whole after every call: temporary file, then rename) is
+//! the account from then on, locked by `<state>.lock` while open; a faults file (YAML,
+//! see `examples/poc/faults/`) replaces the faults kept in the state.
+//!
+//! Modelled: images (create, copy, deregister, deprecation, launch permissions) and
+//! snapshots; instances, subnets, security groups, launch templates and tags; the SSM
+//! agent, Run Command (delays, statuses, timeouts, cancel, reboot by `exit 194`, rate
+//! control, output cut at 24,000 characters) and Parameter Store; Auto Scaling groups,
+//! standby, protection, suspended processes and instance refresh; target groups and
+//! their health checks, draining, listeners, weighted forwarding and rules; CloudWatch
+//! alarms on a traffic model. Not modelled: what scripts do (they are only syntax
+//! checked), IAM permissions (every call is allowed), KMS keys, S3 output, scaling
+//! policies, lifecycle hooks, warm pools, mixed instances policies, refresh bake time.
 
 mod compute;
 mod elb;
@@ -65,11 +80,20 @@ pub enum SimError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("state file {path} is not a simulated account's state ({message}); delete it to start again from the seed")]
+    #[error(
+        "state file {path} is not a simulated account's state ({message}); \
+         delete it to start again from the seed"
+    )]
     BadState { path: PathBuf, message: String },
-    #[error("state file {path} does not exist and no seed was given: pass a seed file (such as examples/poc/account.yaml) to create it")]
+    #[error(
+        "state file {path} does not exist and no seed was given: \
+         pass a seed file (such as examples/poc/account.yaml) to create it"
+    )]
     NoSeed { path: PathBuf },
-    #[error("state file {path} is in use by another process (lock {lock}); wait for it to finish, or stop it")]
+    #[error(
+        "state file {path} is in use by another process (lock {lock}); \
+         wait for it to finish, or stop it"
+    )]
     Locked { path: PathBuf, lock: PathBuf },
 }
 
@@ -299,20 +323,18 @@ impl Inner {
         };
         let text = serde_json::to_vec(state).expect("the state serialises");
         // Write beside, then rename: a killed process leaves the old or the new state whole.
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut tmp = tempfile_in(dir).map_err(write_err)?;
+        let mut tmp = temp_beside(path).map_err(write_err)?;
         std::io::Write::write_all(&mut tmp.1, &text).map_err(write_err)?;
         std::fs::rename(&tmp.0, path).map_err(write_err)
     }
 }
 
-/// A new file in `dir` with a name no other process uses.
-fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, File)> {
-    let path = dir.join(format!(".kiln-sim-state.{}.tmp", std::process::id()));
-    Ok((path.clone(), File::create(&path)?))
+/// A new file beside `path` (same file system, so the rename is atomic), named after it
+/// and this process so that no other writer uses it.
+fn temp_beside(path: &Path) -> std::io::Result<(PathBuf, File)> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    Ok((tmp.clone(), File::create(&tmp)?))
 }
 
 fn record(timeline: &mut Vec<Frame>, frame: Frame) {

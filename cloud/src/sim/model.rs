@@ -157,6 +157,9 @@ pub struct SimInstance {
     pub app_ready_at: Timestamp,
     /// Launched from an image a fault marks as bad: health checks fail.
     pub bad_image: bool,
+    /// A fault says it never boots: EC2 terminates it instead of running it.
+    #[serde(default)]
+    pub boot_fails: bool,
     pub terminated_at: Option<Timestamp>,
     /// When a terminated instance stops being listed.
     pub gone_at: Option<Timestamp>,
@@ -189,6 +192,12 @@ pub struct SimCommand {
     pub document: String,
     pub sent_at: Timestamp,
     pub invocations: BTreeMap<String, SimInvocation>,
+    /// MaxConcurrency as a number of instances.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// MaxErrors as a number: the command stops once errors exceed it.
+    #[serde(default)]
+    pub max_errors: Option<usize>,
 }
 
 /// What an invocation will end as, decided when the command is sent.
@@ -241,7 +250,8 @@ pub struct SimRefresh {
     pub refresh: InstanceRefresh,
     /// The group's configuration when the refresh started (rollback restores it).
     pub original: GroupTemplate,
-    /// What the group converges to: the desired config, or `original` in a rollback.
+    /// What the group launches from: the desired config as given (`$Latest` resolves at
+    /// each launch), or `original` in a rollback.
     pub target: GroupTemplate,
     /// Instances still to replace.
     pub to_replace: BTreeSet<InstanceId>,
@@ -253,6 +263,9 @@ pub struct SimRefresh {
     pub checkpoint_until: Option<Timestamp>,
     /// Index of the next checkpoint percentage to stop at.
     pub next_checkpoint: usize,
+    /// Why a rollback started (its final status keeps saying so).
+    #[serde(default)]
+    pub rollback_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,8 +20,6 @@ use super::{compute, elb, metrics, refresh, scaling, ssm, templates, Inner};
 const SDK_ATTEMPTS: usize = 3;
 /// First backoff of the standard retry mode (it then doubles).
 const SDK_FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// A copy to another region takes ten to twenty minutes.
-const COPY_SECS: (u64, u64) = (600, 1200);
 
 pub struct SimRegion {
     inner: Arc<Inner>,
@@ -127,8 +125,10 @@ impl Compute for SimRegion {
             .await
     }
     async fn copy_image(&self, request: &CopyImage) -> CloudResult<ImageId> {
-        self.with_state("CopyImage", |s, region| copy_image(s, region, request))
-            .await
+        self.with_state("CopyImage", |s, region| {
+            compute::copy_image(s, region, request)
+        })
+        .await
     }
     async fn deregister_image(&self, image: &ImageId) -> CloudResult<()> {
         self.call("DeregisterImage", |w| compute::deregister_image(w, image))
@@ -247,89 +247,6 @@ impl Compute for SimRegion {
         })
         .await
     }
-}
-
-/// CopyImage into `region` from the request's source region.
-fn copy_image(s: &mut State, region: &str, req: &CopyImage) -> CloudResult<ImageId> {
-    const OP: &str = "CopyImage";
-    let source = {
-        let Some(mut src) = s.world(&req.source_region) else {
-            let msg = "the simulated account has no such region";
-            let r = &req.source_region;
-            return Err(CloudError::new(
-                ErrorKind::NotFound,
-                OP,
-                r,
-                r,
-                "InvalidRegion",
-                msg,
-            ));
-        };
-        let image = src.r.images.get(req.source_image_id.as_str()).cloned();
-        let image = image.filter(|i| i.image.state != ImageState::Deregistered);
-        let id = req.source_image_id.as_str();
-        let image = image.ok_or_else(|| src.not_found(OP, id, "InvalidAMIID.NotFound"))?;
-        if image.image.state != ImageState::Available {
-            let msg = format!("image {id} is {:?}, not available", image.image.state);
-            return Err(src.err(ErrorKind::Validation, OP, id, "IncorrectState", msg));
-        }
-        let _ = &mut src;
-        image
-    };
-    let w = s.world(region).expect("ports exist only for known regions");
-    let account = w.meta.account_id.clone();
-    let dup = w.r.images.values().any(|i| {
-        i.image.owner_id == account
-            && i.image.name == req.name
-            && i.image.state != ImageState::Deregistered
-    });
-    if dup {
-        let msg = format!("AMI name {} is already in use by an AMI you own", req.name);
-        return Err(w.err(
-            ErrorKind::Conflict,
-            OP,
-            &req.name,
-            "InvalidAMIName.Duplicate",
-            msg,
-        ));
-    }
-    let ready_at = w.now + w.meta.rng.secs(COPY_SECS.0, COPY_SECS.1);
-    let mut devices = source.image.block_devices.clone();
-    for d in &mut devices {
-        let id = SnapshotId::new(w.meta.id("snap"));
-        let snapshot = Snapshot {
-            id: id.clone(),
-            state: "pending".into(),
-            start_time: Some(w.now),
-            tags: req.tags.clone(),
-        };
-        w.r.snapshots.insert(
-            id.0.clone(),
-            super::model::SimSnapshot {
-                snapshot,
-                ready_at: Some(ready_at),
-            },
-        );
-        d.snapshot_id = Some(id);
-        d.encrypted |= req.encrypted;
-    }
-    let id = ImageId::new(w.meta.id("ami"));
-    let image = Image {
-        id: id.clone(),
-        name: req.name.clone(),
-        description: Some(req.description.clone()),
-        state: ImageState::Pending,
-        state_reason: None,
-        owner_id: account,
-        creation_date: Some(w.now),
-        deprecation_time: None,
-        block_devices: devices,
-        tags: req.tags.clone(),
-    };
-    let mut sim = compute::new_sim_image(image, Some(ready_at));
-    sim.fail_reason = w.faults.copy_fault(region).map(|f| f.reason.clone());
-    w.r.images.insert(id.0.clone(), sim);
-    Ok(id)
 }
 
 #[async_trait]

@@ -2,7 +2,8 @@
 //!
 //! - MaxHealthyPercentage above 100: launch before terminating. A batch of new instances
 //!   (up to max% of desired, above desired) is launched; once they are healthy and warmed
-//!   up, as many old instances are terminated.
+//!   up, as many old instances are terminated. With MinHealthyPercentage below 100 as
+//!   well, `desired - ceil(desired * min%)` old instances also go when the batch starts.
 //! - Otherwise: terminate first, in batches of `desired - ceil(desired * min%)` (at least
 //!   one, so a group of one loses its only instance, PITFALLS 4), computed from the
 //!   *current* desired capacity; the group launches the replacements.
@@ -53,7 +54,10 @@ fn check_preferences(w: &World, req: &StartRefresh, floating: bool) -> CloudResu
     let p = &req.preferences;
     let (min, max) = (p.min_healthy_percentage, p.max_healthy_percentage);
     if !(0..=100).contains(&min) || !(100..=200).contains(&max) || max - min > 100 {
-        let msg = format!("MinHealthyPercentage {min} must be 0..=100, MaxHealthyPercentage {max} 100..=200, at most 100 apart");
+        let msg = format!(
+            "MinHealthyPercentage {min} must be 0..=100, MaxHealthyPercentage {max} \
+             100..=200, at most 100 apart"
+        );
         return Err(invalid(w, &req.group, msg));
     }
     let ascending = p.checkpoint_percentages.windows(2).all(|x| x[0] < x[1]);
@@ -76,7 +80,8 @@ fn check_preferences(w: &World, req: &StartRefresh, floating: bool) -> CloudResu
         ));
     }
     if p.auto_rollback && (req.desired.is_none() || floating) {
-        let msg = "auto rollback needs a desired configuration and a group on a numbered template version";
+        let msg = "auto rollback needs a desired configuration \
+                   and a group on a numbered template version";
         return Err(invalid(w, &req.group, msg));
     }
     for alarm in &p.alarm_names {
@@ -109,6 +114,8 @@ pub fn start(w: &mut World, req: &StartRefresh) -> CloudResult<String> {
     check_preferences(w, req, original.is_floating())?;
     let target_ref = req.desired.clone().unwrap_or_else(|| original.clone());
     let (t, n) = templates::resolve(w, OP, &target_ref)?;
+    // Matching is judged on the version the reference stands for now; launches resolve
+    // it again, so `$Latest` follows versions written during the refresh (PITFALLS 1).
     let target = templates::numbered(&t, n);
     let p = &req.preferences;
     let to_replace: BTreeSet<InstanceId> = g
@@ -138,7 +145,7 @@ pub fn start(w: &mut World, req: &StartRefresh) -> CloudResult<String> {
     w.r.refreshes.push(SimRefresh {
         refresh,
         original,
-        target,
+        target: target_ref,
         to_replace,
         total,
         replaced: 0,
@@ -146,6 +153,7 @@ pub fn start(w: &mut World, req: &StartRefresh) -> CloudResult<String> {
         batch_started_at: None,
         checkpoint_until: None,
         next_checkpoint: 0,
+        rollback_reason: None,
     });
     Ok(id)
 }
@@ -202,7 +210,8 @@ pub fn rollback(w: &mut World, group: &str) -> CloudResult<()> {
     };
     let x = &w.r.refreshes[i];
     if x.refresh.desired.is_none() || x.original.is_floating() {
-        let msg = "a refresh without a desired configuration, or on a $Latest/$Default group, cannot roll back";
+        let msg = "a refresh without a desired configuration, \
+                   or on a $Latest/$Default group, cannot roll back";
         return Err(w.err(
             ErrorKind::Validation,
             OP,
@@ -303,7 +312,8 @@ fn begin_rollback(w: &mut World, i: usize, reason: String) {
         .collect();
     let x = &mut w.r.refreshes[i];
     x.refresh.status = RefreshStatus::RollbackInProgress;
-    x.refresh.status_reason = Some(reason);
+    x.refresh.status_reason = Some(reason.clone());
+    x.rollback_reason = Some(reason);
     x.refresh.percentage_complete = 0;
     x.refresh.instances_to_update = to_replace.len() as i32;
     x.total = to_replace.len() as i32;
@@ -395,7 +405,8 @@ fn blocked(w: &World, i: usize, group: &str) -> Option<String> {
     }
     if x.failed_replacements >= FAILED_REPLACEMENTS_LIMIT {
         return Some(format!(
-            "replacement instances failed health checks {} times: the new configuration does not become healthy",
+            "replacement instances failed health checks {} times: \
+             the new configuration does not become healthy",
             x.failed_replacements
         ));
     }
@@ -474,7 +485,7 @@ fn eligible(g: &SimGroup, x: &SimRefresh, p: &RefreshPreferences) -> Vec<Instanc
     let mut out: Vec<&Member> = g
         .members
         .iter()
-        .filter(|m| x.to_replace.contains(&m.id))
+        .filter(|m| x.to_replace.contains(&m.id) && m.lifecycle != TERMINATING)
         .filter(|m| !(m.protected && p.scale_in_protected_instances == ProtectedInstances::Wait))
         .filter(|m| !(m.lifecycle == STANDBY && p.standby_instances == StandbyInstances::Wait))
         .collect();
@@ -527,7 +538,7 @@ fn succeed(w: &mut World, i: usize, group: &str) -> bool {
         }
     }
     let (status, reason) = if rollback {
-        let reason = w.r.refreshes[i].refresh.status_reason.clone();
+        let reason = w.r.refreshes[i].rollback_reason.clone();
         (RefreshStatus::RollbackSuccessful, reason)
     } else {
         (RefreshStatus::Successful, None)
@@ -545,16 +556,19 @@ fn start_batch(
 ) -> bool {
     let desired = w.r.groups[group].group.desired_capacity;
     let now = w.now;
-    w.r.refreshes[i].batch_started_at = Some(now);
-    w.r.refreshes[i].refresh.status_reason = None;
+    let x = &mut w.r.refreshes[i];
+    x.batch_started_at = Some(now);
+    x.refresh.status_reason = x.rollback_reason.clone();
+    let keep = (desired * p.min_healthy_percentage + 99) / 100;
+    let mut batch = ((desired - keep).max(1) as usize).min(eligible.len());
     if p.max_healthy_percentage > 100 {
         let room = (desired * p.max_healthy_percentage / 100 - desired).max(1);
         let surge = room.min(eligible.len() as i32);
         w.r.groups.get_mut(group).expect("exists").surge = surge;
-        return true;
+        // Below 100 % minimum, old instances also go at once (launch and terminate).
+        let spare = (desired - keep).max(0) as usize;
+        batch = spare.min(eligible.len() - surge as usize);
     }
-    let keep = (desired * p.min_healthy_percentage + 99) / 100;
-    let batch = ((desired - keep).max(1) as usize).min(eligible.len());
     for id in &eligible[..batch] {
         scaling::start_terminating(w, group, id);
     }

@@ -26,6 +26,8 @@ const REBOOT_SECS: (u64, u64) = (30, 90);
 const REBOOT_EXIT: &str = "exit 194";
 /// Exit code bash gives for a syntax error found by `bash -n`.
 const SYNTAX_EXIT: i32 = 2;
+/// ListCommandInvocations shows only the first 2,500 characters of output (PITFALLS 19).
+const LISTING_OUTPUT_LIMIT: usize = 2_500;
 /// Agent version the simulated instances report.
 const AGENT_VERSION: &str = "3.3.1142.0";
 
@@ -92,12 +94,14 @@ pub fn send_command(w: &mut World, req: &SendCommand, checked: &Checked) -> Clou
             msg,
         ));
     }
+    let grace = w.faults.invalid_instance_after_online.map(dur);
     for id in &req.instance_ids {
-        let online =
-            w.r.instances
-                .get(id.as_str())
-                .is_some_and(|i| i.agent_online(w.now));
-        if !online {
+        let inst = w.r.instances.get(id.as_str());
+        let online = inst.is_some_and(|i| i.agent_online(w.now));
+        let settled = inst
+            .and_then(|i| i.agent_at)
+            .is_some_and(|at| grace.is_none_or(|g| at + g <= w.now));
+        if !online || !settled {
             let msg = format!("instance {id} is not registered with SSM or not online");
             let code = "InvalidInstanceId";
             return Err(w.err(ErrorKind::InvalidInstance, OP, id.as_str(), code, msg));
@@ -109,12 +113,18 @@ pub fn send_command(w: &mut World, req: &SendCommand, checked: &Checked) -> Clou
         let inv = plan_invocation(w, req, checked, &id, instance);
         invocations.insert(instance.0.clone(), inv);
     }
+    let n = req.instance_ids.len();
     let command = SimCommand {
         id: id.clone(),
         comment: req.comment.clone(),
         document: req.document.clone(),
         sent_at: w.now,
         invocations,
+        max_concurrency: req
+            .max_concurrency
+            .as_deref()
+            .map(|c| rate(c, n, true).max(1)),
+        max_errors: req.max_errors.as_deref().map(|e| rate(e, n, false)),
     };
     w.r.commands.insert(id.0.clone(), command);
     Ok(id)
@@ -277,6 +287,18 @@ fn script_duration(script: &str) -> chrono::Duration {
     secs(SCRIPT_BASE_SECS + SECS_PER_LINE * lines + sleeps + hash % SCRIPT_SPREAD_SECS)
 }
 
+/// A rate control value (`"10"` or `"25%"`) as a number of instances of `n`.
+fn rate(value: &str, n: usize, round_up: bool) -> usize {
+    match value.strip_suffix('%') {
+        Some(pct) => {
+            let pct: usize = pct.trim().parse().unwrap_or(100);
+            let up = if round_up { 99 } else { 0 };
+            (n * pct + up) / 100
+        }
+        None => value.trim().parse().unwrap_or(n),
+    }
+}
+
 fn command<'w>(w: &'w World, op: &'static str, id: &CommandId) -> CloudResult<&'w SimCommand> {
     w.r.commands
         .get(id.as_str())
@@ -302,7 +324,13 @@ pub fn get_invocation(
 pub fn list_invocations(w: &mut World, id: &CommandId) -> CloudResult<Vec<Invocation>> {
     let cmd = command(w, "ListCommandInvocations", id)?;
     let visible = cmd.invocations.values().filter(|i| i.visible_at <= w.now);
-    Ok(visible.map(|i| i.current.clone()).collect())
+    let listed = visible.map(|i| {
+        let mut inv = i.current.clone();
+        inv.stdout = inv.stdout.chars().take(LISTING_OUTPUT_LIMIT).collect();
+        inv.stderr = inv.stderr.chars().take(LISTING_OUTPUT_LIMIT).collect();
+        inv
+    });
+    Ok(listed.collect())
 }
 
 pub fn cancel(w: &mut World, id: &CommandId, instances: &[InstanceId]) -> CloudResult<()> {
@@ -312,10 +340,12 @@ pub fn cancel(w: &mut World, id: &CommandId, instances: &[InstanceId]) -> CloudR
     for (instance, inv) in cmd.invocations.iter_mut() {
         let wanted = instances.is_empty() || instances.iter().any(|i| &i.0 == instance);
         if wanted && !inv.current.status.is_terminal() {
-            inv.final_status = InvocationStatus::Cancelled;
-            inv.final_details = "Cancelled".into();
-            inv.final_code = -1;
-            inv.end_at = now;
+            end(
+                &mut inv.current,
+                InvocationStatus::Cancelled,
+                "Cancelled",
+                now,
+            );
             inv.reboot = None;
         }
     }
@@ -328,15 +358,38 @@ pub fn step(w: &mut World) -> bool {
     let mut reboots = Vec::new();
     let mut changed = false;
     for cmd in w.r.commands.values_mut() {
+        let count = |s: &[InvocationStatus]| {
+            cmd.invocations
+                .values()
+                .filter(|i| s.contains(&i.current.status))
+                .count()
+        };
+        let running = count(&[InvocationStatus::InProgress]);
+        let errors = count(&[InvocationStatus::Failed, InvocationStatus::TimedOut]);
+        let stop = cmd.max_errors.is_some_and(|m| errors > m);
+        let mut slots = cmd
+            .max_concurrency
+            .map_or(usize::MAX, |c| c.saturating_sub(running));
         for (instance, inv) in cmd.invocations.iter_mut() {
             if inv.current.status.is_terminal() {
+                continue;
+            }
+            if stop && inv.current.status == InvocationStatus::Pending {
+                // MaxErrors reached: the invocations not started are never sent.
+                end(
+                    &mut inv.current,
+                    InvocationStatus::Cancelled,
+                    "Terminated",
+                    now,
+                );
+                changed = true;
                 continue;
             }
             let alive =
                 w.r.instances
                     .get(instance)
                     .is_some_and(|i| !i.state().is_ending());
-            changed |= step_invocation(inv, now, alive, &mut reboots);
+            changed |= step_invocation(inv, now, alive, &mut slots, &mut reboots);
         }
     }
     for (instance, until) in reboots {
@@ -347,32 +400,37 @@ pub fn step(w: &mut World) -> bool {
     changed
 }
 
+fn end(cur: &mut Invocation, status: InvocationStatus, details: &str, now: Timestamp) {
+    cur.status = status;
+    cur.status_details = details.into();
+    cur.execution_end = Some(now);
+}
+
 fn step_invocation(
     inv: &mut SimInvocation,
     now: Timestamp,
     alive: bool,
+    slots: &mut usize,
     reboots: &mut Vec<(String, Timestamp)>,
 ) -> bool {
     let cur = &mut inv.current;
     if !alive {
-        let details = if cur.status == InvocationStatus::Pending {
-            "Undeliverable"
-        } else {
-            "Failed"
-        };
-        cur.status = InvocationStatus::Failed;
-        cur.status_details = details.into();
-        cur.execution_end = Some(now);
+        let pending = cur.status == InvocationStatus::Pending;
+        let details = if pending { "Undeliverable" } else { "Failed" };
+        end(cur, InvocationStatus::Failed, details, now);
         return true;
     }
-    if now >= inv.end_at {
-        cur.status = inv.final_status;
-        cur.status_details = inv.final_details.clone();
-        cur.response_code = inv.final_code;
-        cur.stdout = inv.final_stdout.clone();
-        cur.stderr = inv.final_stderr.clone();
-        cur.execution_start.get_or_insert(inv.start_at.min(now));
-        cur.execution_end = Some(now);
+    if cur.status == InvocationStatus::Pending {
+        if now < inv.start_at || *slots == 0 {
+            return false;
+        }
+        // Started late when MaxConcurrency held it back: the run keeps its length.
+        *slots -= 1;
+        inv.end_at += now - inv.start_at;
+        inv.start_at = now;
+        cur.status = InvocationStatus::InProgress;
+        cur.status_details = "InProgress".into();
+        cur.execution_start = Some(now);
         return true;
     }
     if let Some((after, away)) = inv.reboot {
@@ -382,13 +440,14 @@ fn step_invocation(
             reboots.push((cur.instance_id.0.clone(), back));
         }
     }
-    if now >= inv.start_at && cur.status == InvocationStatus::Pending {
-        cur.status = InvocationStatus::InProgress;
-        cur.status_details = "InProgress".into();
-        cur.execution_start = Some(inv.start_at);
-        return true;
+    if now < inv.end_at {
+        return false;
     }
-    false
+    cur.response_code = inv.final_code;
+    cur.stdout = inv.final_stdout.clone();
+    cur.stderr = inv.final_stderr.clone();
+    end(cur, inv.final_status, &inv.final_details.clone(), now);
+    true
 }
 
 // ---------------------------------------------------------------------------------------

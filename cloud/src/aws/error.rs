@@ -1,0 +1,296 @@
+//! Turning an SDK error into a [`CloudError`]: operation, resource, region, AWS's code and
+//! message, and the [`ErrorKind`] kiln's decisions are taken on.
+//!
+//! The kind comes from the error code in the response metadata (the code that the typed
+//! error variants are generated from), then from the HTTP status when AWS sent no code.
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::{CloudError, ErrorKind};
+
+/// How much of an unparseable response body goes into the message: enough to recognise an
+/// HTML error page or a proxy's answer, short enough for one log line.
+const BODY_EXCERPT_CHARS: usize = 200;
+
+/// Codes that mean "slow down", whatever the service.
+const THROTTLED: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "SlowDown",
+    "PriorRequestNotComplete",
+];
+
+/// Codes that mean the resource does not exist, beyond EC2's `*.NotFound` convention.
+const NOT_FOUND: &[&str] = &[
+    "InvocationDoesNotExist",
+    "NoSuchEntity",
+    "ParameterNotFound",
+    "ParameterVersionNotFound",
+    "ActiveInstanceRefreshNotFound",
+    "ActiveInstanceRefreshNotFoundFault",
+    "TargetGroupNotFound",
+    "ListenerNotFound",
+    "LoadBalancerNotFound",
+    "RuleNotFound",
+    "ResourceNotFound",
+    "ResourceNotFoundException",
+    "InvalidDocument",
+    "InvalidCommandId",
+];
+
+/// Codes that mean something running or existing blocks the request.
+const CONFLICT: &[&str] = &[
+    "InstanceRefreshInProgress",
+    "InstanceRefreshInProgressFault",
+    "DependencyViolation",
+    "ResourceInUse",
+    "ResourceInUseFault",
+    "ScalingActivityInProgress",
+    "AlreadyExists",
+    "AlreadyExistsFault",
+    "ParameterAlreadyExists",
+    "DuplicateTargetGroupName",
+    "PriorityInUse",
+    "IncorrectInstanceState",
+    "IncorrectState",
+    "InvalidGroup.Duplicate",
+    "InvalidAMIName.Duplicate",
+    "InvalidLaunchTemplateName.AlreadyExistsException",
+    "ResourceContention",
+    "ResourceContentionFault",
+];
+
+const ACCESS_DENIED: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthFailure",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "OptInRequired",
+    "Blocked",
+];
+
+const UNSUPPORTED: &[&str] = &[
+    "UnsupportedOperation",
+    "UnsupportedOperationException",
+    "InvalidAction",
+    "NotImplemented",
+    "UnsupportedFeature",
+];
+
+const VALIDATION: &[&str] = &[
+    "ValidationError",
+    "ValidationException",
+    "MissingParameter",
+    "InvalidParameter",
+    "InvalidParameterValue",
+    "InvalidParameterCombination",
+    "InvalidConfigurationRequest",
+];
+
+/// The kind of a service error, from AWS's code (and the HTTP status when there is none).
+pub(crate) fn kind_for_code(code: &str, status: Option<u16>) -> ErrorKind {
+    // SSM's InvalidInstanceId: not registered with SSM, or not online yet. EC2's
+    // InvalidInstanceID.NotFound is a different code and falls to NotFound below.
+    if code == "InvalidInstanceId" || code == "InvalidInstanceInformationFilterValue" {
+        return ErrorKind::InvalidInstance;
+    }
+    let listed = |list: &[&str]| list.contains(&code);
+    if listed(THROTTLED) {
+        ErrorKind::Throttled
+    } else if listed(NOT_FOUND)
+        || code.ends_with(".NotFound")
+        || code.ends_with("NotFoundException")
+        || code.ends_with("NotFound")
+    {
+        ErrorKind::NotFound
+    } else if listed(CONFLICT) || code.ends_with(".Duplicate") {
+        ErrorKind::Conflict
+    } else if listed(ACCESS_DENIED) {
+        ErrorKind::AccessDenied
+    } else if code.ends_with("LimitExceeded")
+        || code.ends_with("LimitExceededException")
+        || code.ends_with("LimitExceededFault")
+        || code.starts_with("TooMany")
+    {
+        ErrorKind::LimitExceeded
+    } else if listed(UNSUPPORTED) {
+        ErrorKind::Unsupported
+    } else if listed(VALIDATION) || code.starts_with("Invalid") || code.ends_with(".Malformed") {
+        ErrorKind::Validation
+    } else {
+        kind_for_status(status)
+    }
+}
+
+fn kind_for_status(status: Option<u16>) -> ErrorKind {
+    match status {
+        Some(401 | 403) => ErrorKind::AccessDenied,
+        Some(404) => ErrorKind::NotFound,
+        Some(429) => ErrorKind::Throttled,
+        Some(501) => ErrorKind::Unsupported,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// Where a call failed: the operation, what it was about, and the region.
+pub(crate) struct Call<'a> {
+    pub operation: &'static str,
+    pub resource: String,
+    pub region: &'a str,
+}
+
+impl Call<'_> {
+    fn error(&self, kind: ErrorKind, code: &str, message: String) -> CloudError {
+        CloudError::new(
+            kind,
+            self.operation,
+            self.resource.clone(),
+            self.region,
+            code,
+            message,
+        )
+    }
+}
+
+/// Converts any SDK error into a [`CloudError`] naming the call.
+pub(crate) fn from_sdk<E>(call: Call<'_>, err: SdkError<E, HttpResponse>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code().unwrap_or("").to_string();
+            let message = match service.err().message() {
+                Some(message) if !message.is_empty() => message.to_string(),
+                _ => format!("HTTP {status}: {}", DisplayErrorContext(&err)),
+            };
+            let shown_code = if code.is_empty() {
+                format!("HTTP{status}")
+            } else {
+                code
+            };
+            call.error(
+                kind_for_code(&shown_code, Some(status)),
+                &shown_code,
+                message,
+            )
+        }
+        SdkError::ResponseError(response) => {
+            let status = response.raw().status().as_u16();
+            let body = response
+                .raw()
+                .body()
+                .bytes()
+                .map(|b| {
+                    String::from_utf8_lossy(b)
+                        .chars()
+                        .take(BODY_EXCERPT_CHARS)
+                        .collect::<String>()
+                })
+                .unwrap_or_default();
+            let message = format!("unreadable HTTP {status} response: {body}");
+            call.error(
+                kind_for_status(Some(status)),
+                &format!("HTTP{status}"),
+                message,
+            )
+        }
+        SdkError::TimeoutError(_) => call.error(
+            ErrorKind::Transport,
+            "Timeout",
+            format!(
+                "{}; check the network and the endpoint",
+                DisplayErrorContext(&err)
+            ),
+        ),
+        SdkError::DispatchFailure(_) => call.error(
+            ErrorKind::Transport,
+            "DispatchFailure",
+            format!(
+                "{}; check the network and the endpoint",
+                DisplayErrorContext(&err)
+            ),
+        ),
+        SdkError::ConstructionFailure(_) => call.error(
+            ErrorKind::Validation,
+            "ConstructionFailure",
+            format!(
+                "{}; check the credentials and the region",
+                DisplayErrorContext(&err)
+            ),
+        ),
+        _ => call.error(
+            ErrorKind::Other,
+            "Unknown",
+            DisplayErrorContext(&err).to_string(),
+        ),
+    }
+}
+
+/// A request refused before it reached AWS.
+pub(crate) fn invalid(call: Call<'_>, message: impl Into<String>) -> CloudError {
+    call.error(ErrorKind::Validation, "KilnValidation", message.into())
+}
+
+/// A response that lacks a field AWS documents as always present.
+pub(crate) fn missing(call: Call<'_>, field: &str) -> CloudError {
+    call.error(
+        ErrorKind::Other,
+        "IncompleteResponse",
+        format!("the response has no {field}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_the_kinds_decisions_use() {
+        let cases = [
+            ("InvalidAMIID.NotFound", ErrorKind::NotFound),
+            ("InvalidInstanceID.NotFound", ErrorKind::NotFound),
+            (
+                "InvalidLaunchTemplateName.NotFoundException",
+                ErrorKind::NotFound,
+            ),
+            ("InvocationDoesNotExist", ErrorKind::NotFound),
+            ("Throttling", ErrorKind::Throttled),
+            ("RequestLimitExceeded", ErrorKind::Throttled),
+            ("InvalidInstanceId", ErrorKind::InvalidInstance),
+            ("InstanceRefreshInProgress", ErrorKind::Conflict),
+            ("DependencyViolation", ErrorKind::Conflict),
+            ("InvalidGroup.Duplicate", ErrorKind::Conflict),
+            ("UnauthorizedOperation", ErrorKind::AccessDenied),
+            ("InstanceLimitExceeded", ErrorKind::LimitExceeded),
+            ("TooManyTargetGroups", ErrorKind::LimitExceeded),
+            ("InvalidParameterValue", ErrorKind::Validation),
+            ("InvalidAMIID.Malformed", ErrorKind::Validation),
+            ("InternalError", ErrorKind::Other),
+        ];
+        for (code, kind) in cases {
+            assert_eq!(kind_for_code(code, Some(400)), kind, "{code}");
+        }
+    }
+
+    #[test]
+    fn status_decides_when_there_is_no_known_code() {
+        assert_eq!(kind_for_code("HTTP403", Some(403)), ErrorKind::AccessDenied);
+        assert_eq!(kind_for_code("HTTP429", Some(429)), ErrorKind::Throttled);
+        assert_eq!(kind_for_code("HTTP500", Some(500)), ErrorKind::Other);
+    }
+}

@@ -1,0 +1,1 @@
+//! Recorded-response tests of the adapter (aws-smithy-mocks).

@@ -1,0 +1,2 @@
+//! Test fixtures shared by the integration tests.
+pub mod moto;

@@ -1,0 +1,263 @@
+//! Preflight on the simulated POC account: each refusal names the group, the reason and
+//! the fix, and nothing is changed; the plan states the replacement order.
+
+mod common;
+
+use common::*;
+use kiln_cloud::{
+    GroupTemplate, InstanceId, NewTemplateVersion, ProtectedInstances, TemplateRef, UpdateGroup,
+};
+use kiln_rollout::{plan, ReplacementOrder, RollingSettings, RolloutError, RolloutPlan};
+
+async fn refused(
+    cloud: &kiln_cloud::Cloud,
+    settings: RollingSettings,
+) -> Vec<kiln_rollout::Refusal> {
+    match plan(cloud, &rolling(settings), &new_image()).await {
+        Err(RolloutError::Preflight {
+            refusals,
+            group,
+            region,
+        }) => {
+            assert_eq!((group.as_str(), region.as_str()), (GROUP, REGION));
+            refusals
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn planned(cloud: &kiln_cloud::Cloud, settings: RollingSettings) -> RolloutPlan {
+    plan(cloud, &rolling(settings), &new_image())
+        .await
+        .expect("plan")
+}
+
+fn checks(r: &[kiln_rollout::Refusal]) -> Vec<&str> {
+    r.iter().map(|r| r.check.as_str()).collect()
+}
+
+async fn first_instance(cloud: &kiln_cloud::Cloud) -> InstanceId {
+    group(cloud, GROUP).await.instances[0].id.clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn launch_first_and_terminate_first_come_from_the_percentages() {
+    let (_account, cloud) = poc().await;
+    let p = planned(&cloud, RollingSettings::default()).await;
+    let r = p.refresh.unwrap();
+    assert_eq!(r.order, ReplacementOrder::LaunchBeforeTerminate);
+    assert_eq!(
+        (r.capacity.launch_batch, r.capacity.terminate_batch),
+        (1, 0)
+    );
+
+    // With min below desired, 66 % / 100 % terminates one at a time first.
+    let lower = UpdateGroup {
+        name: GROUP.into(),
+        min_size: Some(1),
+        ..Default::default()
+    };
+    cloud.scaling.update_group(&lower).await.unwrap();
+    let settings = RollingSettings {
+        min_healthy_percentage: 66,
+        max_healthy_percentage: 100,
+        ..Default::default()
+    };
+    let r = planned(&cloud, settings).await.refresh.unwrap();
+    assert_eq!(r.order, ReplacementOrder::TerminateBeforeLaunch);
+    assert_eq!(r.capacity.terminate_batch, 1);
+    assert_eq!(r.capacity.min_in_service, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn terminate_first_on_min_equal_desired_is_refused() {
+    let (_account, cloud) = poc().await;
+    let settings = RollingSettings {
+        min_healthy_percentage: 66,
+        max_healthy_percentage: 100,
+        ..Default::default()
+    };
+    let r = refused(&cloud, settings).await;
+    assert_eq!(checks(&r), ["terminate_first"]);
+    assert!(r[0].reason.contains("desired 3, min 3"), "{}", r[0].reason);
+    assert!(r[0].fix.contains("launch first"), "{}", r[0].fix);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_running_refresh_is_refused() {
+    let (_account, cloud) = poc().await;
+    let p = planned(&cloud, RollingSettings::default()).await;
+    let request = kiln_cloud::StartRefresh {
+        group: GROUP.into(),
+        desired: None,
+        preferences: p.refresh.unwrap().preferences,
+    };
+    let mut prefs = request.clone();
+    prefs.preferences.auto_rollback = false;
+    cloud.scaling.start_instance_refresh(&prefs).await.unwrap();
+    let r = refused(&cloud, RollingSettings::default()).await;
+    assert_eq!(checks(&r), ["refresh_running"]);
+    assert!(r[0].fix.contains("kiln rollback"), "{}", r[0].fix);
+}
+
+#[tokio::test(start_paused = true)]
+async fn suspended_processes_are_refused() {
+    let (_account, cloud) = poc().await;
+    let procs = ["Launch".to_string(), "AZRebalance".to_string()];
+    cloud
+        .scaling
+        .suspend_processes(GROUP, &procs)
+        .await
+        .unwrap();
+    let r = refused(&cloud, RollingSettings::default()).await;
+    assert_eq!(checks(&r), ["suspended_processes"]);
+    assert!(r[0].reason.contains("Launch") && !r[0].reason.contains("AZRebalance"));
+    assert!(r[0].fix.contains("resume-processes"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn protected_and_standby_instances_need_a_decision() {
+    let (_account, cloud) = poc().await;
+    let id = first_instance(&cloud).await;
+    cloud
+        .scaling
+        .set_instance_protection(GROUP, std::slice::from_ref(&id), true)
+        .await
+        .unwrap();
+    let r = refused(&cloud, RollingSettings::default()).await;
+    assert_eq!(checks(&r), ["protected_instances"]);
+    assert!(r[0].reason.contains(id.as_str()));
+
+    let decided = RollingSettings {
+        protected_instances: Some(ProtectedInstances::Refresh),
+        ..Default::default()
+    };
+    let p = planned(&cloud, decided).await;
+    let prefs = p.refresh.unwrap().preferences;
+    assert_eq!(
+        prefs.scale_in_protected_instances,
+        ProtectedInstances::Refresh
+    );
+    // Nothing to decide for standby: sent explicitly anyway (PITFALLS 5).
+    assert_eq!(
+        prefs.standby_instances,
+        kiln_cloud::StandbyInstances::Ignore
+    );
+
+    let lower = UpdateGroup {
+        name: GROUP.into(),
+        min_size: Some(1),
+        ..Default::default()
+    };
+    cloud.scaling.update_group(&lower).await.unwrap();
+    let other = group(&cloud, GROUP).await.instances[1].id.clone();
+    cloud
+        .scaling
+        .enter_standby(GROUP, &[other], true)
+        .await
+        .unwrap();
+    let r = refused(&cloud, RollingSettings::default()).await;
+    assert_eq!(checks(&r), ["protected_instances", "standby_instances"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn launch_first_without_max_size_room_is_refused_or_raised() {
+    let (_account, cloud) = poc().await;
+    let tight = UpdateGroup {
+        name: GROUP.into(),
+        max_size: Some(3),
+        ..Default::default()
+    };
+    cloud.scaling.update_group(&tight).await.unwrap();
+    let r = refused(&cloud, RollingSettings::default()).await;
+    assert_eq!(checks(&r), ["max_size"]);
+    assert!(r[0].reason.contains("needs max size 4"), "{}", r[0].reason);
+
+    let raise = RollingSettings {
+        raise_max_size: true,
+        ..Default::default()
+    };
+    let p = planned(&cloud, raise).await;
+    assert_eq!(p.refresh.as_ref().unwrap().raise_max_size_to, Some(4));
+    kiln_rollout::rollout(
+        &cloud,
+        &p,
+        &kiln_cloud::progress::Silent,
+        &Default::default(),
+    )
+    .await
+    .expect("rollout with a raised max size");
+    assert_eq!(group(&cloud, GROUP).await.max_size, 3, "max size restored");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_floating_group_is_reported_and_refreshed_to_a_numbered_version() {
+    let (_account, cloud) = poc().await;
+    let latest = GroupTemplate {
+        template_id: None,
+        template_name: Some(TEMPLATE.into()),
+        version: "$Latest".into(),
+    };
+    let update = UpdateGroup {
+        name: GROUP.into(),
+        template: Some(latest),
+        ..Default::default()
+    };
+    cloud.scaling.update_group(&update).await.unwrap();
+    let p = planned(&cloud, RollingSettings::default()).await;
+    assert!(
+        p.notes.iter().any(|n| n.contains("$Latest")),
+        "{:?}",
+        p.notes
+    );
+    assert_eq!(p.template.source_version, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drift_between_the_group_and_the_template_is_reported() {
+    let (_account, cloud) = poc().await;
+    // Another tool wrote version 3; the group still runs 2.
+    let other = NewTemplateVersion {
+        template: TemplateRef::Name(TEMPLATE.into()),
+        source_version: 2,
+        image_id: "ami-0b0c0de2025100001".into(),
+        description: "written by another tool".into(),
+    };
+    cloud
+        .compute
+        .create_launch_template_version(&other)
+        .await
+        .unwrap();
+    let p = planned(&cloud, RollingSettings::default()).await;
+    assert_eq!(p.template.source_version, 2);
+    assert_eq!(p.template.expected_new_version, 4);
+    assert!(
+        p.notes.iter().any(|n| n.starts_with("drift")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_group_already_on_the_image_changes_nothing() {
+    let (_account, cloud) = poc().await;
+    let p = plan(&cloud, &rolling(Default::default()), &CURRENT_IMAGE.into())
+        .await
+        .unwrap();
+    assert!(p.no_change);
+    let out = kiln_rollout::rollout(
+        &cloud,
+        &p,
+        &kiln_cloud::progress::Silent,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, "NoChange");
+    assert!(cloud
+        .scaling
+        .describe_instance_refreshes(GROUP)
+        .await
+        .unwrap()
+        .is_empty());
+}

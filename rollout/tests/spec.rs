@@ -1,0 +1,95 @@
+//! The rollout spec as a pipeline file writes it (YAML, durations in humantime), and the
+//! plan as `kiln plan --output json` prints it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kiln_rollout::{plan, RolloutSpec, Strategy};
+
+const ROLLING: &str = r#"
+target: poc-web
+group: poc-web-asg
+launch_template: poc-web-lt
+target_group: poc-web-tg
+load_balancer: poc-poc-alb
+strategy:
+  kind: rolling
+  min_healthy_percentage: 100
+  max_healthy_percentage: 150
+  boot_time: 45s
+  protected_instances: Ignore
+gates:
+  alarms: [poc-web-5xx]
+  http_probe: /health
+  unhealthy_after: 5m
+timeouts: { rollout: 45m, poll: 10s }
+"#;
+
+const BLUE_GREEN: &str = r#"
+target: poc-web
+group: poc-web-asg
+launch_template: poc-web-lt
+target_group: poc-web-tg
+load_balancer: poc-poc-alb
+strategy:
+  kind: blue_green
+  preview: { header: { name: X-Kiln-Preview, values: [tester] }, hold: 30m }
+  traffic_steps: [10, 50]
+  rollback_window: 2h
+"#;
+
+#[test]
+fn a_rolling_target_reads_from_yaml_with_defaults_for_the_rest() {
+    let spec: RolloutSpec = serde_yaml_ng::from_str(ROLLING).expect("parses");
+    let Strategy::Rolling(r) = &spec.strategy else {
+        panic!("rolling")
+    };
+    assert_eq!(r.boot_time, Duration::from_secs(45));
+    assert_eq!(r.instance_warmup, None);
+    assert!(r.skip_matching && r.auto_rollback, "documented defaults");
+    assert_eq!(spec.gates.unhealthy_after, Some(Duration::from_secs(300)));
+    assert_eq!(spec.timeouts.rollout, Duration::from_secs(45 * 60));
+    assert_eq!(
+        spec.timeouts.rollback,
+        kiln_rollout::DEFAULT_ROLLBACK_TIMEOUT
+    );
+}
+
+#[test]
+fn a_blue_green_target_reads_from_yaml() {
+    let spec: RolloutSpec = serde_yaml_ng::from_str(BLUE_GREEN).expect("parses");
+    let Strategy::BlueGreen(b) = &spec.strategy else {
+        panic!("blue/green")
+    };
+    let preview = b.preview.as_ref().unwrap();
+    assert_eq!(
+        (preview.hold, preview.priority),
+        (Duration::from_secs(1800), 1)
+    );
+    assert_eq!(preview.header.as_ref().unwrap().values, ["tester"]);
+    assert_eq!(b.traffic_steps, [10, 50]);
+}
+
+#[test]
+fn a_misspelt_setting_is_an_error() {
+    let typo = ROLLING.replace("max_healthy_percentage", "max_healty_percentage");
+    let err = serde_yaml_ng::from_str::<RolloutSpec>(&typo).unwrap_err();
+    assert!(err.to_string().contains("max_healty_percentage"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_plan_prints_as_json_with_the_order_and_both_percentages() {
+    let (_account, cloud) = poc().await;
+    let spec: RolloutSpec = serde_yaml_ng::from_str(ROLLING).unwrap();
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    let json = serde_json::to_value(&p).unwrap();
+    let refresh = &json["refresh"];
+    assert_eq!(refresh["order"], "launch_before_terminate");
+    assert_eq!(refresh["preferences"]["min_healthy_percentage"], 100);
+    assert_eq!(refresh["preferences"]["max_healthy_percentage"], 150);
+    assert_eq!(json["template"]["source_version"], 2);
+    let back: kiln_rollout::RolloutPlan = serde_json::from_value(json).unwrap();
+    assert_eq!(back, p);
+}

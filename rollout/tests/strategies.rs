@@ -1,0 +1,427 @@
+//! Canary, blue/green (with testers' rule and A/B weights) and in place, on the
+//! simulated POC account.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kiln_cloud::progress::Silent;
+use kiln_cloud::sim::{Faults, StepFault};
+use kiln_cloud::TargetState;
+use kiln_rollout::{
+    plan, rollback, rollout, BlueGreenSettings, CanarySettings, CancellationToken, InPlaceSettings,
+    Preview, RolloutError, StopReason, Strategy, TAG_DRIFT,
+};
+
+fn canary() -> CanarySettings {
+    CanarySettings {
+        steps: vec![33, 66],
+        bake: Duration::from_secs(120),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn canary_pauses_at_each_step_and_finishes() {
+    let (_account, cloud) = poc().await;
+    let p = plan(&cloud, &spec(Strategy::Canary(canary())), &new_image())
+        .await
+        .unwrap();
+    let prefs = &p.refresh.as_ref().unwrap().preferences;
+    assert_eq!(prefs.checkpoint_percentages, [33, 66, 100]);
+    assert_eq!(prefs.checkpoint_delay, Some(Duration::from_secs(120)));
+    let rec = recorder();
+    let out = rollout(&cloud, &p, &*rec, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!((out.strategy.as_str(), out.on_new_image), ("canary", 3));
+    let waits = rec
+        .events()
+        .iter()
+        .filter(|e| e.message.contains("checkpoint"))
+        .count();
+    assert!(waits >= 2, "the refresh was seen waiting at checkpoints");
+    eprintln!("canary took {:?}", out.timings);
+}
+
+#[tokio::test(start_paused = true)]
+async fn canary_with_a_failing_probe_stops_at_the_first_step() {
+    let (account, cloud) = poc().await;
+    account.set_faults(Faults {
+        steps: vec![StepFault {
+            step: "rollout/probe".into(),
+            exit_code: 7,
+            stdout: vec![],
+            stderr: vec!["curl: (7) Failed to connect to 127.0.0.1 port 80".into()],
+            times: None,
+        }],
+        ..Faults::default()
+    });
+    let mut s = spec(Strategy::Canary(canary()));
+    s.gates.http_probe = Some("/health".into());
+    let p = plan(&cloud, &s, &new_image()).await.unwrap();
+    let err = rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.stop_reason(), Some(StopReason::Probe { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        versions_and_images(&cloud, GROUP).await.1,
+        vec![CURRENT_IMAGE; 3]
+    );
+}
+
+fn blue_green(settings: BlueGreenSettings) -> kiln_rollout::RolloutSpec {
+    spec(Strategy::BlueGreen(settings))
+}
+
+async fn listener_targets(cloud: &kiln_cloud::Cloud) -> Vec<(String, i32)> {
+    let lb = cloud
+        .load_balancing
+        .describe_load_balancers(&[ALB.into()])
+        .await
+        .unwrap();
+    let listeners = cloud
+        .load_balancing
+        .describe_listeners(&lb[0].arn)
+        .await
+        .unwrap();
+    let tgs = cloud
+        .load_balancing
+        .describe_target_groups(&[])
+        .await
+        .unwrap();
+    let forward = listeners[0].default_forward.clone().unwrap();
+    forward
+        .target_groups
+        .iter()
+        .map(|t| {
+            let name = tgs
+                .iter()
+                .find(|g| g.arn == t.target_group_arn)
+                .unwrap()
+                .name
+                .clone();
+            (name, t.weight)
+        })
+        .collect()
+}
+
+/// No listener ever sent traffic to a target group without a healthy target.
+fn traffic_always_served(account: &kiln_cloud::sim::SimAccount) {
+    for frame in account.timeline() {
+        for l in &frame.listeners {
+            for t in l.targets.iter().filter(|t| t.weight > 0) {
+                assert!(
+                    t.healthy_targets > 0,
+                    "at {} {} got traffic with none healthy",
+                    frame.at,
+                    t.target_group
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_switches_once_green_is_healthy_and_rolls_back_in_one_change() {
+    let (account, cloud) = poc().await;
+    let p = plan(
+        &cloud,
+        &blue_green(BlueGreenSettings::default()),
+        &new_image(),
+    )
+    .await
+    .unwrap();
+    let bg = p.blue_green.as_ref().unwrap();
+    assert_eq!(
+        (bg.green_group.as_str(), bg.green_target_group.as_str()),
+        ("poc-web-asg-v3", "poc-web-tg-v3")
+    );
+    let out = rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.group.as_str(), out.on_new_image),
+        ("poc-web-asg-v3", 3)
+    );
+    // Blue stays in the action at weight 0, health-checked for a quick switch back.
+    let expected = [(TG.to_string(), 0), ("poc-web-tg-v3".to_string(), 100)];
+    assert_eq!(listener_targets(&cloud).await, expected);
+    // Blue is kept, at its capacity, for the rollback window.
+    assert_eq!(
+        versions_and_images(&cloud, GROUP).await.1,
+        vec![CURRENT_IMAGE; 3]
+    );
+    traffic_always_served(&account);
+    eprintln!("blue/green took {:?}", out.timings);
+
+    let back = rollback(&cloud, GROUP, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(back.status, "RolledBack");
+    let expected = [(TG.to_string(), 100), ("poc-web-tg-v3".to_string(), 0)];
+    assert_eq!(listener_targets(&cloud).await, expected);
+    traffic_always_served(&account);
+
+    // The next rollout starts from the live group (blue again).
+    let again = plan(
+        &cloud,
+        &blue_green(BlueGreenSettings::default()),
+        &new_image(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.spec.group, GROUP);
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_with_testers_then_weighted_steps() {
+    let (account, cloud) = poc().await;
+    let settings = BlueGreenSettings {
+        preview: Some(Preview {
+            source_ips: vec!["203.0.113.0/24".into()],
+            header: None,
+            hold: Duration::from_secs(600),
+            priority: 10,
+        }),
+        traffic_steps: vec![10, 50],
+        step_bake: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let p = plan(&cloud, &blue_green(settings), &new_image())
+        .await
+        .unwrap();
+    let rec = recorder();
+    rollout(&cloud, &p, &*rec, &CancellationToken::new())
+        .await
+        .unwrap();
+
+    let frames = account.timeline();
+    let rule_seen = frames
+        .iter()
+        .any(|f| f.listeners.iter().any(|l| l.rule == "10"));
+    assert!(rule_seen, "the testers' rule forwarded to green");
+    let weights: Vec<Vec<i32>> = frames
+        .iter()
+        .flat_map(|f| f.listeners.iter().filter(|l| l.rule == "default"))
+        .map(|l| l.targets.iter().map(|t| t.weight).collect())
+        .collect();
+    assert!(
+        weights.contains(&vec![90, 10]) && weights.contains(&vec![50, 50]),
+        "{weights:?}"
+    );
+    let lb = cloud
+        .load_balancing
+        .describe_load_balancers(&[ALB.into()])
+        .await
+        .unwrap();
+    let listener = &cloud
+        .load_balancing
+        .describe_listeners(&lb[0].arn)
+        .await
+        .unwrap()[0];
+    let rules = cloud
+        .load_balancing
+        .describe_rules(&listener.arn)
+        .await
+        .unwrap();
+    assert_eq!(rules.len(), 1, "only the default rule is left");
+    traffic_always_served(&account);
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_with_an_unhealthy_image_leaves_blue_serving() {
+    let (account, cloud) = poc().await;
+    unhealthy(&account, NEW_IMAGE);
+    let p = plan(
+        &cloud,
+        &blue_green(BlueGreenSettings::default()),
+        &new_image(),
+    )
+    .await
+    .unwrap();
+    let err = rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.stop_reason(), Some(StopReason::Unhealthy { .. })),
+        "{err}"
+    );
+    assert_eq!(listener_targets(&cloud).await, [(TG.to_string(), 1)]);
+    let groups = cloud.scaling.describe_groups(&[]).await.unwrap();
+    assert!(
+        groups.iter().all(|g| g.name != "poc-web-asg-v3"),
+        "green deleted"
+    );
+    let RolloutError::Stopped { outcome, .. } = &err else {
+        unreachable!()
+    };
+    eprintln!("blue/green unhealthy: {:?}", outcome.timings);
+}
+
+fn in_place(batch: usize) -> kiln_rollout::RolloutSpec {
+    spec(Strategy::InPlace(InPlaceSettings {
+        script: vec!["systemctl reload php-fpm".into()],
+        batch_size: batch,
+        description: "reload PHP-FPM so OPcache serves the fixed code".into(),
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_place_fixes_batch_by_batch_and_records_the_drift() {
+    let (account, cloud) = poc().await;
+    let p = plan(&cloud, &in_place(1), &new_image()).await.unwrap();
+    assert_eq!(p.in_place.as_ref().unwrap().batches.len(), 3);
+    let out = rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(out.on_new_image, 3, "instances fixed");
+    let drift = group(&cloud, GROUP)
+        .await
+        .tags
+        .get(TAG_DRIFT)
+        .cloned()
+        .unwrap();
+    assert!(
+        drift.contains("OPcache") && drift.contains(&p.run_id),
+        "{drift}"
+    );
+    // One batch of one out at a time: two of three kept serving.
+    assert!(lowest_healthy(&account, GROUP) >= 2);
+    eprintln!("in place took {:?}", out.timings);
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_place_stops_at_the_first_failure() {
+    let (account, cloud) = poc().await;
+    account.set_faults(Faults {
+        steps: vec![StepFault {
+            step: "rollout/fix".into(),
+            exit_code: 1,
+            stdout: vec![],
+            stderr: vec!["Job for php-fpm.service failed".into()],
+            times: None,
+        }],
+        ..Faults::default()
+    });
+    let p = plan(&cloud, &in_place(1), &new_image()).await.unwrap();
+    let err = rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    let Some(StopReason::Command { instance, detail }) = err.stop_reason() else {
+        panic!("{err}")
+    };
+    assert!(detail.contains("php-fpm"), "{detail}");
+    let RolloutError::Stopped { outcome, .. } = &err else {
+        unreachable!()
+    };
+    assert_eq!(outcome.on_new_image, 0);
+    // The failed instance stays out of the target group; the others serve.
+    let tg = cloud
+        .load_balancing
+        .describe_target_groups(&[TG.into()])
+        .await
+        .unwrap();
+    let health = cloud
+        .load_balancing
+        .describe_target_health(&tg[0].arn)
+        .await
+        .unwrap();
+    let healthy: Vec<_> = health
+        .iter()
+        .filter(|h| h.state == TargetState::Healthy)
+        .collect();
+    assert_eq!(healthy.len(), 2);
+    assert!(healthy.iter().all(|h| &h.target_id != instance));
+    assert!(!group(&cloud, GROUP).await.tags.contains_key(TAG_DRIFT));
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_is_retired_only_after_the_rollback_window() {
+    let (account, cloud) = poc().await;
+    let settings = BlueGreenSettings {
+        rollback_window: Duration::from_secs(1800),
+        ..Default::default()
+    };
+    let p = plan(&cloud, &blue_green(settings), &new_image())
+        .await
+        .unwrap();
+    rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+
+    let early = kiln_rollout::retire(&cloud, GROUP, &Silent, false)
+        .await
+        .unwrap_err();
+    assert!(early.to_string().contains("rollback window"), "{early}");
+    tokio::time::sleep(Duration::from_secs(1800)).await;
+    let retired = kiln_rollout::retire(&cloud, GROUP, &Silent, false)
+        .await
+        .unwrap();
+    assert_eq!(retired.blue_group, GROUP);
+    assert_eq!(retired.live_group, "poc-web-asg-v3");
+    assert_eq!(
+        listener_targets(&cloud).await,
+        [("poc-web-tg-v3".to_string(), 1)]
+    );
+    let groups = cloud.scaling.describe_groups(&[]).await.unwrap();
+    assert!(groups.iter().all(|g| g.name != GROUP), "blue deleted");
+    traffic_always_served(&account);
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_shows_versions_images_and_the_last_refresh() {
+    let (_account, cloud) = poc().await;
+    let p = plan(
+        &cloud,
+        &spec(Strategy::Rolling(Default::default())),
+        &new_image(),
+    )
+    .await
+    .unwrap();
+    rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+    let s = kiln_rollout::status(&cloud, GROUP).await.unwrap();
+    assert_eq!(s.previous_version, Some(2));
+    assert_eq!(s.target.as_deref(), Some("poc-web"));
+    assert!(s.lock.is_none() && s.running.is_none());
+    assert_eq!(s.recent.len(), 1);
+    assert_eq!(s.instances.len(), 3);
+    for i in &s.instances {
+        assert_eq!(i.version.as_deref(), Some("3"));
+        assert_eq!(i.image.as_ref().map(|i| i.as_str()), Some(NEW_IMAGE));
+        assert_eq!(i.target_health, Some(TargetState::Healthy));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_blue_green_before_the_switch_deletes_green() {
+    let (_account, cloud) = poc().await;
+    let p = plan(
+        &cloud,
+        &blue_green(BlueGreenSettings::default()),
+        &new_image(),
+    )
+    .await
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let task = spawn_rollout(&cloud, &p, &cancel);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    cancel.cancel();
+    let err = task.await.unwrap().unwrap_err();
+    assert_eq!(err.stop_reason(), Some(&StopReason::Cancelled), "{err}");
+    assert_eq!(listener_targets(&cloud).await, [(TG.to_string(), 1)]);
+    let groups = cloud.scaling.describe_groups(&[]).await.unwrap();
+    assert_eq!(groups.len(), 1, "only blue is left");
+    let tgs = cloud
+        .load_balancing
+        .describe_target_groups(&[])
+        .await
+        .unwrap();
+    assert_eq!(tgs.len(), 1, "green's target group deleted");
+}
