@@ -16,6 +16,7 @@ use crate::hash::{input_hash, HashInputs};
 use crate::naming::{self, ami_name, next_version, tag_value};
 use crate::recipe::{Phase, Step};
 use crate::spec::{BakeSpec, SourceImage, SubnetSelector, Timeouts};
+use crate::wait::retry_throttled;
 
 /// The device AL2023 and most current Linux AMIs boot from, for a source image that
 /// names no block device.
@@ -291,9 +292,7 @@ async fn resolve_source(
     let id = match source {
         SourceImage::Id(id) => id.clone(),
         SourceImage::Parameter(name) => {
-            let parameter = cloud
-                .parameters
-                .get_parameter(name, false)
+            let parameter = retry_throttled(|| cloud.parameters.get_parameter(name, false))
                 .await
                 .map_err(|e| BakeError::cloud(format!("reading source parameter {name}"), e))?;
             let parameter = parameter.ok_or_else(|| BakeError::SourceParameterMissing {
@@ -308,7 +307,7 @@ async fn resolve_source(
         ids: vec![id.clone()],
         ..ImageFilter::default()
     };
-    let images = match cloud.compute.describe_images(&filter).await {
+    let images = match retry_throttled(|| cloud.compute.describe_images(&filter)).await {
         Ok(images) => images,
         Err(e) if e.is(kiln_cloud::ErrorKind::NotFound) => Vec::new(),
         Err(e) => return Err(BakeError::cloud(format!("describing source image {id}"), e)),
@@ -346,7 +345,7 @@ async fn resolve_builder(
         SubnetSelector::Tags(tags) => (Vec::new(), tags.clone()),
     };
     let selector = spec.builder.subnet.to_string();
-    let mut subnets = match cloud.compute.describe_subnets(&ids, &tags).await {
+    let mut subnets = match retry_throttled(|| cloud.compute.describe_subnets(&ids, &tags)).await {
         Ok(subnets) => subnets,
         Err(e) if e.is(kiln_cloud::ErrorKind::NotFound) => Vec::new(),
         Err(e) => return Err(BakeError::cloud(format!("describing {selector}"), e)),
@@ -389,9 +388,11 @@ async fn find_reusable(
         tags: Tags::from([(naming::TAG_INPUT_HASH.to_string(), hash.to_string())]),
         ..ImageFilter::default()
     };
-    let images = cloud.compute.describe_images(&filter).await.map_err(|e| {
-        BakeError::cloud(format!("looking for an image of {image_name} to reuse"), e)
-    })?;
+    let images = retry_throttled(|| cloud.compute.describe_images(&filter))
+        .await
+        .map_err(|e| {
+            BakeError::cloud(format!("looking for an image of {image_name} to reuse"), e)
+        })?;
     let best = images
         .into_iter()
         .filter(|i| i.state == ImageState::Available)
@@ -434,9 +435,7 @@ async fn decide_version(cloud: &Cloud, spec: &BakeSpec) -> Result<String, BakeEr
         name: Some(pattern.clone()),
         ..ImageFilter::default()
     };
-    let existing = cloud
-        .compute
-        .describe_images(&filter)
+    let existing = retry_throttled(|| cloud.compute.describe_images(&filter))
         .await
         .map_err(|e| BakeError::cloud(format!("listing images named {pattern}"), e))?;
 

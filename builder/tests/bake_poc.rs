@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kiln_builder::recipe::{render, RecipeSource};
-use kiln_builder::{bake, plan};
-use kiln_cloud::progress::Recorder;
+use kiln_builder::{bake, plan, BakeError, BakeSpec};
+use kiln_cloud::progress::{Recorder, Silent};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -45,9 +45,13 @@ fn poc_variables() -> BTreeMap<String, serde_json::Value> {
     ])
 }
 
-#[tokio::test(start_paused = true)]
-async fn poc_bake_with_the_real_recipes() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The POC bake's spec, from the real recipes and templates.
+fn poc_spec() -> BakeSpec {
+    let root = repository();
     let source = RecipeSource {
         recipes_dir: root.join("recipes"),
         templates_dir: root.join("templates"),
@@ -55,11 +59,23 @@ async fn poc_bake_with_the_real_recipes() {
     let names: Vec<String> = POC_RECIPES.iter().map(|n| n.to_string()).collect();
     let variables = poc_variables();
     let rendered = render(&source, &names, &variables).expect("the POC recipes render");
-    let step_count = rendered.steps.len();
-
-    let cloud = cloud_with_faults("").await;
     let mut spec = spec(rendered);
     spec.variables = variables;
+    spec
+}
+
+/// The POC account with one of the example faults files loaded.
+async fn poc_cloud_with(faults_file: &str) -> kiln_cloud::Cloud {
+    let path = repository().join("examples/poc/faults").join(faults_file);
+    let faults = std::fs::read_to_string(&path).expect("example faults file");
+    cloud_with_faults(&faults).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn poc_bake_with_the_real_recipes() {
+    let spec = poc_spec();
+    let step_count = spec.rendered.steps.len();
+    let cloud = cloud_with_faults("").await;
     let plan = plan(&cloud, &spec).await.expect("plan");
     let progress = Recorder::default();
     let outcome = bake(&cloud, &plan, &progress, &CancellationToken::new())
@@ -86,4 +102,58 @@ async fn poc_bake_with_the_real_recipes() {
         "POC bake total          {} ({step_count} steps)",
         humantime::format_duration(total)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn poc_bake_stops_at_the_failing_proxysql_install() {
+    let cloud = poc_cloud_with("step-fails.yaml").await;
+    let plan = plan(&cloud, &poc_spec()).await.expect("plan");
+    let error = bake(&cloud, &plan, &Silent, &CancellationToken::new())
+        .await
+        .unwrap_err();
+
+    match &error {
+        BakeError::StepFailed {
+            recipe,
+            step,
+            exit_code,
+            last_lines,
+            ..
+        } => {
+            assert_eq!(
+                (recipe.as_str(), step.as_str()),
+                ("proxysql", "install-proxysql")
+            );
+            assert_eq!(*exit_code, 1);
+            assert!(last_lines.contains("Unable to find a match: proxysql-2.6.3"));
+        }
+        other => panic!("expected StepFailed, got {other}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn poc_bake_times_out_the_hung_composer_install() {
+    let cloud = poc_cloud_with("run-command.yaml").await;
+    let plan = plan(&cloud, &poc_spec()).await.expect("plan");
+    let error = bake(&cloud, &plan, &Silent, &CancellationToken::new())
+        .await
+        .unwrap_err();
+
+    let BakeError::StepTimedOut { recipe, step, .. } = &error else {
+        panic!("expected StepTimedOut, got {error}");
+    };
+    assert_eq!(
+        (recipe.as_str(), step.as_str()),
+        ("laravel", "composer-install")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn poc_bake_rides_out_throttling() {
+    let cloud = poc_cloud_with("throttling.yaml").await;
+    let plan = plan(&cloud, &poc_spec()).await.expect("plan");
+    let outcome = bake(&cloud, &plan, &Silent, &CancellationToken::new())
+        .await
+        .expect("bake");
+    assert!(outcome.leftovers.is_empty(), "{:?}", outcome.leftovers);
 }

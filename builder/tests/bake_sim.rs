@@ -65,6 +65,12 @@ async fn happy_path_makes_a_tagged_image_and_leaves_nothing() {
         "the reboot step waited for the agent again"
     );
     let phases: Vec<&str> = outcome.timings.iter().map(|(p, _)| p.as_str()).collect();
+    let announced: Vec<&str> = events
+        .iter()
+        .filter(|e| e.message.ends_with("phase started"))
+        .map(|e| e.phase.as_str())
+        .collect();
+    assert_eq!(announced, phases, "each phase is announced as it starts");
     assert_eq!(
         phases,
         ["builder", "steps", "hygiene", "image", "test", "cleanup"]
@@ -613,5 +619,23 @@ async fn cancel_while_the_image_is_made_removes_it() {
         "{error}"
     );
     assert_eq!(images_of_run(&cloud, &plan.run_id).await, 0);
+    assert_nothing_left(&cloud, &plan.run_id).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttled_creates_are_tried_again() {
+    let faults = r#"
+throttle:
+  - { operation: CreateSecurityGroup, count: 1 }
+  - { operation: RunInstances, count: 3 }
+  - { operation: CreateImage, count: 2 }
+  - { operation: TerminateInstances, count: 2 }
+"#;
+    let cloud = cloud_with_faults(faults).await;
+    let plan = plan(&cloud, &spec(fixture_rendered())).await.expect("plan");
+    let outcome = bake(&cloud, &plan, &Silent, &CancellationToken::new())
+        .await
+        .expect("bake");
+    assert!(outcome.leftovers.is_empty(), "{:?}", outcome.leftovers);
     assert_nothing_left(&cloud, &plan.run_id).await;
 }

@@ -298,4 +298,16 @@ async fn copy_image_takes_time_and_a_fault_fails_it() {
     let failed = describe(&osaka, &o).await;
     assert_eq!(failed.state, ImageState::Failed);
     assert!(failed.state_reason.is_some());
+
+    // A region takes only so many concurrent snapshot copies.
+    let mut results = Vec::new();
+    for n in 0..21 {
+        let req = CopyImage {
+            name: format!("poc-web-copy-{n}"),
+            ..copy("us-west-2")
+        };
+        results.push(west.compute.copy_image(&req).await.map_err(|e| e.kind));
+    }
+    assert!(results[..20].iter().all(Result::is_ok));
+    assert_eq!(results[20], Err(ErrorKind::LimitExceeded));
 }

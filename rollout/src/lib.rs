@@ -47,6 +47,7 @@ mod rollback;
 mod run;
 mod spec;
 mod status;
+mod summary;
 
 pub use bluegreen::{
     retire, BlueGreenPlan, ListenerSwitch, Retired, TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP,

@@ -97,15 +97,17 @@ pub fn check_free(
     }
 }
 
-/// Takes the group's lock for `me`; an expired lock is taken over with a warning.
-pub async fn acquire(cloud: &Cloud, group: &str, me: &LockHolder) -> Result<(), RolloutError> {
+/// Takes the group's lock for `me`. An expired lock is taken over: it is returned, so
+/// the caller can warn whoever watches.
+pub async fn acquire(
+    cloud: &Cloud,
+    group: &str,
+    me: &LockHolder,
+) -> Result<Option<LockHolder>, RolloutError> {
     let now = cloud.clock.now();
     let current = describe(cloud, group).await?;
-    if let Some(old) = check_free(&current, &cloud.region, &me.run_id, now)? {
-        if old.run_id != me.run_id {
-            tracing::warn!(group, holder = %old, "taking over an expired rollout lock");
-        }
-    }
+    let taken_over =
+        check_free(&current, &cloud.region, &me.run_id, now)?.filter(|old| old.run_id != me.run_id);
 
     let tags = Tags::from([(LOCK_TAG.to_string(), me.to_tag())]);
     cloud.scaling.put_group_tags(group, &tags).await?;
@@ -113,7 +115,7 @@ pub async fn acquire(cloud: &Cloud, group: &str, me: &LockHolder) -> Result<(), 
     // Read back: if another run wrote after us, its tag is the one that stayed.
     let after = describe(cloud, group).await?;
     match holder_of(&after.tags) {
-        Some(h) if h.run_id == me.run_id => Ok(()),
+        Some(h) if h.run_id == me.run_id => Ok(taken_over),
         Some(h) => Err(RolloutError::Locked {
             group: group.to_string(),
             region: cloud.region.clone(),

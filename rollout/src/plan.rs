@@ -201,7 +201,8 @@ async fn strategy_parts(
         Strategy::BlueGreen(b) => {
             let next = template.expected_new_version;
             let tg = facts.target_group.as_ref();
-            parts.blue_green = bluegreen::plan_part(cloud, spec, b, tg, next, refusals).await?;
+            parts.blue_green =
+                bluegreen::plan_part(cloud, spec, b, tg, next, refusals, notes).await?;
         }
         Strategy::InPlace(s) => parts.in_place = inplace::plan_part(&facts.group, s, refusals),
     }
@@ -218,8 +219,9 @@ async fn strategy_parts(
         }
         if !r.preferences.auto_rollback && spec_auto_rollback(spec) {
             notes.push(
-                "the template takes its image from Parameter Store: AWS cannot roll this \
-                 refresh back by itself, kiln rolls back with a new refresh"
+                "AWS cannot roll this refresh back by itself (the group follows a floating \
+                 version, or the template takes its image from Parameter Store): kiln rolls \
+                 back with a new refresh to the previous version"
                     .into(),
             );
         }
@@ -237,12 +239,26 @@ impl RolloutPlan {
     /// The lock this plan takes: it expires after every deadline of the run has passed.
     pub fn lock_holder(&self, now: Timestamp) -> LockHolder {
         let t = &self.spec.timeouts;
-        let ttl = t.rollout + t.rollback + LOCK_MARGIN;
+        let ttl = t.rollout + t.rollback + LOCK_MARGIN + self.unbounded_phases();
         LockHolder {
             owner: self.owner.clone(),
             run_id: self.run_id.clone(),
             expires: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
         }
+    }
+}
+
+impl RolloutPlan {
+    /// Phases that run for a set time outside the rollout deadline: blue/green's preview
+    /// hold, traffic steps and drain.
+    fn unbounded_phases(&self) -> Duration {
+        let Some(bg) = &self.blue_green else {
+            return Duration::ZERO;
+        };
+        let s = &bg.settings;
+        let hold = s.preview.as_ref().map_or(Duration::ZERO, |p| p.hold);
+        let steps = s.step_bake * s.traffic_steps.len() as u32;
+        hold + steps + bg.blue_target_group.deregistration_delay
     }
 }
 
@@ -331,6 +347,8 @@ fn template_plan(
     let (g, t, v) = (&facts.group, &facts.template, facts.source.version);
     check_group_template(facts, spec, refusals, notes);
     if g.mixed_instances {
+        // Not done: the desired configuration of a mixed instances policy; the refusal
+        // can go when the ports carry that policy.
         refusals.push(Refusal {
             check: "mixed_instances".into(),
             reason: format!("group {} launches through a mixed instances policy", g.name),
@@ -471,6 +489,12 @@ fn refresh_plan(
     let (warmup, warmup_source) = preflight::warmup(settings, facts.target_group.as_ref(), g);
 
     let (points, delay) = checkpoints_of(settings, checkpoints, checkpoint_delay, refusals);
+    // AWS cannot roll back a group that follows $Latest/$Default (PITFALLS 1, 2).
+    let floating = facts
+        .group
+        .launch_template
+        .as_ref()
+        .is_some_and(|t| t.is_floating());
     let from_ssm = facts
         .source
         .data
@@ -484,7 +508,7 @@ fn refresh_plan(
         skip_matching: settings.skip_matching,
         checkpoint_percentages: points.clone(),
         checkpoint_delay: if points.is_empty() { None } else { delay },
-        auto_rollback: settings.auto_rollback && !from_ssm,
+        auto_rollback: settings.auto_rollback && !from_ssm && !floating,
         alarm_names: spec.gates.alarms.clone(),
         scale_in_protected_instances: settings
             .protected_instances

@@ -92,7 +92,12 @@ async fn wait_end(cloud: &Cloud, group: &str, id: &str) -> Result<RefreshStatus,
     let deadline = cloud.clock.now() + chrono_of(timeouts.rollback);
     loop {
         tokio::time::sleep(timeouts.poll).await;
-        let list = cloud.scaling.describe_instance_refreshes(group).await?;
+        let list = match cloud.scaling.describe_instance_refreshes(group).await {
+            Ok(list) => list,
+            // Throttled: the deadline bounds the retries.
+            Err(e) if e.is_transient() => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
         if let Some(r) = list.into_iter().find(|r| r.id == id) {
             if r.status.is_terminal() {
                 return Ok(r.status);
@@ -123,7 +128,13 @@ async fn refresh_back(
         return Err(rollback_failed(cloud, &g.name, detail));
     }
     let me = plan.lock_holder(cloud.clock.now());
-    lock::acquire(cloud, &g.name, &me).await?;
+    if let Some(old) = lock::acquire(cloud, &g.name, &me).await? {
+        emit.warn(
+            "lock",
+            &g.name,
+            format!("took over the expired lock of {old}"),
+        );
+    }
     let result = watch_back(cloud, &plan, previous, emit, cancel).await;
     if let Err(e) = lock::release(cloud, &g.name, &me).await {
         emit.warn("lock", &g.name, format!("could not release the lock: {e}"));

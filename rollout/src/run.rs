@@ -56,7 +56,13 @@ pub async fn rollout(
     }
 
     let me = plan.lock_holder(cloud.clock.now());
-    lock::acquire(cloud, group, &me).await?;
+    if let Some(old) = lock::acquire(cloud, group, &me).await? {
+        emit.warn(
+            "lock",
+            group,
+            format!("took over the expired lock of {old}"),
+        );
+    }
     emit.info("lock", group, format!("locked by {me}"));
 
     let result = run_locked(cloud, plan, &emit, cancel).await;
@@ -157,10 +163,21 @@ async fn run_refresh(
     emit: &Emitter<'_>,
     cancel: &CancellationToken,
 ) -> Result<RolloutOutcome, RolloutError> {
-    let mut timings = Timings::new(&*cloud.clock);
     let old_max = raise_max_size(cloud, plan, refresh, emit).await?;
+    let result = refresh_to_new_version(cloud, plan, refresh, emit, cancel).await;
+    restore_max_size(cloud, plan, old_max, emit).await;
+    result
+}
+
+async fn refresh_to_new_version(
+    cloud: &Cloud,
+    plan: &RolloutPlan,
+    refresh: &RefreshPlan,
+    emit: &Emitter<'_>,
+    cancel: &CancellationToken,
+) -> Result<RolloutOutcome, RolloutError> {
+    let mut timings = Timings::new(&*cloud.clock);
     let (template_id, version) = create_version(cloud, plan, emit).await?;
-    record_versions(cloud, plan, version).await?;
     timings.lap("template");
 
     let run = RefreshRun {
@@ -172,33 +189,23 @@ async fn run_refresh(
         version,
     };
     let id = run.start(refresh).await?;
+    // Recorded once the refresh exists, so the tags never name a version nothing installs.
+    record_versions(cloud, plan, version).await?;
     let deadline = cloud.clock.now() + chrono_of(plan.spec.timeouts.rollout);
-    let watched = run.watch(&id, deadline).await;
-    let result = match watched {
-        Ok(Watched::Succeeded) => {
+    match run.watch(&id, deadline).await? {
+        Watched::Succeeded => {
             timings.lap("refresh");
-            emit.info(
-                "refresh",
-                &plan.spec.group,
-                format!("version {version} is live"),
-            );
-            let on_new = on_new_image(cloud, &plan.spec.group, &plan.image).await?;
-            Ok(outcome(
-                plan,
-                version,
-                status::SUCCESSFUL,
-                on_new,
-                timings.list,
-            ))
+            let group = &plan.spec.group;
+            emit.info("refresh", group, format!("version {version} is live"));
+            let on_new = on_new_image(cloud, group, &plan.image).await?;
+            let label = status::SUCCESSFUL;
+            Ok(outcome(plan, version, label, on_new, timings.list))
         }
-        Ok(Watched::Stopped(reason, last)) => {
+        Watched::Stopped(reason, last) => {
             timings.lap("until_stopped");
             stop(&run, &id, refresh, reason, last, timings).await
         }
-        Err(e) => Err(e),
-    };
-    restore_max_size(cloud, plan, old_max, emit).await;
-    result
+    }
 }
 
 /// Rolls back after a stop and turns it into [`RolloutError::Stopped`].

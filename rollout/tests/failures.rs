@@ -219,3 +219,24 @@ async fn rollback_by_hand_during_a_rollout_stops_it() {
         ("2", vec![CURRENT_IMAGE.to_string(); 3])
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rollout_past_its_deadline_is_rolled_back_and_says_so() {
+    let (_account, cloud) = poc().await;
+    let mut spec = rolling(RollingSettings::default());
+    spec.timeouts.rollout = Duration::from_secs(120);
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    let err = rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    let Some(StopReason::Timeout { waited }) = err.stop_reason() else {
+        panic!("expected a timeout, got {err}");
+    };
+    assert_eq!(waited, "2m");
+    assert!(err.to_string().contains("timeout"), "{err}");
+    let (version, images) = versions_and_images(&cloud, GROUP).await;
+    assert_eq!(
+        (version.as_str(), images),
+        ("2", vec![CURRENT_IMAGE.to_string(); 3])
+    );
+}

@@ -166,3 +166,45 @@ async fn terminate_first_keeps_the_stated_minimum_in_service() {
     );
     eprintln!("terminate-first rolling took {:?}", out.timings);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_floating_group_is_rolled_back_by_a_refresh_to_the_previous_version() {
+    let (account, cloud) = poc().await;
+    let latest = kiln_cloud::GroupTemplate {
+        template_id: None,
+        template_name: Some(TEMPLATE.into()),
+        version: "$Latest".into(),
+    };
+    let update = UpdateGroup {
+        name: GROUP.into(),
+        template: Some(latest),
+        ..Default::default()
+    };
+    cloud.scaling.update_group(&update).await.unwrap();
+    account.set_faults(failing_probe());
+    let mut spec = rolling(RollingSettings::default());
+    spec.gates.http_probe = Some("/health".into());
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    let rec = recorder();
+    let err = rollout(&cloud, &p, &*rec, &CancellationToken::new())
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(err.stop_reason(), Some(StopReason::Probe { .. })),
+        "{err}"
+    );
+    let RolloutError::Stopped { rolled_back, .. } = &err else {
+        unreachable!()
+    };
+    assert!(*rolled_back, "{err}");
+    let refused = rec
+        .events()
+        .iter()
+        .any(|e| e.message.contains("AWS rollback refused"));
+    assert!(refused, "AWS's own rollback is refused on a floating group");
+    assert_eq!(
+        versions_and_images(&cloud, GROUP).await.1,
+        vec![CURRENT_IMAGE; 3]
+    );
+}

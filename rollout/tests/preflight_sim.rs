@@ -211,6 +211,52 @@ async fn a_floating_group_is_reported_and_refreshed_to_a_numbered_version() {
         p.notes
     );
     assert_eq!(p.template.source_version, 2);
+    // AWS refuses auto rollback on a floating group; kiln rolls back by itself.
+    assert!(!p.refresh.as_ref().unwrap().preferences.auto_rollback);
+    let silent = kiln_cloud::progress::Silent;
+    let out = kiln_rollout::rollout(&cloud, &p, &silent, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(out.launch_template_version, 3);
+    assert_eq!(
+        versions_and_images(&cloud, GROUP).await.0,
+        "3",
+        "pinned to a number now"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_live_lock_refuses_and_an_expired_one_is_taken_over_with_a_warning() {
+    let (_account, cloud) = poc().await;
+    let lock = |expires: &str| {
+        let value = format!("owner=ghost;run=ro-old;expires={expires}");
+        kiln_cloud::Tags::from([(kiln_rollout::LOCK_TAG.to_string(), value)])
+    };
+    cloud
+        .scaling
+        .put_group_tags(GROUP, &lock("2026-01-05T06:00:00Z"))
+        .await
+        .unwrap();
+    let err = plan(&cloud, &rolling(RollingSettings::default()), &new_image())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ghost"), "{err}");
+
+    cloud
+        .scaling
+        .put_group_tags(GROUP, &lock("2026-01-04T23:00:00Z"))
+        .await
+        .unwrap();
+    let p = planned(&cloud, RollingSettings::default()).await;
+    let rec = recorder();
+    kiln_rollout::rollout(&cloud, &p, &*rec, &Default::default())
+        .await
+        .unwrap();
+    let warned = rec
+        .events()
+        .iter()
+        .any(|e| e.level == kiln_cloud::Level::Warn && e.message.contains("expired lock of ghost"));
+    assert!(warned, "the takeover is reported");
 }
 
 #[tokio::test(start_paused = true)]

@@ -93,3 +93,20 @@ async fn the_plan_prints_as_json_with_the_order_and_both_percentages() {
     let back: kiln_rollout::RolloutPlan = serde_json::from_value(json).unwrap();
     assert_eq!(back, p);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_plan_reads_as_text_with_the_order_and_the_gates() {
+    let (_account, cloud) = poc().await;
+    let spec: RolloutSpec = serde_yaml_ng::from_str(ROLLING).unwrap();
+    let text = plan(&cloud, &spec, &new_image()).await.unwrap().to_string();
+    assert!(text.contains("launch before terminate"), "{text}");
+    assert!(
+        text.contains("version 2") && text.contains(NEW_IMAGE),
+        "{text}"
+    );
+    assert!(
+        text.contains("alarms poc-web-5xx") && text.contains("probe /health"),
+        "{text}"
+    );
+    eprintln!("{text}");
+}

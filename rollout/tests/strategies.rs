@@ -24,7 +24,7 @@ fn canary() -> CanarySettings {
 
 #[tokio::test(start_paused = true)]
 async fn canary_pauses_at_each_step_and_finishes() {
-    let (_account, cloud) = poc().await;
+    let (account, cloud) = poc().await;
     let p = plan(&cloud, &spec(Strategy::Canary(canary())), &new_image())
         .await
         .unwrap();
@@ -42,6 +42,7 @@ async fn canary_pauses_at_each_step_and_finishes() {
         .filter(|e| e.message.contains("checkpoint"))
         .count();
     assert!(waits >= 2, "the refresh was seen waiting at checkpoints");
+    assert!(lowest_healthy(&account, GROUP) >= 3);
     eprintln!("canary took {:?}", out.timings);
 }
 

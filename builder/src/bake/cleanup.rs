@@ -10,16 +10,19 @@ use tokio_util::sync::CancellationToken;
 use super::Run;
 use crate::journal::ResourceKind;
 use crate::wait::SECURITY_GROUP_RETRY;
-use crate::wait::{wait_until, Poll, WaitError, INSTANCE_POLL, SECURITY_GROUP_BUDGET};
+use crate::wait::{
+    retry_throttled, wait_until, Poll, WaitError, INSTANCE_POLL, SECURITY_GROUP_BUDGET,
+};
 
 impl Run<'_> {
     /// Terminates the builder once its image exists; [`Run::cleanup`] waits for it.
     pub(super) async fn terminate_early(&mut self, builder: &InstanceId) {
-        if let Err(e) = self
-            .cloud
-            .compute
-            .terminate_instances(std::slice::from_ref(builder))
-            .await
+        if let Err(e) = retry_throttled(|| {
+            self.cloud
+                .compute
+                .terminate_instances(std::slice::from_ref(builder))
+        })
+        .await
         {
             let message = format!("could not terminate builder {builder} yet: {e}");
             self.emit(Level::Warn, "image", builder.as_str(), message);
@@ -47,7 +50,7 @@ impl Run<'_> {
 
     /// Terminates `ids` and waits until none is left running; false if any is.
     async fn end_instances(&mut self, ids: &[InstanceId]) -> bool {
-        if let Err(e) = self.cloud.compute.terminate_instances(ids).await {
+        if let Err(e) = retry_throttled(|| self.cloud.compute.terminate_instances(ids)).await {
             if !e.is(ErrorKind::NotFound) {
                 for id in ids {
                     self.leftover(ResourceKind::Instance, id.as_str(), &e.to_string());

@@ -16,7 +16,9 @@ use tokio::time::Instant;
 use super::Run;
 use crate::error::BakeError;
 use crate::plan::{PlannedStep, StepPhase};
-use crate::wait::{sleep_unless_cancelled, wait_until, Poll, AGENT_POLL, INVOCATION_POLL};
+use crate::wait::{
+    retry_throttled, sleep_unless_cancelled, wait_until, Poll, AGENT_POLL, INVOCATION_POLL,
+};
 
 /// The document every step runs through.
 const DOCUMENT: &str = "AWS-RunShellScript";
@@ -174,7 +176,8 @@ impl Run<'_> {
     /// Best effort: the bake already failed or stopped; a warning says what still runs.
     async fn cancel_command(&self, command: &CommandId, instance: &InstanceId) {
         let ids = [instance.clone()];
-        if let Err(e) = self.cloud.commands.cancel_command(command, &ids).await {
+        if let Err(e) = retry_throttled(|| self.cloud.commands.cancel_command(command, &ids)).await
+        {
             let message = format!("could not cancel command {command}: {e}");
             self.emit(Level::Warn, self.phase_name(), instance.as_str(), message);
         }

@@ -12,7 +12,7 @@ use super::Run;
 use crate::error::BakeError;
 use crate::journal::ResourceKind;
 use crate::naming;
-use crate::wait::{wait_until, Poll, IMAGE_POLL};
+use crate::wait::{retry_throttled, wait_until, Poll, IMAGE_POLL};
 
 impl Run<'_> {
     pub(super) async fn create_image(
@@ -30,10 +30,7 @@ impl Run<'_> {
             ),
             tags: plan.image_tags.clone(),
         };
-        let id = self
-            .cloud
-            .compute
-            .create_image(&request)
+        let id = retry_throttled(|| self.cloud.compute.create_image(&request))
             .await
             .map_err(|e| {
                 BakeError::cloud(
@@ -111,12 +108,8 @@ impl Run<'_> {
             naming::TAG_STATUS.to_string(),
             naming::STATUS_FAILED.to_string(),
         )]);
-        if let Err(e) = self
-            .cloud
-            .compute
-            .create_tags(&[image.to_string()], &tags)
-            .await
-        {
+        let ids = [image.to_string()];
+        if let Err(e) = retry_throttled(|| self.cloud.compute.create_tags(&ids, &tags)).await {
             let message = format!("could not tag image {image} failed: {e}");
             self.emit(Level::Warn, "test", image.as_str(), message);
         }
@@ -125,7 +118,7 @@ impl Run<'_> {
     /// Deregisters the image and deletes every snapshot of it; what fails is a leftover.
     pub(super) async fn remove_image(&mut self, image: &ImageId) {
         let snapshots = self.image_snapshots(image).await;
-        match self.cloud.compute.deregister_image(image).await {
+        match retry_throttled(|| self.cloud.compute.deregister_image(image)).await {
             Ok(()) => {
                 self.journal.forget(ResourceKind::Image, image.as_str());
                 self.created.image = None;
@@ -143,7 +136,7 @@ impl Run<'_> {
             }
         }
         for snapshot in snapshots {
-            match self.cloud.compute.delete_snapshot(&snapshot).await {
+            match retry_throttled(|| self.cloud.compute.delete_snapshot(&snapshot)).await {
                 Ok(()) => {
                     self.journal
                         .forget(ResourceKind::Snapshot, snapshot.as_str());

@@ -10,7 +10,7 @@ use super::Run;
 use crate::error::BakeError;
 use crate::journal::ResourceKind;
 use crate::plan::security_group_name;
-use crate::wait::{wait_until, Poll, WaitError, AGENT_POLL, INSTANCE_POLL};
+use crate::wait::{retry_throttled, wait_until, Poll, WaitError, AGENT_POLL, INSTANCE_POLL};
 
 impl Run<'_> {
     /// A security group with no ingress: SSM needs only outbound HTTPS from the instance.
@@ -26,10 +26,7 @@ impl Run<'_> {
             vpc_id: self.plan.builder.vpc_id.clone(),
             tags: self.resource_tags(crate::naming::ROLE_BUILDER),
         };
-        let id = self
-            .cloud
-            .compute
-            .create_security_group(&request)
+        let id = retry_throttled(|| self.cloud.compute.create_security_group(&request))
             .await
             .map_err(|e| BakeError::cloud(format!("creating security group {name}"), e))?;
         self.record(ResourceKind::SecurityGroup, id.as_str());
@@ -64,10 +61,7 @@ impl Run<'_> {
             user_data: None,
             tags: self.resource_tags(role),
         };
-        let instance = self
-            .cloud
-            .compute
-            .run_instance(&request)
+        let instance = retry_throttled(|| self.cloud.compute.run_instance(&request))
             .await
             .map_err(|e| {
                 BakeError::cloud(format!("launching the {role} instance from {image}"), e)

@@ -247,7 +247,8 @@ impl<'a> Run<'a> {
     fn begin(&mut self, name: &'static str) {
         self.end_phase();
         self.phase = Some((name, self.cloud.clock.now()));
-        tracing::info!(phase = name, run = %self.plan.run_id, "bake phase");
+        let message = format!("{name} phase started");
+        self.emit(Level::Info, name, &self.plan.ami_name, message);
     }
 
     fn end_phase(&mut self) {

@@ -173,36 +173,22 @@ where
     match &err {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
-            let code = service.err().code().unwrap_or("").to_string();
+            let code = match service.err().code() {
+                Some(code) if !code.is_empty() => code.to_string(),
+                _ => format!("HTTP{status}"),
+            };
             let message = match service.err().message() {
                 Some(message) if !message.is_empty() => message.to_string(),
-                _ => format!("HTTP {status}: {}", DisplayErrorContext(&err)),
+                _ => format!(
+                    "HTTP {status} without an AWS error: {}",
+                    excerpt(service.raw())
+                ),
             };
-            let shown_code = if code.is_empty() {
-                format!("HTTP{status}")
-            } else {
-                code
-            };
-            call.error(
-                kind_for_code(&shown_code, Some(status)),
-                &shown_code,
-                message,
-            )
+            call.error(kind_for_code(&code, Some(status)), &code, message)
         }
         SdkError::ResponseError(response) => {
             let status = response.raw().status().as_u16();
-            let body = response
-                .raw()
-                .body()
-                .bytes()
-                .map(|b| {
-                    String::from_utf8_lossy(b)
-                        .chars()
-                        .take(BODY_EXCERPT_CHARS)
-                        .collect::<String>()
-                })
-                .unwrap_or_default();
-            let message = format!("unreadable HTTP {status} response: {body}");
+            let message = format!("HTTP {status}, unreadable: {}", excerpt(response.raw()));
             call.error(
                 kind_for_status(Some(status)),
                 &format!("HTTP{status}"),
@@ -239,6 +225,17 @@ where
             DisplayErrorContext(&err).to_string(),
         ),
     }
+}
+
+/// The start of a response body, on one line: enough to recognise an HTML error page.
+fn excerpt(raw: &HttpResponse) -> String {
+    let text = raw
+        .body()
+        .bytes()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line.chars().take(BODY_EXCERPT_CHARS).collect()
 }
 
 /// A request refused before it reached AWS.

@@ -124,6 +124,7 @@ pub fn copy_image(s: &mut State, region: &str, req: &CopyImage) -> CloudResult<I
     let source = copy_source(s, req)?;
     let mut w = s.world(region).expect("ports exist only for known regions");
     check_name_free(&w, "CopyImage", &req.name)?;
+    check_copy_room(&w, source.image.block_devices.len())?;
     let ready_at = w.now + w.meta.rng.secs(COPY_SECS.0, COPY_SECS.1);
     let mut devices = source.image.block_devices.clone();
     for d in &mut devices {
@@ -157,6 +158,7 @@ pub fn copy_image(s: &mut State, region: &str, req: &CopyImage) -> CloudResult<I
     };
     let mut sim = new_sim_image(image, Some(ready_at));
     sim.fail_reason = w.faults.copy_fault(region).map(|f| f.reason.clone());
+    sim.copy_of = Some(format!("{}/{}", req.source_region, req.source_image_id));
     insert_image(&mut w, sim);
     Ok(id)
 }
@@ -196,6 +198,28 @@ fn copy_source(s: &mut State, req: &CopyImage) -> CloudResult<SimImage> {
     Ok(image)
 }
 
+/// EBS copies at most this many snapshots into one region at a time (PITFALLS 15).
+const MAX_CONCURRENT_SNAPSHOT_COPIES: usize = 20;
+
+fn check_copy_room(w: &World, adding: usize) -> CloudResult<()> {
+    let copying: usize =
+        w.r.images
+            .values()
+            .filter(|i| i.copy_of.is_some() && i.image.state == ImageState::Pending)
+            .map(|i| i.image.block_devices.len())
+            .sum();
+    if copying + adding > MAX_CONCURRENT_SNAPSHOT_COPIES {
+        let msg = format!(
+            "{copying} snapshot copies are in progress into {}; at most \
+             {MAX_CONCURRENT_SNAPSHOT_COPIES} run at once: retry when some finish",
+            w.region
+        );
+        let e = ErrorKind::LimitExceeded;
+        return Err(w.err(e, "CopyImage", w.region, "ResourceLimitExceeded", msg));
+    }
+    Ok(())
+}
+
 /// AMI names are unique per owner and region.
 fn check_name_free(w: &World, op: &'static str, name: &str) -> CloudResult<()> {
     let account = &w.meta.account_id;
@@ -226,6 +250,7 @@ pub fn new_sim_image(image: Image, ready_at: Option<Timestamp>) -> SimImage {
         fail_reason: None,
         created_here: true,
         launch_permissions: LaunchPermissions::default(),
+        copy_of: None,
     }
 }
 

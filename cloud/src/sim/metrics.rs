@@ -23,6 +23,9 @@ const REQUESTS_PER_SEC: f64 = 20.0;
 const HEALTHY_LATENCY: f64 = 0.045;
 /// Response time of a broken target, seconds (the app times out on its database).
 const BROKEN_LATENCY: f64 = 5.5;
+/// CloudWatch's standard resolution for load balancer metrics: one-minute buckets, and
+/// alarms evaluated once a minute.
+const BUCKET_SECS: i64 = 60;
 /// Metric history kept, in one-minute buckets (three hours: longer than any gate).
 const KEEP_MINUTES: usize = 180;
 
@@ -48,7 +51,7 @@ pub fn describe_alarms(w: &mut World, names: &[String]) -> CloudResult<Vec<Alarm
 
 /// Adds one second of traffic to each target group's history.
 pub fn step(w: &mut World) -> bool {
-    let minute = w.now - chrono::Duration::seconds(w.now.timestamp() % 60);
+    let minute = w.now - chrono::Duration::seconds(w.now.timestamp() % BUCKET_SECS);
     let mut share: BTreeMap<String, f64> = BTreeMap::new();
     for l in w.r.listeners.values() {
         let Some(f) = &l.default_forward else {
@@ -82,7 +85,7 @@ pub fn step(w: &mut World) -> bool {
         b.errors += errors;
         b.latency_sum += latency * requests;
     }
-    if w.now.timestamp() % 60 == 0 {
+    if w.now.timestamp() % BUCKET_SECS == 0 {
         return evaluate_alarms(w);
     }
     false

@@ -131,6 +131,9 @@ pub struct SimImage {
     /// Created inside the simulation (the `new` image fault matches these).
     pub created_here: bool,
     pub launch_permissions: LaunchPermissions,
+    /// `region/ami-…` of the image this one is a copy of.
+    #[serde(default)]
+    pub copy_of: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

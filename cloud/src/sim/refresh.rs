@@ -31,6 +31,8 @@ use super::world::World;
 pub const FAILED_REPLACEMENTS_LIMIT: i32 = 3;
 /// A batch that is not ready after this long fails the refresh (AWS's hour).
 pub const BATCH_DEADLINE_SECS: u64 = 3600;
+/// Auto Scaling accepts MaxHealthyPercentage up to 200 (and at most 100 above the minimum).
+const MAX_HEALTHY_CEILING: i32 = 200;
 /// CheckpointDelay when checkpoints are given without one (AWS's default).
 const DEFAULT_CHECKPOINT_DELAY_SECS: u64 = 3600;
 
@@ -53,7 +55,7 @@ fn invalid(w: &World, group: &str, msg: impl Into<String>) -> crate::CloudError 
 fn check_preferences(w: &World, req: &StartRefresh, floating: bool) -> CloudResult<()> {
     let p = &req.preferences;
     let (min, max) = (p.min_healthy_percentage, p.max_healthy_percentage);
-    if !(0..=100).contains(&min) || !(100..=200).contains(&max) || max - min > 100 {
+    if !(0..=100).contains(&min) || !(100..=MAX_HEALTHY_CEILING).contains(&max) || max - min > 100 {
         let msg = format!(
             "MinHealthyPercentage {min} must be 0..=100, MaxHealthyPercentage {max} \
              100..=200, at most 100 apart"
