@@ -1,5 +1,7 @@
 //! Runs one parsed command line: logging, the runtime, the signals, the dispatch.
 
+use std::io::IsTerminal;
+
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -36,20 +38,26 @@ fn runtime(global: &GlobalArgs) -> std::io::Result<tokio::runtime::Runtime> {
     builder.build()
 }
 
-/// kiln's own messages at info (warn with --quiet); the AWS SDK's at warn, since its
-/// info lines describe every request.
+/// Logs on stderr beside the progress lines. The libraries' milestones already reach the
+/// watcher as progress events, so their logs start at warn; `-v` adds their info and
+/// debug lines, `-vv` everything. The AWS SDK stays at warn unless `KILN_LOG` says
+/// otherwise, since its info lines describe every request.
 fn init_logging(global: &GlobalArgs) {
-    let own = match (global.quiet, global.verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
+    let libraries = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
         (false, _) => "trace",
     };
-    let default = format!("warn,kiln={own},kiln_cloud={own},kiln_builder={own},kiln_rollout={own}");
+    let default = format!(
+        "warn,kiln_cloud={libraries},kiln_builder={libraries},kiln_rollout={libraries}"
+    );
     let filter = EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

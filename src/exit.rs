@@ -22,18 +22,19 @@ pub const INTERRUPTED: u8 = 130;
 
 /// An error that carries the exit code it should end the process with.
 #[derive(Debug, thiserror::Error)]
-#[error("{source:#}")]
+// The whole chain of the inner error is printed here and not offered as a `source`, so
+// that `{:#}` prints it once.
+#[error("{error:#}")]
 pub struct Exit {
     pub code: u8,
-    #[source]
-    pub source: anyhow::Error,
+    pub error: anyhow::Error,
 }
 
 impl Exit {
-    pub fn new(code: u8, source: impl Into<anyhow::Error>) -> Self {
+    pub fn new(code: u8, error: impl Into<anyhow::Error>) -> Self {
         Self {
             code,
-            source: source.into(),
+            error: error.into(),
         }
     }
 }

@@ -40,6 +40,7 @@ pub struct PipelineFile {
 pub struct ImageSection {
     pub name: String,
     pub region: String,
+    #[serde(with = "serde_yaml_ng::with::singleton_map")]
     pub source: SourceSection,
     pub recipes: Vec<String>,
     /// Relative to the pipeline file.
@@ -68,6 +69,7 @@ pub enum SourceSection {
 pub struct BuilderSection {
     pub instance_type: String,
     /// A subnet id, or tags that pick one.
+    #[serde(with = "serde_yaml_ng::with::singleton_map")]
     pub subnet: SubnetSection,
     pub instance_profile: String,
     #[serde(default)]
