@@ -50,9 +50,8 @@ fn init_logging(global: &GlobalArgs) {
         (false, 2) => "debug",
         (false, _) => "trace",
     };
-    let default = format!(
-        "warn,kiln_cloud={libraries},kiln_builder={libraries},kiln_rollout={libraries}"
-    );
+    let default =
+        format!("warn,kiln_cloud={libraries},kiln_builder={libraries},kiln_rollout={libraries}");
     let filter = EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::pipeline::StrategyName;
 
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about = "Bake golden AMIs over SSM and roll them out to Auto Scaling groups")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Bake golden AMIs over SSM and roll them out to Auto Scaling groups"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -258,14 +258,18 @@ impl Pipeline {
 
     /// The target named `name`, or an error listing those there are.
     pub fn target(&self, name: &str) -> Result<&TargetSection, PipelineError> {
-        self.file.targets.iter().find(|t| t.name == name).ok_or_else(|| {
-            let names: Vec<_> = self.file.targets.iter().map(|t| t.name.as_str()).collect();
-            self.invalid(
-                "targets:",
-                format!("no target named `{name}`"),
-                format!("targets in this file: {}", names.join(", ")),
-            )
-        })
+        self.file
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = self.file.targets.iter().map(|t| t.name.as_str()).collect();
+                self.invalid(
+                    "targets:",
+                    format!("no target named `{name}`"),
+                    format!("targets in this file: {}", names.join(", ")),
+                )
+            })
     }
 
     /// An error pointing at the first line that contains `needle`.
@@ -315,12 +319,7 @@ impl Pipeline {
 /// `-<version>` (at most 24 characters) to it.
 const IMAGE_NAME_MAX: usize = 100;
 
-fn check_name(
-    pipeline: &Pipeline,
-    key: &str,
-    name: &str,
-    max: usize,
-) -> Result<(), PipelineError> {
+fn check_name(pipeline: &Pipeline, key: &str, name: &str, max: usize) -> Result<(), PipelineError> {
     let valid = !name.is_empty()
         && name.len() <= max
         && name
@@ -340,8 +339,14 @@ fn check_region(pipeline: &Pipeline, region: &str) -> Result<(), PipelineError> 
     // Region names are `<area>-<direction>-<number>` (ap-northeast-1, us-gov-west-1).
     let parts: Vec<&str> = region.split('-').collect();
     let valid = parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
     if valid {
         return Ok(());
     }

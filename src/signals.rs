@@ -16,7 +16,9 @@ pub fn watch(token: CancellationToken) {
         eprintln!("kiln: interrupted; cleaning up what this run started (interrupt again to exit at once)");
         token.cancel();
         wait_for_signal().await;
-        eprintln!("kiln: second interrupt; exiting without cleanup. `kiln gc` finds what this run left.");
+        eprintln!(
+            "kiln: second interrupt; exiting without cleanup. `kiln gc` finds what this run left."
+        );
         std::process::exit(i32::from(exit::INTERRUPTED));
     });
 }

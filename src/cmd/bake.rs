@@ -93,6 +93,9 @@ pub fn leftovers_text(leftovers: &[String]) -> String {
     if leftovers.is_empty() {
         String::new()
     } else {
-        format!("\nleft behind (remove by hand or with `kiln gc`): {}", leftovers.join(", "))
+        format!(
+            "\nleft behind (remove by hand or with `kiln gc`): {}",
+            leftovers.join(", ")
+        )
     }
 }

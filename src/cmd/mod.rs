@@ -10,7 +10,7 @@ pub mod validate;
 use std::path::Path;
 
 use anyhow::Context;
-use kiln_builder::recipe::{self, RecipeSource, Rendered};
+use kiln_builder::recipe::{self, RecipeError, RecipeErrorKind, RecipeSource, Rendered};
 use kiln_builder::{BakeSpec, BuilderSettings, RootVolumeSettings, SourceImage, SubnetSelector};
 use kiln_cloud::{Cloud, ImageId, SubnetId, TemplateRef};
 use kiln_rollout::{RolloutSpec, Strategy};
@@ -34,8 +34,35 @@ pub fn load(file: &Path) -> anyhow::Result<Loaded> {
         templates_dir: pipeline.resolve(&image.templates_dir),
     };
     let rendered = recipe::render(&source, &image.recipes, &image.variables)
-        .map_err(|e| Exit::new(exit::BAD_INPUT, e))?;
+        .map_err(|e| Exit::new(exit::BAD_INPUT, in_pipeline(&pipeline, e)))?;
     Ok(Loaded { pipeline, rendered })
+}
+
+/// A recipe error caused by what the pipeline file says (a recipe it lists, a variable
+/// it sets or leaves out) points at the pipeline's line; the others at the recipe's.
+fn in_pipeline(pipeline: &Pipeline, error: RecipeError) -> anyhow::Error {
+    let needle = match error.kind() {
+        RecipeErrorKind::UnknownRecipe | RecipeErrorKind::MissingRequirement => {
+            "recipes:".to_string()
+        }
+        RecipeErrorKind::UnknownVariable => pipeline
+            .file
+            .image
+            .variables
+            .keys()
+            .find(|name| error.problem().contains(&format!("`{name}`")))
+            .map_or_else(|| "variables:".to_string(), |name| format!("{name}:")),
+        RecipeErrorKind::MissingVariable => "variables:".to_string(),
+        _ => return error.into(),
+    };
+    let hint = format!(
+        "{} (recipes are read from {})",
+        error.hint(),
+        error.location()
+    );
+    pipeline
+        .invalid(&needle, error.problem().to_string(), hint)
+        .into()
 }
 
 /// The region commands act in: `--region`, else the pipeline's.
@@ -130,8 +157,7 @@ pub fn rollout_spec(
                 let error = pipeline.invalid(
                     &format!("name: {}", target.name),
                     format!("target `{}` has no `in_place` settings", target.name),
-                    "add `in_place: { script: [...] }` with the fix to run on each instance"
-                        .into(),
+                    "add `in_place: { script: [...] }` with the fix to run on each instance".into(),
                 );
                 return Err(Exit::new(exit::BAD_INPUT, error).into());
             }

@@ -39,8 +39,16 @@ pub async fn run(
 
     let mut rollouts = Vec::new();
     for target in &pipeline.file.targets {
-        let outcome =
-            roll_out(&cloud, pipeline, target, None, &baked.image.id, &reporter, cancel).await;
+        let outcome = roll_out(
+            &cloud,
+            pipeline,
+            target,
+            None,
+            &baked.image.id,
+            &reporter,
+            cancel,
+        )
+        .await;
         match outcome {
             Ok(outcome) => rollouts.push(RolloutResult::from(&outcome)),
             Err(e) => {

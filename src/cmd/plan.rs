@@ -38,26 +38,48 @@ pub async fn run(global: &GlobalArgs, args: &FileArgs) -> anyhow::Result<()> {
 fn plan_text(plan: &PlanResult) -> String {
     let bake = &plan.bake;
     let mut text = String::new();
-    let _ = writeln!(text, "bake {} in {} (run {})", bake.ami_name, bake.region, bake.run_id);
+    let _ = writeln!(
+        text,
+        "bake {} in {} (run {})",
+        bake.ami_name, bake.region, bake.run_id
+    );
     let _ = writeln!(text, "  source: {} ({})", bake.source_image, bake.source);
     let _ = writeln!(text, "  input hash: {}", bake.input_hash);
     match &bake.reuse {
         Some(image) => {
-            let _ = writeln!(text, "  reuse {} ({}): inputs unchanged, nothing is launched", image.id, image.name);
+            let _ = writeln!(
+                text,
+                "  reuse {} ({}): inputs unchanged, nothing is launched",
+                image.id, image.name
+            );
         }
         None => {
             for change in &bake.changes {
-                let _ = writeln!(text, "  {} {}: {}", change.action, change.resource, change.detail);
+                let _ = writeln!(
+                    text,
+                    "  {} {}: {}",
+                    change.action, change.resource, change.detail
+                );
             }
         }
     }
     for rollout in &plan.rollouts {
-        let _ = writeln!(text, "rollout {} (group {}, {})", rollout.spec.target, rollout.spec.group, rollout.spec.strategy.name());
+        let _ = writeln!(
+            text,
+            "rollout {} (group {}, {})",
+            rollout.spec.target,
+            rollout.spec.group,
+            rollout.spec.strategy.name()
+        );
         if rollout.no_change {
             let _ = writeln!(text, "  no change: the group already runs the image");
         }
         if let Some(refresh) = &rollout.refresh {
-            let _ = writeln!(text, "  {}", serde_json::to_string(refresh).unwrap_or_default());
+            let _ = writeln!(
+                text,
+                "  {}",
+                serde_json::to_string(refresh).unwrap_or_default()
+            );
         }
         for note in &rollout.notes {
             let _ = writeln!(text, "  note: {note}");

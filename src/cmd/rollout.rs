@@ -49,7 +49,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(&args.file).map_err(|e| Exit::new(exit::BAD_INPUT, e))?;
     if let Some(name) = &args.target {
-        pipeline.target(name).map_err(|e| Exit::new(exit::BAD_INPUT, e))?;
+        pipeline
+            .target(name)
+            .map_err(|e| Exit::new(exit::BAD_INPUT, e))?;
     }
     let cloud = super::cloud(global, &pipeline).await?;
     let reporter = Reporter::new(global, global.sim.is_some());
@@ -73,10 +75,22 @@ async fn roll_out_all(
 ) -> anyhow::Result<Vec<RolloutResult>> {
     let mut results = Vec::new();
     for target in &pipeline.file.targets {
-        if args.target.as_ref().is_some_and(|name| *name != target.name) {
+        if args
+            .target
+            .as_ref()
+            .is_some_and(|name| *name != target.name)
+        {
             continue;
         }
-        let outcome = roll_out(cloud, pipeline, target, args.strategy, image, reporter, cancel);
+        let outcome = roll_out(
+            cloud,
+            pipeline,
+            target,
+            args.strategy,
+            image,
+            reporter,
+            cancel,
+        );
         results.push(RolloutResult::from(&outcome.await?));
     }
     Ok(results)
@@ -93,7 +107,9 @@ pub async fn roll_out(
     cancel: &CancellationToken,
 ) -> anyhow::Result<RolloutOutcome> {
     let spec = super::rollout_spec(pipeline, target, strategy)?;
-    let plan = kiln_rollout::plan(cloud, &spec, image).await.map_err(exit_for)?;
+    let plan = kiln_rollout::plan(cloud, &spec, image)
+        .await
+        .map_err(exit_for)?;
     kiln_rollout::rollout(cloud, &plan, reporter, cancel)
         .await
         .map_err(exit_for)
@@ -109,9 +125,7 @@ fn exit_for(error: RolloutError) -> anyhow::Error {
         RolloutError::Stopped {
             rolled_back: true, ..
         } => exit::ROLLED_BACK,
-        RolloutError::Stopped { .. } | RolloutError::RollbackFailed { .. } => {
-            exit::NEEDS_ATTENTION
-        }
+        RolloutError::Stopped { .. } | RolloutError::RollbackFailed { .. } => exit::NEEDS_ATTENTION,
         RolloutError::Cloud(_) => exit::FAILED,
     };
     Exit::new(code, error).into()
@@ -123,8 +137,13 @@ pub fn rollouts_text(rollouts: &[RolloutResult]) -> String {
         .map(|r| {
             format!(
                 "{} ({}): {} {} to launch template version {}, {}/{} on the new image\n",
-                r.target, r.group, r.strategy, r.status, r.launch_template_version,
-                r.on_new_image, r.desired
+                r.target,
+                r.group,
+                r.strategy,
+                r.status,
+                r.launch_template_version,
+                r.on_new_image,
+                r.desired
             )
         })
         .collect()

@@ -31,7 +31,11 @@ pub fn run(global: &GlobalArgs, args: &FileArgs) -> anyhow::Result<()> {
             r.file,
             r.recipes.len(),
             r.steps,
-            if r.targets.is_empty() { "none".to_string() } else { r.targets.join(", ") }
+            if r.targets.is_empty() {
+                "none".to_string()
+            } else {
+                r.targets.join(", ")
+            }
         )
     })
 }

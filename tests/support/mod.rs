@@ -80,7 +80,10 @@ impl From<Output> for Run {
 impl Run {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
         })
     }
 
@@ -97,8 +100,14 @@ impl Run {
 /// Instances of the account that kiln tagged with this role (`builder`, `test`).
 pub async fn instances_with_role(cloud: &Cloud, role: &str) -> Vec<Instance> {
     let mut filter = InstanceFilter::default();
-    filter.tags.insert(kiln::cloud::TAG_ROLE.into(), role.into());
-    cloud.compute.describe_instances(&filter).await.expect("describe instances")
+    filter
+        .tags
+        .insert(kiln::cloud::TAG_ROLE.into(), role.into());
+    cloud
+        .compute
+        .describe_instances(&filter)
+        .await
+        .expect("describe instances")
 }
 
 /// Images the account owns.
@@ -107,7 +116,11 @@ pub async fn own_images(cloud: &Cloud) -> Vec<kiln::cloud::Image> {
         owners: vec!["self".into()],
         ..ImageFilter::default()
     };
-    cloud.compute.describe_images(&filter).await.expect("describe images")
+    cloud
+        .compute
+        .describe_images(&filter)
+        .await
+        .expect("describe images")
 }
 
 pub fn repo_path(relative: &str) -> PathBuf {
