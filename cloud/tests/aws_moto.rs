@@ -113,6 +113,41 @@ async fn connect_resolves_the_account_and_the_home_region() {
 }
 
 #[tokio::test]
+async fn the_sdk_endpoint_variable_reaches_the_emulator_too() {
+    let server = moto::session().await;
+    let moto = server.as_ref().expect("server");
+
+    // Other tests wait for the session, so none reads the environment meanwhile.
+    std::env::set_var("AWS_ENDPOINT_URL", &moto.endpoint);
+    let options = AwsOptions {
+        region: Some(REGION.to_string()),
+        ..AwsOptions::default()
+    };
+    let connected = AwsAccount::connect(options).await;
+    std::env::remove_var("AWS_ENDPOINT_URL");
+
+    let account = connected.expect("connect through AWS_ENDPOINT_URL");
+    assert_eq!(account.account_id(), moto::ACCOUNT_ID);
+}
+
+#[tokio::test]
+async fn without_a_region_connect_says_how_to_name_one() {
+    let server = moto::session().await;
+    let moto = server.as_ref().expect("server");
+    let options = AwsOptions {
+        endpoint_url: Some(moto.endpoint.clone()),
+        ..AwsOptions::default()
+    };
+
+    let err = AwsAccount::connect(options)
+        .await
+        .expect_err("no region anywhere");
+
+    assert_eq!(err.kind, ErrorKind::Validation);
+    assert!(err.message.contains("--region"), "{err}");
+}
+
+#[tokio::test]
 async fn the_al2023_public_parameter_resolves_to_an_image() {
     let server = moto::session().await;
     let (_, cloud) = home(server.as_ref().expect("server")).await;
@@ -354,20 +389,15 @@ async fn assert_no_image(cloud: &Cloud, id: &ImageId) {
     }
 }
 
-#[tokio::test]
-async fn an_image_is_made_copied_shared_and_retired() {
-    let server = moto::session().await;
-    let moto = server.as_ref().expect("server");
-    let (account, cloud) = home(moto).await;
-    let builder = builder_instance(moto, &cloud, "run-3").await;
-    let image_tags = tags(&[(TAG_RUN_ID, "run-3"), (TAG_ROLE, "image")]);
-
+/// An image made from a fresh builder, tagged with the run.
+async fn baked_image(moto: &Moto, cloud: &Cloud, run_id: &str) -> Image {
+    let builder = builder_instance(moto, cloud, run_id).await;
     // moto: CreateImage fails (HTTP 500) on a snapshot TagSpecification, which kiln
     // always sends with tags; so the image is made untagged and tagged afterwards here.
     // The request kiln sends is asserted on recorded responses.
     let request = CreateImage {
         instance_id: builder.id.clone(),
-        name: "web-2026.01.0".to_string(),
+        name: format!("web-{run_id}"),
         description: "web base layer".to_string(),
         tags: Tags::new(),
     };
@@ -376,21 +406,40 @@ async fn an_image_is_made_copied_shared_and_retired() {
         .create_image(&request)
         .await
         .expect("create image");
+    let image_tags = tags(&[(TAG_RUN_ID, run_id), (TAG_ROLE, "image")]);
     cloud
         .compute
         .create_tags(&[image_id.to_string()], &image_tags)
         .await
         .expect("tag the image");
-    let images = describe_image(&cloud, &image_id).await;
+    let mut images = describe_image(cloud, &image_id).await;
     assert_eq!(images.len(), 1);
-    let image = &images[0];
-    assert_eq!(image.name, "web-2026.01.0");
-    assert_eq!(image.tags, image_tags);
+    images.remove(0)
+}
+
+#[tokio::test]
+async fn an_image_is_made_and_found_by_name_owner_and_tags() {
+    let server = moto::session().await;
+    let moto = server.as_ref().expect("server");
+    let (_, cloud) = home(moto).await;
+
+    let image = baked_image(moto, &cloud, "run-3").await;
+
+    assert_eq!(image.name, "web-run-3");
+    assert_eq!(
+        image.tags.get(TAG_RUN_ID).map(String::as_str),
+        Some("run-3")
+    );
     assert_eq!(image.owner_id, moto::ACCOUNT_ID);
+    assert!(
+        !snapshots_of(&image).is_empty(),
+        "an image from an instance has snapshots"
+    );
     let by_name = ImageFilter {
         owners: vec!["self".to_string()],
-        name: Some("web-2026.*".to_string()),
+        name: Some("web-run-*".to_string()),
         tags: tags(&[(TAG_ROLE, "image")]),
+        tag_keys: vec![TAG_RUN_ID.to_string()],
         ..ImageFilter::default()
     };
     let named = cloud
@@ -398,21 +447,38 @@ async fn an_image_is_made_copied_shared_and_retired() {
         .describe_images(&by_name)
         .await
         .expect("by name");
-    assert_eq!(named.iter().map(|i| &i.id).collect::<Vec<_>>(), [&image_id]);
+    assert_eq!(named.iter().map(|i| &i.id).collect::<Vec<_>>(), [&image.id]);
+    let other_role = ImageFilter {
+        tags: tags(&[(TAG_ROLE, "test")]),
+        ..by_name
+    };
+    let none = cloud
+        .compute
+        .describe_images(&other_role)
+        .await
+        .expect("by other tag");
+    assert!(none.is_empty(), "{none:?}");
+}
 
-    // Copy to a second region, then share with another account.
+#[tokio::test]
+async fn an_image_is_copied_shared_and_retired() {
+    let server = moto::session().await;
+    let moto = server.as_ref().expect("server");
+    let (account, cloud) = home(moto).await;
+    let image = baked_image(moto, &cloud, "run-4").await;
+
     let other = account.region(OTHER_REGION).await.expect("other region");
     let copy = CopyImage {
         source_region: REGION.to_string(),
-        source_image_id: image_id.clone(),
+        source_image_id: image.id.clone(),
         name: image.name.clone(),
         description: "web base layer".to_string(),
         encrypted: false,
         kms_key_id: None,
-        tags: image_tags.clone(),
+        tags: image.tags.clone(),
     };
     let copied = other.compute.copy_image(&copy).await.expect("copy image");
-    assert_ne!(copied, image_id);
+    assert_ne!(copied, image.id);
     let copies = describe_image(&other, &copied).await;
     assert_eq!(copies.len(), 1, "the copy is in {OTHER_REGION}");
     assert_eq!(copies[0].name, image.name);
@@ -428,23 +494,18 @@ async fn an_image_is_made_copied_shared_and_retired() {
         .expect("share");
 
     // Retire the original: deregister, then delete its snapshots.
-    let snapshots = snapshots_of(image);
-    assert!(
-        !snapshots.is_empty(),
-        "an image from an instance has snapshots"
-    );
+    let snapshots = snapshots_of(&image);
     let listed = cloud
         .compute
         .describe_snapshots(&snapshots, &Tags::new())
-        .await
-        .expect("snaps");
-    assert_eq!(listed.len(), snapshots.len());
+        .await;
+    assert_eq!(listed.expect("snapshots").len(), snapshots.len());
     cloud
         .compute
-        .deregister_image(&image_id)
+        .deregister_image(&image.id)
         .await
         .expect("deregister");
-    assert_no_image(&cloud, &image_id).await;
+    assert_no_image(&cloud, &image.id).await;
     for snapshot in &snapshots {
         cloud
             .compute
@@ -667,22 +728,26 @@ async fn target_group(cloud: &Cloud, name: &str, vpc: &str) -> TargetGroup {
         .expect("target group")
 }
 
-#[tokio::test]
-async fn a_group_is_created_updated_and_described() {
-    let server = moto::session().await;
-    let moto = server.as_ref().expect("server");
-    let (_, cloud) = home(moto).await;
-    let subnet = default_subnet(&cloud).await;
+/// The group every Auto Scaling test starts from: "web", two instances from version 1 of
+/// template "web", behind target group "web-blue".
+struct WebGroup {
+    template: GroupTemplate,
+    target_group: TargetGroup,
+    subnet: Subnet,
+}
+
+async fn web_group(moto: &Moto, cloud: &Cloud) -> WebGroup {
+    let subnet = default_subnet(cloud).await;
+    let image = al2023(cloud).await;
     let template_id = moto
-        .create_launch_template(REGION, "web", al2023(&cloud).await.as_str())
+        .create_launch_template(REGION, "web", image.as_str())
         .await;
-    let tg = target_group(&cloud, "web-blue", &subnet.vpc_id).await;
+    let target_group = target_group(cloud, "web-blue", &subnet.vpc_id).await;
     let template = GroupTemplate {
         template_id: Some(LaunchTemplateId::new(template_id)),
         template_name: None,
         version: "1".to_string(),
     };
-
     let request = CreateGroup {
         name: "web".to_string(),
         template: template.clone(),
@@ -690,7 +755,7 @@ async fn a_group_is_created_updated_and_described() {
         max_size: 4,
         desired_capacity: 2,
         subnet_ids: vec![subnet.id.clone()],
-        target_group_arns: vec![tg.arn.clone()],
+        target_group_arns: vec![target_group.arn.clone()],
         health_check_type: "ELB".to_string(),
         health_check_grace: std::time::Duration::from_secs(120),
         default_instance_warmup: Some(std::time::Duration::from_secs(90)),
@@ -701,29 +766,52 @@ async fn a_group_is_created_updated_and_described() {
         .create_group(&request)
         .await
         .expect("create group");
-    let groups = cloud
+    WebGroup {
+        template,
+        target_group,
+        subnet,
+    }
+}
+
+async fn the_web_group(cloud: &Cloud) -> Group {
+    let mut groups = cloud
         .scaling
         .describe_groups(&["web".to_string()])
         .await
-        .expect("describe");
-    assert_eq!(groups.len(), 1);
-    let group = &groups[0];
+        .expect("web");
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    groups.remove(0)
+}
+
+#[tokio::test]
+async fn a_group_is_created_and_described() {
+    let server = moto::session().await;
+    let moto = server.as_ref().expect("server");
+    let (_, cloud) = home(moto).await;
+
+    let web = web_group(moto, &cloud).await;
+
+    let group = the_web_group(&cloud).await;
     assert_eq!(
         (group.min_size, group.max_size, group.desired_capacity),
         (1, 4, 2)
     );
     // AWS answers with both the id and the name of the template.
     let launched_from = group.launch_template.clone().expect("a template");
-    assert_eq!(launched_from.template_id, template.template_id);
+    assert_eq!(launched_from.template_id, web.template.template_id);
     assert_eq!(launched_from.template_name.as_deref(), Some("web"));
     assert_eq!(launched_from.version, "1");
-    assert_eq!(group.target_group_arns, std::slice::from_ref(&tg.arn));
+    assert!(!group.mixed_instances);
+    assert_eq!(
+        group.target_group_arns,
+        std::slice::from_ref(&web.target_group.arn)
+    );
     assert_eq!(group.health_check_type, "ELB");
     assert_eq!(
         group.health_check_grace,
         std::time::Duration::from_secs(120)
     );
-    assert_eq!(group.subnet_ids, std::slice::from_ref(&subnet.id));
+    assert_eq!(group.subnet_ids, std::slice::from_ref(&web.subnet.id));
     assert_eq!(
         group.tags.get(TAG_MANAGED_BY).map(String::as_str),
         Some("web")
@@ -735,7 +823,32 @@ async fn a_group_is_created_updated_and_described() {
         "{:?}",
         group.instances
     );
+    let every = cloud
+        .scaling
+        .describe_groups(&[])
+        .await
+        .expect("every group");
+    assert_eq!(every.len(), 1);
 
+    cloud
+        .scaling
+        .delete_group("web", true)
+        .await
+        .expect("delete");
+    let left = cloud
+        .scaling
+        .describe_groups(&["web".to_string()])
+        .await
+        .expect("describe");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn a_group_is_updated_locked_and_suspended() {
+    let server = moto::session().await;
+    let moto = server.as_ref().expect("server");
+    let (_, cloud) = home(moto).await;
+    let web = web_group(moto, &cloud).await;
     let version = NewTemplateVersion {
         template: TemplateRef::Name("web".to_string()),
         source_version: 1,
@@ -747,11 +860,12 @@ async fn a_group_is_created_updated_and_described() {
         .create_launch_template_version(&version)
         .await
         .expect("version 2");
+
     let update = UpdateGroup {
         name: "web".to_string(),
         template: Some(GroupTemplate {
             version: "2".to_string(),
-            ..template.clone()
+            ..web.template.clone()
         }),
         min_size: Some(2),
         max_size: Some(6),
@@ -776,18 +890,14 @@ async fn a_group_is_created_updated_and_described() {
         .await
         .expect("suspend");
 
-    let group = &cloud
-        .scaling
-        .describe_groups(&[])
-        .await
-        .expect("every group")[0];
+    let group = the_web_group(&cloud).await;
     assert_eq!(
         (group.min_size, group.max_size, group.desired_capacity),
         (2, 6, 3)
     );
     assert_eq!(
-        group.launch_template.as_ref().map(|t| t.version.as_str()),
-        Some("2")
+        group.launch_template.map(|t| t.version),
+        Some("2".to_string())
     );
     assert_eq!(
         group.tags.get("kiln:lock").map(String::as_str),
@@ -805,8 +915,20 @@ async fn a_group_is_created_updated_and_described() {
         .delete_group_tags("web", &["kiln:lock".to_string()])
         .await
         .expect("unlock");
-    let instance = group.instances[0].id.clone();
+    let group = the_web_group(&cloud).await;
+    assert!(group.suspended_processes.is_empty());
+    assert!(!group.tags.contains_key("kiln:lock"));
+}
+
+#[tokio::test]
+async fn group_instances_are_protected_put_in_standby_and_target_groups_moved() {
+    let server = moto::session().await;
+    let moto = server.as_ref().expect("server");
+    let (_, cloud) = home(moto).await;
+    let web = web_group(moto, &cloud).await;
+    let instance = the_web_group(&cloud).await.instances[0].id.clone();
     let one = std::slice::from_ref(&instance);
+
     cloud
         .scaling
         .set_instance_protection("web", one, true)
@@ -817,13 +939,7 @@ async fn a_group_is_created_updated_and_described() {
         .enter_standby("web", one, false)
         .await
         .expect("standby");
-    let group = &cloud
-        .scaling
-        .describe_groups(&[])
-        .await
-        .expect("every group")[0];
-    assert!(group.suspended_processes.is_empty());
-    assert!(!group.tags.contains_key("kiln:lock"));
+    let group = the_web_group(&cloud).await;
     let member = group
         .instances
         .iter()
@@ -837,33 +953,27 @@ async fn a_group_is_created_updated_and_described() {
         .exit_standby("web", one)
         .await
         .expect("exit standby");
+    let group = the_web_group(&cloud).await;
+    let member = group
+        .instances
+        .iter()
+        .find(|i| i.id == instance)
+        .expect("member");
+    assert_ne!(member.lifecycle_state, "Standby");
+
+    let arns = std::slice::from_ref(&web.target_group.arn);
     cloud
         .scaling
-        .detach_target_groups("web", std::slice::from_ref(&tg.arn))
+        .detach_target_groups("web", arns)
         .await
         .expect("detach");
-    let group = &cloud
-        .scaling
-        .describe_groups(&[])
-        .await
-        .expect("every group")[0];
-    assert!(group.target_group_arns.is_empty());
+    assert!(the_web_group(&cloud).await.target_group_arns.is_empty());
     cloud
         .scaling
-        .attach_target_groups("web", std::slice::from_ref(&tg.arn))
+        .attach_target_groups("web", arns)
         .await
         .expect("attach");
-    cloud
-        .scaling
-        .delete_group("web", true)
-        .await
-        .expect("delete");
-    let left = cloud
-        .scaling
-        .describe_groups(&["web".to_string()])
-        .await
-        .expect("describe");
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(the_web_group(&cloud).await.target_group_arns, arns);
 }
 
 #[tokio::test]

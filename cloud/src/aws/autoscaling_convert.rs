@@ -5,10 +5,15 @@ use aws_sdk_autoscaling::types as asg;
 use super::convert::{seconds, seconds_i32, tags_from, timestamp_opt};
 use crate::types::*;
 
+/// A template as Auto Scaling takes it: by id, or by name when there is no id. AWS
+/// answers with both but refuses a request that names both, so a template read from a
+/// group can be sent back as it is.
 pub(crate) fn template_spec(t: &GroupTemplate) -> asg::LaunchTemplateSpecification {
+    let id = t.template_id.as_ref().map(ToString::to_string);
+    let name = t.template_name.clone().filter(|_| id.is_none());
     asg::LaunchTemplateSpecification::builder()
-        .set_launch_template_id(t.template_id.as_ref().map(ToString::to_string))
-        .set_launch_template_name(t.template_name.clone())
+        .set_launch_template_id(id)
+        .set_launch_template_name(name)
         .version(&t.version)
         .build()
 }

@@ -4,8 +4,9 @@
 //! The kind comes from the error code in the response metadata (the code that the typed
 //! error variants are generated from), then from the HTTP status when AWS sent no code.
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::result::{DispatchFailure, SdkError};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -170,61 +171,75 @@ pub(crate) fn from_sdk<E>(call: Call<'_>, err: SdkError<E, HttpResponse>) -> Clo
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    let context = || DisplayErrorContext(&err).to_string();
     match &err {
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status().as_u16();
-            let code = match service.err().code() {
-                Some(code) if !code.is_empty() => code.to_string(),
-                _ => format!("HTTP{status}"),
-            };
-            let message = match service.err().message() {
-                Some(message) if !message.is_empty() => message.to_string(),
-                _ => format!(
-                    "HTTP {status} without an AWS error: {}",
-                    excerpt(service.raw())
-                ),
-            };
-            call.error(kind_for_code(&code, Some(status)), &code, message)
-        }
+        SdkError::ServiceError(service) => answered(&call, service.err(), service.raw()),
         SdkError::ResponseError(response) => {
             let status = response.raw().status().as_u16();
             let message = format!("HTTP {status}, unreadable: {}", excerpt(response.raw()));
-            call.error(
-                kind_for_status(Some(status)),
-                &format!("HTTP{status}"),
-                message,
-            )
+            let code = format!("HTTP{status}");
+            call.error(kind_for_status(Some(status)), &code, message)
         }
         SdkError::TimeoutError(_) => call.error(
             ErrorKind::Transport,
             "Timeout",
-            format!(
-                "{}; check the network and the endpoint",
-                DisplayErrorContext(&err)
-            ),
+            format!("{}; check the network and the endpoint", context()),
         ),
-        SdkError::DispatchFailure(_) => call.error(
-            ErrorKind::Transport,
-            "DispatchFailure",
-            format!(
-                "{}; check the network and the endpoint",
-                DisplayErrorContext(&err)
-            ),
-        ),
+        SdkError::DispatchFailure(failure) => not_sent(&call, failure, &err),
         SdkError::ConstructionFailure(_) => call.error(
             ErrorKind::Validation,
             "ConstructionFailure",
-            format!(
-                "{}; check the credentials and the region",
-                DisplayErrorContext(&err)
-            ),
+            format!("{}; check the region and the request", context()),
         ),
-        _ => call.error(
-            ErrorKind::Other,
-            "Unknown",
-            DisplayErrorContext(&err).to_string(),
-        ),
+        _ => call.error(ErrorKind::Other, "Unknown", context()),
     }
+}
+
+/// An error AWS answered: its code and message, or the status and body when it sent none.
+fn answered<E: ProvideErrorMetadata>(call: &Call<'_>, err: &E, raw: &HttpResponse) -> CloudError {
+    let status = raw.status().as_u16();
+    let code = match err.code() {
+        Some(code) if !code.is_empty() => code.to_string(),
+        _ => format!("HTTP{status}"),
+    };
+    let message = match err.message() {
+        Some(message) if !message.is_empty() => message.to_string(),
+        _ => format!("HTTP {status} without an AWS error: {}", excerpt(raw)),
+    };
+    call.error(kind_for_code(&code, Some(status)), &code, message)
+}
+
+/// A request that never reached AWS: the network, or no credentials to sign it with.
+fn not_sent(
+    call: &Call<'_>,
+    failure: &DispatchFailure,
+    err: &(dyn std::error::Error + 'static),
+) -> CloudError {
+    let context = DisplayErrorContext(err).to_string();
+    if failure.is_io() || failure.is_timeout() {
+        let message = format!("{context}; check the network and the endpoint");
+        return call.error(ErrorKind::Transport, "DispatchFailure", message);
+    }
+    if has_source::<CredentialsError>(err) {
+        let message = format!(
+            "{context}; check the profile (`aws sso login` for SSO), the environment's \
+             credentials or the instance role"
+        );
+        return call.error(ErrorKind::AccessDenied, "CredentialsNotLoaded", message);
+    }
+    call.error(ErrorKind::Other, "DispatchFailure", context)
+}
+
+/// Whether an error of type `T` is anywhere in the chain of sources.
+fn has_source<T: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.is::<T>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// The start of a response body, on one line: enough to recognise an HTML error page.

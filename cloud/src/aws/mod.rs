@@ -176,7 +176,7 @@ async fn load_config(options: &AwsOptions) -> SdkConfig {
 }
 
 /// The account id of the credentials in use (STS GetCallerIdentity needs no permission).
-async fn caller_account(config: &SdkConfig, region: &str) -> CloudResult<String> {
+pub(crate) async fn caller_account(config: &SdkConfig, region: &str) -> CloudResult<String> {
     let call = || error::Call {
         operation: "GetCallerIdentity",
         resource: "the configured credentials".to_string(),

@@ -80,7 +80,14 @@ fn set_dummy_credentials() {
         ] {
             std::env::set_var(key, value);
         }
-        for key in ["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"] {
+        let unset = [
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+        ];
+        for key in unset {
             std::env::remove_var(key);
         }
     });

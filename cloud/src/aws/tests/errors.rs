@@ -1,5 +1,8 @@
 //! Errors that never came from AWS: a dead endpoint, and an answer that is not AWS's.
 
+use aws_credential_types::credential_fn::provide_credentials_fn;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ssm::Client;
 use aws_smithy_mocks::mock;
 
@@ -80,4 +83,30 @@ async fn a_missing_parameter_is_none_not_an_error() {
         .expect("no error");
 
     assert_eq!(found, None);
+}
+
+#[tokio::test]
+async fn credentials_that_cannot_load_are_access_denied() {
+    let nothing = provide_credentials_fn(|| async {
+        Err(CredentialsError::not_loaded("the SSO session has expired"))
+    });
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(SharedCredentialsProvider::new(nothing))
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+
+    let err = crate::aws::caller_account(&config, REGION)
+        .await
+        .expect_err("no credentials");
+
+    assert_eq!(err.kind, ErrorKind::AccessDenied, "{err}");
+    assert_eq!(err.code, "CredentialsNotLoaded");
+    assert_eq!(err.operation, "GetCallerIdentity");
+    assert!(err.message.contains("the SSO session has expired"), "{err}");
+    assert!(
+        err.message.contains("aws sso login"),
+        "says what to do: {err}"
+    );
 }

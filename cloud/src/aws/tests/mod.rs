@@ -6,6 +6,7 @@
 
 mod cloudwatch;
 mod ec2;
+mod elb;
 mod errors;
 mod refresh;
 mod ssm;

@@ -34,10 +34,11 @@ fn preferences(auto_rollback: bool) -> RefreshPreferences {
     }
 }
 
+/// A template as DescribeAutoScalingGroups answers it: with both id and name.
 fn numbered(version: &str) -> GroupTemplate {
     GroupTemplate {
         template_id: Some(LaunchTemplateId::new("lt-0abc")),
-        template_name: None,
+        template_name: Some("web".to_string()),
         version: version.to_string(),
     }
 }
@@ -70,6 +71,11 @@ fn with_desired_version(r: &StartInstanceRefreshInput) -> bool {
         .and_then(|d| d.launch_template())
         .expect("a desired launch template");
     assert_eq!(template.launch_template_id(), Some("lt-0abc"));
+    assert_eq!(
+        template.launch_template_name(),
+        None,
+        "AWS refuses both id and name"
+    );
     assert_eq!(
         template.version(),
         Some("7"),
