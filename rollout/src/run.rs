@@ -46,11 +46,13 @@ pub async fn rollout(
             group,
             format!("already on {}: nothing to do", plan.image),
         );
+        // The outcome counts what runs the image now, not what this run changed.
+        let on_new = on_new_image(cloud, group, &plan.image).await?;
         return Ok(outcome(
             plan,
             plan.template.source_version,
             status::NO_CHANGE,
-            0,
+            on_new,
             Vec::new(),
         ));
     }

@@ -1,0 +1,77 @@
+//! Runs one parsed command line: logging, the runtime, the signals, the dispatch.
+
+use std::io::IsTerminal;
+
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, GlobalArgs, PipelineCommand};
+use crate::{cmd, exit, signals};
+
+/// Runs the command and returns the process exit code; errors are printed on stderr.
+pub fn main(cli: Cli) -> u8 {
+    init_logging(&cli.global);
+    let runtime = match runtime(&cli.global) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kiln: cannot start the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("kiln: error: {e:#}");
+            exit::code_of(&e)
+        }
+    }
+}
+
+/// A single-threaded runtime; on the simulated account its clock is paused, so that
+/// simulated minutes of waiting pass as soon as nothing else is left to do.
+fn runtime(global: &GlobalArgs) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    if global.sim.is_some() {
+        builder.start_paused(true);
+    }
+    builder.build()
+}
+
+/// Logs on stderr beside the progress lines. The libraries' milestones already reach the
+/// watcher as progress events, so their logs start at warn; `-v` adds their info and
+/// debug lines, `-vv` everything. The AWS SDK stays at warn unless `KILN_LOG` says
+/// otherwise, since its info lines describe every request.
+fn init_logging(global: &GlobalArgs) {
+    let libraries = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let default =
+        format!("warn,kiln_cloud={libraries},kiln_builder={libraries},kiln_rollout={libraries}");
+    let filter = EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    signals::watch(cancel.clone());
+    let global = &cli.global;
+    match &cli.command {
+        Command::Validate(args) => cmd::validate::run(global, args),
+        Command::Plan(args) => cmd::plan::run(global, args).await,
+        Command::Bake(args) => cmd::bake::run(global, args, &cancel).await,
+        Command::Rollout(args) => cmd::rollout::run(global, args, &cancel).await,
+        Command::Pipeline(PipelineCommand::Run(args)) => {
+            cmd::pipeline_run::run(global, args, &cancel).await
+        }
+    }
+}

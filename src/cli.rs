@@ -1,0 +1,123 @@
+//! Command-line arguments: the global options and one subcommand per job.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::pipeline::StrategyName;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Bake golden AMIs over SSM and roll them out to Auto Scaling groups"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Act on the simulated account kept in this state file instead of AWS (created from the
+    /// pipeline's account seed when missing).
+    #[arg(long, global = true, value_name = "STATE")]
+    pub sim: Option<PathBuf>,
+
+    /// Faults to inject into the simulated account (YAML); needs --sim.
+    #[arg(long, global = true, value_name = "FILE", requires = "sim")]
+    pub faults: Option<PathBuf>,
+
+    /// How results are printed on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// AWS region (default: the pipeline's, then the AWS configuration's).
+    #[arg(long, global = true, env = "AWS_REGION")]
+    pub region: Option<String>,
+
+    /// AWS profile from the shared config and credentials files.
+    #[arg(long, global = true, env = "AWS_PROFILE")]
+    pub profile: Option<String>,
+
+    /// Send AWS calls to this endpoint (an emulator, a private endpoint).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// No progress bars, one plain line per event (the default when stderr is not a terminal).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    /// More log detail on stderr (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a pipeline file, its recipes and templates; change nothing.
+    Validate(FileArgs),
+    /// Show every change a bake and rollout would make; change nothing.
+    Plan(FileArgs),
+    /// Bake the pipeline's image (or reuse one with the same inputs).
+    Bake(FileArgs),
+    /// Roll an image out to the pipeline's targets.
+    Rollout(RolloutArgs),
+    /// Run a whole pipeline.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// The pipeline file (YAML).
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// The pipeline file (YAML).
+    pub file: PathBuf,
+    /// The image to roll out (`ami-…`).
+    #[arg(long)]
+    pub image: String,
+    /// Only this target (default: every target of the file).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Override the target's strategy.
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyName>,
+}
+
+impl ValueEnum for StrategyName {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Rolling, Self::Canary, Self::BlueGreen, Self::InPlace]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            Self::Rolling => "rolling",
+            Self::Canary => "canary",
+            Self::BlueGreen => "blue-green",
+            Self::InPlace => "in-place",
+        }))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Bake the image, then roll it out to every target.
+    Run(FileArgs),
+}

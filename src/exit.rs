@@ -1,0 +1,48 @@
+//! Exit codes a pipeline can branch on.
+//!
+//! Jenkins and the monthly job decide what to do next from the code alone: retry later
+//! (locked), page someone (rollback failed), or fix the input (bad input).
+
+/// Everything worked.
+pub const OK: u8 = 0;
+/// A failure that fits no other code (an AWS error, a timeout).
+pub const FAILED: u8 = 1;
+/// The input was refused before anything changed (file, line and fix in the message).
+pub const BAD_INPUT: u8 = 2;
+/// The bake failed (a step, the image, the test); what it created was removed.
+pub const BAKE_FAILED: u8 = 3;
+/// The rollout failed and was rolled back: the group serves the previous image.
+pub const ROLLED_BACK: u8 = 4;
+/// The rollout failed and could not be rolled back: a person must look now.
+pub const NEEDS_ATTENTION: u8 = 5;
+/// Another rollout holds the group, or a refresh is already running: try again later.
+pub const LOCKED: u8 = 6;
+/// Interrupted (Ctrl-C, SIGTERM); what the run had started was cleaned up.
+pub const INTERRUPTED: u8 = 130;
+
+/// An error that carries the exit code it should end the process with.
+#[derive(Debug, thiserror::Error)]
+// The whole chain of the inner error is printed here and not offered as a `source`, so
+// that `{:#}` prints it once.
+#[error("{error:#}")]
+pub struct Exit {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Exit {
+    pub fn new(code: u8, error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code,
+            error: error.into(),
+        }
+    }
+}
+
+/// The exit code for an error chain: the first [`Exit`] found in it, else [`FAILED`].
+pub fn code_of(error: &anyhow::Error) -> u8 {
+    error
+        .chain()
+        .find_map(|e| e.downcast_ref::<Exit>())
+        .map_or(FAILED, |exit| exit.code)
+}

@@ -1,0 +1,373 @@
+//! The pipeline file: what to bake, where to distribute it and which groups take it.
+//!
+//! Loading turns the raw YAML into a checked [`Pipeline`]: every path resolved against
+//! the file's folder, every name checked, before any call to AWS. Errors name the file,
+//! the line and column, and what to change.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kiln_rollout::{
+    BlueGreenSettings, CanarySettings, Gates, InPlaceSettings, RollingSettings,
+    Timeouts as RolloutTimeouts,
+};
+use serde::{Deserialize, Serialize};
+
+/// The public parameter that names the newest Amazon Linux 2023 image.
+pub const AL2023_PARAMETER: &str =
+    "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+
+/// A pipeline file as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// The image family: names, tags and channels derive from it.
+    pub image: ImageSection,
+    pub builder: BuilderSection,
+    #[serde(default)]
+    pub distribute: DistributeSection,
+    #[serde(default)]
+    pub targets: Vec<TargetSection>,
+    /// The simulated account this example starts from (`--sim`).
+    #[serde(default)]
+    pub simulation: Option<SimulationSection>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSection {
+    pub name: String,
+    pub region: String,
+    #[serde(with = "serde_yaml_ng::with::singleton_map")]
+    pub source: SourceSection,
+    pub recipes: Vec<String>,
+    /// Relative to the pipeline file.
+    #[serde(default = "default_recipes_dir")]
+    pub recipes_dir: PathBuf,
+    #[serde(default = "default_templates_dir")]
+    pub templates_dir: PathBuf,
+    #[serde(default)]
+    pub variables: BTreeMap<String, serde_json::Value>,
+    /// An explicit version; by default one is made from the date and a build number.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SourceSection {
+    /// A Parameter Store name that holds an AMI id (the public AL2023 one by default).
+    Parameter(String),
+    /// A fixed AMI id.
+    ImageId(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuilderSection {
+    pub instance_type: String,
+    /// A subnet id, or tags that pick one.
+    #[serde(with = "serde_yaml_ng::with::singleton_map")]
+    pub subnet: SubnetSection,
+    pub instance_profile: String,
+    #[serde(default)]
+    pub root_volume: Option<RootVolumeSection>,
+    #[serde(default)]
+    pub timeouts: TimeoutsSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SubnetSection {
+    Id(String),
+    Tags(BTreeMap<String, String>),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootVolumeSection {
+    pub size_gib: i32,
+    #[serde(default = "yes")]
+    pub encrypted: bool,
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+}
+
+/// Bake budgets; each left out keeps the library's documented default.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSection {
+    #[serde(default, with = "humantime_serde")]
+    pub boot: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub agent_online: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub image_available: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub instance_terminated: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistributeSection {
+    /// Parameter Store channel the new image is published to (`/kiln/<image>/<channel>`).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Other regions the image is copied to.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Accounts given launch permission.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+/// One group that takes the image, and how.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    pub name: String,
+    pub group: String,
+    /// The launch template's name.
+    pub launch_template: String,
+    #[serde(default)]
+    pub target_group: Option<String>,
+    #[serde(default)]
+    pub load_balancer: Option<String>,
+    /// The strategy used unless `--strategy` names another.
+    pub strategy: StrategyName,
+    /// Settings of each strategy this target may be rolled out with; a strategy left out
+    /// runs with the documented defaults (in place needs its fix script).
+    #[serde(default)]
+    pub rolling: Option<RollingSettings>,
+    #[serde(default)]
+    pub canary: Option<CanarySettings>,
+    #[serde(default)]
+    pub blue_green: Option<BlueGreenSettings>,
+    #[serde(default)]
+    pub in_place: Option<InPlaceSettings>,
+    #[serde(default)]
+    pub gates: Gates,
+    #[serde(default)]
+    pub timeouts: RolloutTimeouts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyName {
+    Rolling,
+    Canary,
+    BlueGreen,
+    InPlace,
+}
+
+impl fmt::Display for StrategyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Rolling => "rolling",
+            Self::Canary => "canary",
+            Self::BlueGreen => "blue-green",
+            Self::InPlace => "in-place",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulationSection {
+    /// The account seed (YAML), relative to the pipeline file.
+    pub seed: PathBuf,
+}
+
+fn default_recipes_dir() -> PathBuf {
+    PathBuf::from("../../recipes")
+}
+
+fn default_templates_dir() -> PathBuf {
+    PathBuf::from("../../templates")
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A refused pipeline file: where, what, and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot read pipeline file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}\n  hint: {hint}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        hint: String,
+    },
+}
+
+/// A loaded pipeline: the file as written, and where it lives.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub path: PathBuf,
+    pub file: PipelineFile,
+    text: String,
+}
+
+impl Pipeline {
+    /// Reads, parses and checks a pipeline file. Nothing outside the file is touched.
+    pub fn load(path: &Path) -> Result<Self, PipelineError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: PipelineFile = serde_yaml_ng::from_str(&text).map_err(|e| {
+            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            PipelineError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.to_string(),
+                hint: parse_hint(&e.to_string()),
+            }
+        })?;
+        let pipeline = Self {
+            path: path.to_path_buf(),
+            file,
+            text,
+        };
+        pipeline.check()?;
+        Ok(pipeline)
+    }
+
+    /// The folder relative paths in the file start from.
+    pub fn base_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    pub fn resolve(&self, relative: &Path) -> PathBuf {
+        self.base_dir().join(relative)
+    }
+
+    /// The target named `name`, or an error listing those there are.
+    pub fn target(&self, name: &str) -> Result<&TargetSection, PipelineError> {
+        self.file
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = self.file.targets.iter().map(|t| t.name.as_str()).collect();
+                self.invalid(
+                    "targets:",
+                    format!("no target named `{name}`"),
+                    format!("targets in this file: {}", names.join(", ")),
+                )
+            })
+    }
+
+    /// An error pointing at the first line that contains `needle`.
+    pub fn invalid(&self, needle: &str, message: String, hint: String) -> PipelineError {
+        let line = self
+            .text
+            .lines()
+            .position(|l| l.contains(needle))
+            .map_or(1, |i| i + 1);
+        PipelineError::Invalid {
+            path: self.path.clone(),
+            line,
+            column: 1,
+            message,
+            hint,
+        }
+    }
+
+    fn check(&self) -> Result<(), PipelineError> {
+        let image = &self.file.image;
+        check_name(self, "name:", &image.name, IMAGE_NAME_MAX)?;
+        if image.recipes.is_empty() {
+            return Err(self.invalid(
+                "recipes:",
+                "the image lists no recipes".into(),
+                "list the recipes to bake, e.g. `recipes: [base-os]`".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for target in &self.file.targets {
+            if !seen.insert(target.name.as_str()) {
+                return Err(self.invalid(
+                    &format!("name: {}", target.name),
+                    format!("target `{}` is defined twice", target.name),
+                    "give every target its own name".into(),
+                ));
+            }
+        }
+        for region in std::iter::once(&image.region).chain(&self.file.distribute.regions) {
+            check_region(self, region)?;
+        }
+        Ok(())
+    }
+}
+
+/// Longest image-family name: AMI names allow 128 characters and kiln appends
+/// `-<version>` (at most 24 characters) to it.
+const IMAGE_NAME_MAX: usize = 100;
+
+fn check_name(pipeline: &Pipeline, key: &str, name: &str, max: usize) -> Result<(), PipelineError> {
+    let valid = !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        return Ok(());
+    }
+    Err(pipeline.invalid(
+        &format!("{key} {name}"),
+        format!("`{name}` is not a valid image name"),
+        format!("use 1 to {max} letters, digits, `-`, `_` or `.`"),
+    ))
+}
+
+fn check_region(pipeline: &Pipeline, region: &str) -> Result<(), PipelineError> {
+    // Region names are `<area>-<direction>-<number>` (ap-northeast-1, us-gov-west-1).
+    let parts: Vec<&str> = region.split('-').collect();
+    let valid = parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+    if valid {
+        return Ok(());
+    }
+    Err(pipeline.invalid(
+        region,
+        format!("`{region}` is not an AWS region name"),
+        "write a region such as `ap-northeast-1`".into(),
+    ))
+}
+
+/// A hint for the common serde errors, in the words of the fix.
+fn parse_hint(message: &str) -> String {
+    if message.contains("unknown field") {
+        "remove the key or fix its spelling; the expected keys are listed above".into()
+    } else if message.contains("missing field") {
+        "add the missing key".into()
+    } else if message.contains("invalid type") {
+        "give the value the type shown above".into()
+    } else if message.contains("unknown variant") {
+        "use one of the values listed above".into()
+    } else {
+        "fix the YAML at that line (indentation, quoting, a missing `:`)".into()
+    }
+}

@@ -1,0 +1,128 @@
+//! Shared helpers of the CLI tests: run the `kiln` binary on a simulated account in a
+//! temporary folder, and read that account afterwards.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiln::cloud::sim::SimAccount;
+use kiln::cloud::{Account, Cloud, ImageFilter, Instance, InstanceFilter};
+
+pub const POC_PIPELINE: &str = "examples/poc/pipeline.yaml";
+pub const POC_REGION: &str = "ap-northeast-1";
+
+/// A temporary folder holding one simulated account's state file.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temporary folder"),
+        }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("account.json")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).expect("write test file");
+        path
+    }
+
+    /// Runs `kiln --sim STATE --no-progress ARGS...` and returns what it printed.
+    pub fn kiln(&self, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("--sim")
+            .arg(self.state())
+            .arg("--no-progress")
+            .args(args)
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .output()
+            .expect("run kiln");
+        Run::from(output)
+    }
+
+    /// The ports of the POC region of the account this sandbox's state file holds.
+    pub async fn cloud(&self) -> (SimAccount, Cloud) {
+        let account = SimAccount::open(&self.state(), None, None).expect("open state");
+        let cloud = account.region(POC_REGION).await.expect("region");
+        (account, cloud)
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Instances of the account that kiln tagged with this role (`builder`, `test`).
+pub async fn instances_with_role(cloud: &Cloud, role: &str) -> Vec<Instance> {
+    let mut filter = InstanceFilter::default();
+    filter
+        .tags
+        .insert(kiln::cloud::TAG_ROLE.into(), role.into());
+    cloud
+        .compute
+        .describe_instances(&filter)
+        .await
+        .expect("describe instances")
+}
+
+/// Images the account owns.
+pub async fn own_images(cloud: &Cloud) -> Vec<kiln::cloud::Image> {
+    let filter = ImageFilter {
+        owners: vec!["self".into()],
+        ..ImageFilter::default()
+    };
+    cloud
+        .compute
+        .describe_images(&filter)
+        .await
+        .expect("describe images")
+}
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
