@@ -73,5 +73,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pipeline(PipelineCommand::Run(args)) => {
             cmd::pipeline_run::run(global, args, &cancel).await
         }
+        Command::Gc(args) => cmd::gc::run(global, args).await,
     }
 }

@@ -28,7 +28,7 @@ pub async fn run(
     let cloud = super::cloud(global, pipeline).await?;
     let reporter = Reporter::new(global, global.sim.is_some());
 
-    let baked = super::bake::bake(&cloud, &loaded, &reporter, cancel).await;
+    let baked = super::bake::bake(global, &cloud, &loaded, &reporter, cancel).await;
     let baked = match baked {
         Ok(baked) => baked,
         Err(e) => {
