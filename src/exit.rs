@@ -24,7 +24,7 @@ pub const INTERRUPTED: u8 = 130;
 #[derive(Debug, thiserror::Error)]
 // The whole chain of the inner error is printed here and not offered as a `source`, so
 // that `{:#}` prints it once.
-#[error("{error:#}")]
+#[error("{}", render(error))]
 pub struct Exit {
     pub code: u8,
     pub error: anyhow::Error,
@@ -37,6 +37,23 @@ impl Exit {
             error: error.into(),
         }
     }
+}
+
+/// An error chain on one line, each cause after a colon, leaving out a cause whose text
+/// the message before it already quotes (library errors often name their source).
+pub fn render(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
 }
 
 /// The exit code for an error chain: the first [`Exit`] found in it, else [`FAILED`].
