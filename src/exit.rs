@@ -63,3 +63,33 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
         .find_map(|e| e.downcast_ref::<Exit>())
         .map_or(FAILED, |exit| exit.code)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("describe images in ap-northeast-1: Throttling: rate exceeded")]
+    struct Cause;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("plan failed: {0}")]
+    struct Quoting(#[source] Cause);
+
+    #[test]
+    fn a_cause_already_quoted_is_printed_once() {
+        let error = anyhow::Error::new(Quoting(Cause)).context("bake poc-web-base");
+        assert_eq!(
+            render(&error),
+            "bake poc-web-base: plan failed: describe images in ap-northeast-1: Throttling: rate exceeded"
+        );
+    }
+
+    #[test]
+    fn the_code_is_found_under_context() {
+        let error = anyhow::Error::new(Exit::new(LOCKED, Cause)).context("target poc-web");
+        assert_eq!(code_of(&error), LOCKED);
+        assert_eq!(code_of(&anyhow::Error::new(Cause)), FAILED);
+        assert!(render(&error).ends_with("Throttling: rate exceeded"));
+    }
+}
