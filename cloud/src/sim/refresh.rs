@@ -381,7 +381,11 @@ fn advance(w: &mut World, i: usize, group: &str) -> bool {
             && m.lifecycle != STANDBY
             && !scaling::ready(w.r, g, m, warmup, w.now)
     });
-    let short = g.members.iter().filter(|m| active(m)).count() < g.group.desired_capacity as usize;
+    // A launch-first batch is complete only with its whole surge in service: a surge
+    // instance replaced for failing its health checks leaves the group short, and AWS
+    // keeps every old instance until its replacement is healthy.
+    let wanted = (g.group.desired_capacity + g.surge).max(0) as usize;
+    let short = g.members.iter().filter(|m| active(m)).count() < wanted;
     if busy || short {
         return false;
     }
