@@ -21,7 +21,7 @@ pub fn main(cli: Cli) -> u8 {
     match runtime.block_on(run(cli)) {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("kiln: error: {e:#}");
+            eprintln!("kiln: error: {}", exit::render(&e));
             exit::code_of(&e)
         }
     }

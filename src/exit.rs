@@ -24,7 +24,7 @@ pub const INTERRUPTED: u8 = 130;
 #[derive(Debug, thiserror::Error)]
 // The whole chain of the inner error is printed here and not offered as a `source`, so
 // that `{:#}` prints it once.
-#[error("{error:#}")]
+#[error("{}", render(error))]
 pub struct Exit {
     pub code: u8,
     pub error: anyhow::Error,
@@ -39,10 +39,57 @@ impl Exit {
     }
 }
 
+/// An error chain on one line, each cause after a colon, leaving out a cause whose text
+/// the message before it already quotes (library errors often name their source).
+pub fn render(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
+}
+
 /// The exit code for an error chain: the first [`Exit`] found in it, else [`FAILED`].
 pub fn code_of(error: &anyhow::Error) -> u8 {
     error
         .chain()
         .find_map(|e| e.downcast_ref::<Exit>())
         .map_or(FAILED, |exit| exit.code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("describe images in ap-northeast-1: Throttling: rate exceeded")]
+    struct Cause;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("plan failed: {0}")]
+    struct Quoting(#[source] Cause);
+
+    #[test]
+    fn a_cause_already_quoted_is_printed_once() {
+        let error = anyhow::Error::new(Quoting(Cause)).context("bake poc-web-base");
+        assert_eq!(
+            render(&error),
+            "bake poc-web-base: plan failed: describe images in ap-northeast-1: Throttling: rate exceeded"
+        );
+    }
+
+    #[test]
+    fn the_code_is_found_under_context() {
+        let error = anyhow::Error::new(Exit::new(LOCKED, Cause)).context("target poc-web");
+        assert_eq!(code_of(&error), LOCKED);
+        assert_eq!(code_of(&anyhow::Error::new(Cause)), FAILED);
+        assert!(render(&error).ends_with("Throttling: rate exceeded"));
+    }
 }

@@ -17,6 +17,17 @@ pub enum BakeError {
     SourceParameterMissing { parameter: String, region: String },
 
     #[error(
+        "channel {channel} of image {image} is empty in {region} (no parameter \
+         /kiln/{image}/{channel}); bake and distribute {image} to that channel first, or \
+         `kiln promote` a version to it"
+    )]
+    ChannelEmpty {
+        image: String,
+        channel: String,
+        region: String,
+    },
+
+    #[error(
         "source image {image} not found in {region}; check the id, the region and that \
          the account may launch it"
     )]

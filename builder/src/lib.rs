@@ -8,6 +8,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod bake;
+pub mod catalogue;
+pub mod distribute;
 pub mod error;
 pub mod hash;
 pub mod journal;

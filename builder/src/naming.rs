@@ -16,6 +16,10 @@ pub const TAG_SOURCE_IMAGE: &str = "kiln:source-image";
 pub const TAG_RECIPES: &str = "kiln:recipes";
 /// The commit of the pipeline's repository.
 pub const TAG_COMMIT: &str = "kiln:commit";
+/// The kiln image a layered bake started from (its source, read from a channel).
+pub const TAG_PARENT_IMAGE: &str = "kiln:parent-image";
+/// On a copy: `<region>/<ami>` of the image it was copied from.
+pub const TAG_COPIED_FROM: &str = "kiln:copied-from";
 /// `failed` when the image failed its test: never reuse or distribute it.
 pub const TAG_STATUS: &str = "kiln:status";
 /// The value of [`TAG_STATUS`] on an image that failed its test.
@@ -38,6 +42,11 @@ pub const ROLE_IMAGE: &str = "image";
 pub const MAX_TAG_VALUE: usize = 256;
 /// AWS rejects AMI names longer than this.
 pub const MAX_IMAGE_NAME: usize = 128;
+
+/// The Parameter Store name of an image's channel: `/kiln/<image>/<channel>`.
+pub fn channel_parameter(image_name: &str, channel: &str) -> String {
+    format!("/kiln/{image_name}/{channel}")
+}
 
 /// The AMI name of a version: `<image_name>-<version>`.
 pub fn ami_name(image_name: &str, version: &str) -> String {

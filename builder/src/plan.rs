@@ -291,15 +291,8 @@ async fn resolve_source(
 ) -> Result<(ImageId, String), BakeError> {
     let id = match source {
         SourceImage::Id(id) => id.clone(),
-        SourceImage::Parameter(name) => {
-            let parameter = retry_throttled(|| cloud.parameters.get_parameter(name, false))
-                .await
-                .map_err(|e| BakeError::cloud(format!("reading source parameter {name}"), e))?;
-            let parameter = parameter.ok_or_else(|| BakeError::SourceParameterMissing {
-                parameter: name.clone(),
-                region: cloud.region.clone(),
-            })?;
-            ImageId::new(parameter.value.trim())
+        SourceImage::Parameter(_) | SourceImage::Channel { .. } => {
+            read_source_parameter(cloud, source).await?
         }
     };
 
@@ -333,6 +326,27 @@ async fn resolve_source(
         .map(|d| d.device_name.clone())
         .unwrap_or_else(|| DEFAULT_ROOT_DEVICE.to_string());
     Ok((id, root_device))
+}
+
+/// The AMI id a parameter or a channel holds.
+async fn read_source_parameter(cloud: &Cloud, source: &SourceImage) -> Result<ImageId, BakeError> {
+    let name = source.parameter_name().unwrap_or_default();
+    let parameter = retry_throttled(|| cloud.parameters.get_parameter(&name, false))
+        .await
+        .map_err(|e| BakeError::cloud(format!("reading source parameter {name}"), e))?;
+    let missing = || match source {
+        SourceImage::Channel { image, channel } => BakeError::ChannelEmpty {
+            image: image.clone(),
+            channel: channel.clone(),
+            region: cloud.region.clone(),
+        },
+        _ => BakeError::SourceParameterMissing {
+            parameter: name.clone(),
+            region: cloud.region.clone(),
+        },
+    };
+    let parameter = parameter.ok_or_else(missing)?;
+    Ok(ImageId::new(parameter.value.trim()))
 }
 
 async fn resolve_builder(
@@ -487,6 +501,10 @@ fn image_tags(plan: &BakePlan) -> Tags {
     ]);
     if let Some(commit) = &plan.commit {
         tags.insert(naming::TAG_COMMIT.to_string(), tag_value(commit));
+    }
+    if matches!(plan.source, SourceImage::Channel { .. }) {
+        let parent = plan.source_image.to_string();
+        tags.insert(naming::TAG_PARENT_IMAGE.to_string(), parent);
     }
     tags
 }

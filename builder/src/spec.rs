@@ -19,6 +19,22 @@ pub enum SourceImage {
     Parameter(String),
     /// An AMI id.
     Id(ImageId),
+    /// The image a kiln channel points at: `/kiln/<image>/<channel>` in the bake's region.
+    /// The new image is a layer on top of it, tagged `kiln:parent-image`.
+    Channel { image: String, channel: String },
+}
+
+impl SourceImage {
+    /// The Parameter Store name this source is read from, if any.
+    pub fn parameter_name(&self) -> Option<String> {
+        match self {
+            Self::Parameter(name) => Some(name.clone()),
+            Self::Channel { image, channel } => {
+                Some(crate::naming::channel_parameter(image, channel))
+            }
+            Self::Id(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for SourceImage {
@@ -26,6 +42,7 @@ impl fmt::Display for SourceImage {
         match self {
             Self::Parameter(name) => write!(f, "parameter {name}"),
             Self::Id(id) => write!(f, "{id}"),
+            Self::Channel { image, channel } => write!(f, "channel {channel} of {image}"),
         }
     }
 }

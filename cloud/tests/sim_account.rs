@@ -133,14 +133,14 @@ async fn throttle_storm_rejects_everything_for_a_while() {
     account.set_faults(Faults::from_yaml_str("throttle_storm: { lasts: 30s }\n").unwrap());
     let err = cloud
         .parameters
-        .get_parameter("/poc/db/name", false)
+        .get_parameter("/poc/web/proxysql/admin-user", false)
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Throttled);
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(cloud
         .parameters
-        .get_parameter("/poc/db/name", false)
+        .get_parameter("/poc/web/proxysql/admin-user", false)
         .await
         .is_ok());
 }

@@ -238,13 +238,13 @@ async fn parameters_versions_secure_strings_and_public_image() {
     assert_eq!(p.value, AL2023);
     let secret = cloud
         .parameters
-        .get_parameter("/poc/db/password", false)
+        .get_parameter("/poc/web/db/password", false)
         .await
         .unwrap();
     assert_ne!(secret.unwrap().value, "fake-db-password-for-the-simulation");
     let secret = cloud
         .parameters
-        .get_parameter("/poc/db/password", true)
+        .get_parameter("/poc/web/db/password", true)
         .await
         .unwrap();
     assert_eq!(secret.unwrap().value, "fake-db-password-for-the-simulation");

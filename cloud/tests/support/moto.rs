@@ -53,10 +53,12 @@ impl Drop for Moto {
     }
 }
 
-/// Runs moto (`$0`, port `$1`, log `$2`), kills it when stdin closes, and exits when
-/// moto does, so that a server that dies at startup is noticed at once.
+/// Runs the server command (`$2...`) on port `$0` with its log in `$1`, kills it when
+/// stdin closes, and exits when it does, so that a server that dies at startup is
+/// noticed at once.
 const WATCHDOG: &str = r#"exec 3<&0
-"$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 </dev/null &
+port=$0; log=$1; shift
+"$@" -H 127.0.0.1 -p "$port" >"$log" 2>&1 </dev/null &
 pid=$!
 { read _ <&3; kill "$pid" 2>/dev/null; } &
 wait "$pid""#;
@@ -65,13 +67,37 @@ static SERVER: Mutex<Option<Moto>> = Mutex::const_new(None);
 
 /// The server for one test, reset; other tests wait until the guard is dropped.
 pub async fn session() -> MutexGuard<'static, Option<Moto>> {
+    session_of(vec![server_binary()]).await
+}
+
+/// Like [`session`], with moto started through `moto_with_agents.py`, which adds the SSM
+/// agent registration moto lacks (for whole bakes through the adapter). One test binary
+/// uses one kind of session only.
+pub async fn session_with_agents() -> MutexGuard<'static, Option<Moto>> {
+    let binary = server_binary();
+    let python = binary.with_file_name("python");
+    let launcher = workspace_root().join("cloud/tests/support/moto_with_agents.py");
+    session_of(vec![python, launcher]).await
+}
+
+async fn session_of(command: Vec<PathBuf>) -> MutexGuard<'static, Option<Moto>> {
     set_dummy_credentials();
     let mut guard = SERVER.lock().await;
     if guard.is_none() {
-        *guard = Some(Moto::start().await);
+        *guard = Some(Moto::start(&command).await);
     }
     guard.as_ref().expect("started").reset().await;
     guard
+}
+
+/// The workspace's root: the nearest folder above this package holding `Cargo.lock`.
+fn workspace_root() -> PathBuf {
+    let package = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    package
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .unwrap_or(&package)
+        .to_path_buf()
 }
 
 /// Dummy credentials, and no shared config or instance metadata: nothing of the machine
@@ -129,16 +155,16 @@ fn free_port() -> u16 {
 }
 
 impl Moto {
-    async fn start() -> Moto {
-        let binary = server_binary();
+    async fn start(command: &[PathBuf]) -> Moto {
+        let binary = command[0].clone();
         let port = free_port();
         let log = std::env::temp_dir().join(format!("kiln-moto-{port}.log"));
         let mut shell = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)
-            .arg(&binary)
             .arg(port.to_string())
             .arg(&log)
+            .args(command)
             .stdin(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
