@@ -883,3 +883,64 @@ async fn a_group_on_latest_launches_whatever_version_is_newest() {
         "the group keeps the reference"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn launch_first_with_unhealthy_replacements_keeps_every_old_instance() {
+    let (account, cloud) = poc().await;
+    account.set_faults(
+        Faults::from_yaml_str(&format!("unhealthy_images:\n  - image: {AL2023}\n")).unwrap(),
+    );
+    let desired = group(&cloud).await.desired_capacity as usize;
+    let v = new_version(&cloud, AL2023).await;
+    let before = account.timeline().len();
+    cloud
+        .scaling
+        .start_instance_refresh(&start(v, prefs(100, 150)))
+        .await
+        .unwrap();
+    let done = wait_refresh(&cloud).await;
+    assert_eq!(done.status, RefreshStatus::Failed, "{done:?}");
+    assert!(done.status_reason.unwrap().contains("health"));
+    // No gate above the sim watches here: the refresh alone must never take an old
+    // instance out while its replacements keep failing their health checks.
+    assert_eq!(min_healthy(&account, before), desired);
+    let g = group(&cloud).await;
+    let old = g
+        .instances
+        .iter()
+        .filter(|i| i.launch_template.as_ref().is_some_and(|t| t.version == "2") && i.in_service());
+    assert_eq!(old.count(), desired, "every old instance still serves");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_in_the_middle_of_a_launch_first_batch_keeps_every_serving_instance() {
+    let (account, cloud) = poc().await;
+    let v = new_version(&cloud, AL2023).await;
+    let before = account.timeline().len();
+    cloud
+        .scaling
+        .start_instance_refresh(&start(v, prefs(100, 150)))
+        .await
+        .unwrap();
+    // After the first batch, the second one's new instance is launching.
+    until(REFRESH_LIMIT, || async {
+        let r = cloud
+            .scaling
+            .describe_instance_refreshes(GROUP)
+            .await
+            .unwrap();
+        let g = group(&cloud).await;
+        let launching = g.instances.iter().any(|i| i.lifecycle_state == "Pending");
+        let past_first = r.first().is_some_and(|r| r.percentage_complete > 0);
+        (launching && past_first).then_some(())
+    })
+    .await;
+    cloud
+        .scaling
+        .rollback_instance_refresh(GROUP)
+        .await
+        .unwrap();
+    let done = wait_refresh(&cloud).await;
+    assert_eq!(done.status, RefreshStatus::RollbackSuccessful, "{done:?}");
+    assert_eq!(min_healthy(&account, before), 3);
+}

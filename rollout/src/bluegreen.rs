@@ -21,7 +21,7 @@ use crate::outcome::{status, RolloutOutcome};
 use crate::plan::RolloutPlan;
 use crate::refresh::chrono_of;
 use crate::run::{create_version, outcome, Timings, TAG_TARGET};
-use crate::spec::{BlueGreenSettings, RolloutSpec};
+use crate::spec::{AbThresholds, BlueGreenSettings, RolloutSpec};
 
 /// Group tag: `true` on the group that serves a blue/green target, `false` on the other.
 pub const TAG_LIVE: &str = "kiln:live";
@@ -58,6 +58,9 @@ pub struct BlueGreenPlan {
     /// Whether weighted steps need group-level stickiness.
     pub sticky: bool,
     pub settings: BlueGreenSettings,
+    /// An A/B canary: each traffic step below 100 % is compared with the baseline.
+    #[serde(default)]
+    pub ab: Option<AbThresholds>,
 }
 
 /// The group that serves `spec.target` now: the one tagged live, else the pipeline's.
@@ -116,6 +119,7 @@ pub(crate) async fn plan_part(
         listeners,
         sticky,
         settings: settings.clone(),
+        ab: None,
     }))
 }
 
@@ -501,7 +505,11 @@ impl Run<'_> {
         mut timings: Timings<'_>,
     ) -> Result<RolloutOutcome, RolloutError> {
         let (cloud, plan, bg) = (self.cloud, self.plan, self.bg);
-        let drain = bg.blue_target_group.deregistration_delay;
+        let mut drain = bg.blue_target_group.deregistration_delay;
+        if bg.ab.is_some() {
+            // An A/B canary at 100 % is watched as long as each step was.
+            drain = drain.max(bg.settings.step_bake);
+        }
         if let Err(stop) = self.watch_for(green, gates, drain).await? {
             self.switch(green, false).await?;
             self.tag_switched_back(green).await?;
@@ -652,10 +660,44 @@ impl Run<'_> {
                 &green.group,
                 format!("{percent}% of traffic to green"),
             );
+            let began = self.cloud.clock.now();
             if let Err(stop) = self.watch_for(green, gates, s.step_bake).await? {
                 return Ok(Err(stop));
             }
+            if let Err(stop) = self.compare_step(green, percent, began).await? {
+                return Ok(Err(stop));
+            }
         }
+        Ok(Ok(()))
+    }
+
+    /// An A/B canary's decision at the end of a traffic step, with the compared values
+    /// in the progress; a plain blue/green passes.
+    async fn compare_step(
+        &self,
+        green: &Green,
+        percent: i32,
+        began: kiln_cloud::Timestamp,
+    ) -> Result<Result<(), StopReason>, RolloutError> {
+        let Some(thresholds) = &self.bg.ab else {
+            return Ok(Ok(()));
+        };
+        let blue = &self.bg.blue_target_group;
+        let window = (began, self.cloud.clock.now());
+        let lb = blue.load_balancer_arns.first();
+        let canary = &green.target_group.arn;
+        let verdict =
+            crate::compare::compare(self.cloud, lb, canary, &blue.arn, window, thresholds).await?;
+        let text = format!("step {percent}%: {verdict}");
+        if verdict.failure.is_some() {
+            self.emit.error("compare", &green.target_group.name, text);
+            let detail = verdict.to_string();
+            return Ok(Err(StopReason::Comparison {
+                step: percent,
+                detail,
+            }));
+        }
+        self.emit.info("compare", &green.target_group.name, text);
         Ok(Ok(()))
     }
 

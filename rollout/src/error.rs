@@ -48,6 +48,8 @@ pub enum StopReason {
     RefreshEnded { status: String, reason: String },
     /// A Run Command of an in-place fix failed on an instance.
     Command { instance: String, detail: String },
+    /// An A/B canary step did worse than the baseline (the compared values in `detail`).
+    Comparison { step: i32, detail: String },
 }
 
 impl StopReason {
@@ -61,6 +63,7 @@ impl StopReason {
             Self::Cancelled => "cancelled",
             Self::RefreshEnded { .. } => "refresh_ended",
             Self::Command { .. } => "command",
+            Self::Comparison { .. } => "comparison",
         }
     }
 }
@@ -89,6 +92,12 @@ impl fmt::Display for StopReason {
             }
             Self::Command { instance, detail } => {
                 write!(f, "command: the fix failed on {instance}: {detail}")
+            }
+            Self::Comparison { step, detail } => {
+                write!(
+                    f,
+                    "comparison: the canary at {step}% did worse than the baseline: {detail}"
+                )
             }
         }
     }

@@ -100,7 +100,7 @@ pub(crate) async fn run(
         if cancel.is_cancelled() {
             return r.stopped(StopReason::Cancelled, fixed, timings);
         }
-        if let Err(stop) = r.batch(batch, &ip.script).await? {
+        if let Err(stop) = r.batch(n + 1, batch, &ip.script).await? {
             return r.stopped(stop, fixed, timings);
         }
         fixed += batch.len() as i32;
@@ -143,6 +143,7 @@ impl Run<'_> {
     /// Out of the target group, drained, fixed, probed, back in and healthy.
     async fn batch(
         &self,
+        number: usize,
         ids: &[InstanceId],
         script: &[String],
     ) -> Result<Result<(), StopReason>, RolloutError> {
@@ -154,7 +155,9 @@ impl Run<'_> {
                 .await?;
             self.drain(tg, ids).await?;
         }
-        let ctx = self.ctx(FIX_COMMENT);
+        // The batch in the comment tells an operator in the SSM console which batch a
+        // command fixed, and lets a fault plan fail one batch (`rollout/fix-batch-2`).
+        let ctx = self.ctx(&format!("{FIX_COMMENT} {FIX_COMMENT}-batch-{number}"));
         let execution = self.plan.spec.timeouts.command;
         if let CommandOutcome::Failed { instance, detail } =
             run_command(&ctx, ids, script, execution).await?

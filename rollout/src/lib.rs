@@ -27,6 +27,9 @@
 //!
 //! - rolling: one instance refresh, every preference stated, gates at every poll;
 //! - canary: the same refresh with checkpoints (`steps`), gates watched for `bake` at each;
+//!   or, with `mode: ab`, a canary group in its own target group (blue/green's machinery)
+//!   taking `traffic_steps` percent of the requests (5, 25, 50, 100), each step's 5xx
+//!   rate and latency compared with the baseline's ([`AbThresholds`]);
 //! - blue/green: green group and target group beside blue, optional testers' rule and
 //!   weighted A/B `traffic_steps`, one listener change, blue kept for `rollback_window`
 //!   ([`retire`] removes it after);
@@ -34,6 +37,7 @@
 //!   the fix is recorded on the group (tag `kiln:drift`).
 
 mod bluegreen;
+mod compare;
 mod error;
 mod events;
 mod gates;

@@ -15,7 +15,7 @@ use crate::error::{Refusal, RolloutError};
 use crate::inplace::{self, InPlacePlan};
 use crate::lock::{self, LockHolder, LOCK_MARGIN};
 use crate::preflight::{self, Capacity, ReplacementOrder};
-use crate::spec::{RollingSettings, RolloutSpec, Strategy, UNHEALTHY_WARMUPS};
+use crate::spec::{CanaryMode, RollingSettings, RolloutSpec, Strategy, UNHEALTHY_WARMUPS};
 
 /// Prefix of an image id that a launch template resolves from Parameter Store; AWS
 /// cannot roll back such a refresh (PITFALLS 2).
@@ -115,6 +115,10 @@ pub async fn plan(
             live = bluegreen::live_spec(cloud, spec).await?;
             &live
         }
+        Strategy::Canary(c) if c.mode == CanaryMode::Ab => {
+            live = bluegreen::live_spec(cloud, spec).await?;
+            &live
+        }
         _ => spec,
     };
     let facts = Facts::gather(cloud, spec).await?;
@@ -190,6 +194,16 @@ async fn strategy_parts(
     match &spec.strategy {
         Strategy::Rolling(s) => {
             parts.refresh = Some(refresh_plan(facts, spec, s, &[], None, refusals));
+        }
+        Strategy::Canary(c) if c.mode == CanaryMode::Ab => {
+            let settings = c.ab_settings().expect("ab mode");
+            let next = template.expected_new_version;
+            let tg = facts.target_group.as_ref();
+            let part = bluegreen::plan_part(cloud, spec, &settings, tg, next, refusals, notes);
+            parts.blue_green = part.await?.map(|mut bg| {
+                bg.ab = Some(c.compare.clone());
+                bg
+            });
         }
         Strategy::Canary(c) => {
             let steps = canary_steps(&c.steps);

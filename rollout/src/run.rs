@@ -88,7 +88,7 @@ async fn run_locked(
             let refresh = plan.refresh.as_ref().expect("checked");
             run_refresh(cloud, plan, refresh, emit, cancel).await
         }
-        Strategy::BlueGreen(_) if plan.blue_green.is_some() => {
+        Strategy::BlueGreen(_) | Strategy::Canary(_) if plan.blue_green.is_some() => {
             let bg = plan.blue_green.as_ref().expect("checked");
             crate::bluegreen::run(cloud, plan, bg, emit, cancel).await
         }

@@ -144,27 +144,120 @@ impl Default for RollingSettings {
 pub const DEFAULT_CANARY_STEPS: [i32; 3] = [10, 50, 100];
 /// Default time the gates watch each canary step before it goes on.
 pub const DEFAULT_CANARY_BAKE: Duration = Duration::from_secs(5 * 60);
+/// Default A/B traffic steps (percent of requests to the canary): a twentieth first, so a
+/// bad release hurts few users, then a quarter and half, where the comparison with the
+/// baseline has enough requests to mean something, then all.
+pub const DEFAULT_AB_STEPS: [i32; 4] = [5, 25, 50, 100];
 
-/// A refresh in steps, with the gates evaluated for `bake` at each step.
+/// How a canary meets traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CanaryMode {
+    /// An instance refresh of the group that pauses at checkpoints (`steps`, percent of
+    /// the instances replaced); traffic follows the instances.
+    #[default]
+    Checkpoints,
+    /// A canary group in its own target group beside the baseline, traffic shifted by
+    /// listener weights (`traffic_steps`), and each step's 5xx rate and latency compared
+    /// with the baseline's (`compare`).
+    Ab,
+}
+
+/// A refresh in steps, with the gates evaluated for `bake` at each step; or, in `ab`
+/// mode, a weighted A/B test against the baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CanarySettings {
-    /// Percentages of the group replaced at each step; the last should be 100.
+    /// `checkpoints` (default) or `ab`.
+    pub mode: CanaryMode,
+    /// Checkpoints: percentages of the group replaced at each step; the last should be 100.
     pub steps: Vec<i32>,
-    /// How long the gates watch each step before it goes on.
+    /// How long the gates watch each step before it goes on (and, in `ab` mode, the
+    /// window whose metrics are compared).
     #[serde(with = "humantime_serde")]
     pub bake: Duration,
-    /// The refresh preferences (checkpoints and delay come from `steps` and `bake`).
+    /// Checkpoints: the refresh preferences (checkpoints and delay come from `steps` and
+    /// `bake`).
     pub refresh: RollingSettings,
+    /// A/B: percent of the traffic sent to the canary at each step. Default 5, 25, 50,
+    /// 100; the step at 100 is the switch, after which the baseline is kept for
+    /// `rollback_window`.
+    pub traffic_steps: Vec<i32>,
+    /// A/B: when a step's canary is worse than the baseline.
+    pub compare: AbThresholds,
+    /// A/B: how long the baseline group is kept after the switch. Default 1 h.
+    #[serde(with = "humantime_serde")]
+    pub rollback_window: Duration,
 }
 
 impl Default for CanarySettings {
     fn default() -> Self {
         Self {
+            mode: CanaryMode::default(),
             steps: DEFAULT_CANARY_STEPS.to_vec(),
             bake: DEFAULT_CANARY_BAKE,
             refresh: RollingSettings::default(),
+            traffic_steps: DEFAULT_AB_STEPS.to_vec(),
+            compare: AbThresholds::default(),
+            rollback_window: DEFAULT_ROLLBACK_WINDOW,
         }
+    }
+}
+
+/// Default allowed rise of the canary's 5xx rate over the baseline's, in percentage
+/// points: one more failed request in a hundred is what users notice and what a release
+/// should never add.
+pub const DEFAULT_MAX_ERROR_RATE_INCREASE: f64 = 1.0;
+/// Default allowed ratio of the canary's mean response time to the baseline's.
+pub const DEFAULT_MAX_LATENCY_RATIO: f64 = 1.5;
+/// Default latency rise ignored whatever the ratio: below a tenth of a second, a slower
+/// canary is noise (a cold cache, one slow query), not a regression.
+pub const DEFAULT_MIN_LATENCY_INCREASE: Duration = Duration::from_millis(100);
+/// Default fewest canary requests in a step's window for its comparison to count: fewer
+/// than a hundred make one error a whole percentage point.
+pub const DEFAULT_MIN_REQUESTS: f64 = 100.0;
+
+/// The A/B decision rule, applied at each traffic step below 100 % over the step's
+/// window (`bake`): the canary fails when its 5xx rate (HTTPCode_Target_5XX_Count /
+/// RequestCount) exceeds the baseline's by more than `max_error_rate_increase` points, or
+/// its mean TargetResponseTime exceeds the baseline's by both `max_latency_ratio` and
+/// `min_latency_increase`; a window with fewer than `min_requests` canary requests fails
+/// too (an A/B test that saw nothing proves nothing: lengthen `bake`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AbThresholds {
+    /// Percentage points. Default 1.0.
+    pub max_error_rate_increase: f64,
+    /// Default 1.5.
+    pub max_latency_ratio: f64,
+    /// Default 100 ms.
+    #[serde(with = "humantime_serde")]
+    pub min_latency_increase: Duration,
+    /// Default 100.
+    pub min_requests: f64,
+}
+
+impl Default for AbThresholds {
+    fn default() -> Self {
+        Self {
+            max_error_rate_increase: DEFAULT_MAX_ERROR_RATE_INCREASE,
+            max_latency_ratio: DEFAULT_MAX_LATENCY_RATIO,
+            min_latency_increase: DEFAULT_MIN_LATENCY_INCREASE,
+            min_requests: DEFAULT_MIN_REQUESTS,
+        }
+    }
+}
+
+impl CanarySettings {
+    /// In `ab` mode, the blue/green settings that run it: no testers' rule, the traffic
+    /// steps below 100 watched for `bake` each.
+    pub fn ab_settings(&self) -> Option<BlueGreenSettings> {
+        (self.mode == CanaryMode::Ab).then(|| BlueGreenSettings {
+            preview: None,
+            rollback_window: self.rollback_window,
+            traffic_steps: self.traffic_steps.clone(),
+            step_bake: self.bake,
+        })
     }
 }
 

@@ -49,7 +49,7 @@ async fn unhealthy_new_image_is_rolled_back_with_the_reason() {
     assert_eq!(version, "2");
     assert_eq!(images, vec![CURRENT_IMAGE; 3]);
     // Launch first: the bad instances never took capacity away.
-    assert!(lowest_healthy(&account, GROUP) >= 3);
+    assert_safe(&account, GROUP, 3);
     let detect = timing(&outcome.timings, "until_stopped").unwrap();
     let back = timing(&outcome.timings, "rollback").unwrap();
     // Well under AWS's hour (PITFALLS 8).
@@ -59,7 +59,7 @@ async fn unhealthy_new_image_is_rolled_back_with_the_reason() {
 
 #[tokio::test(start_paused = true)]
 async fn second_rollout_is_refused_naming_the_lock_holder() {
-    let (_account, cloud) = poc().await;
+    let (account, cloud) = poc().await;
     let spec = rolling(RollingSettings::default());
     let first = plan(&cloud, &spec, &new_image())
         .await
@@ -97,11 +97,12 @@ async fn second_rollout_is_refused_naming_the_lock_holder() {
         !group(&cloud, GROUP).await.tags.contains_key(LOCK_TAG),
         "lock released"
     );
+    assert_safe(&account, GROUP, 3);
 }
 
 #[tokio::test(start_paused = true)]
 async fn cancel_mid_refresh_rolls_back_and_releases_the_lock() {
-    let (_account, cloud) = poc().await;
+    let (account, cloud) = poc().await;
     let p = plan(&cloud, &rolling(RollingSettings::default()), &new_image())
         .await
         .unwrap();
@@ -136,6 +137,7 @@ async fn cancel_mid_refresh_rolls_back_and_releases_the_lock() {
         ("2", vec![CURRENT_IMAGE.to_string(); 3])
     );
     assert!(!group(&cloud, GROUP).await.tags.contains_key(LOCK_TAG));
+    assert_safe(&account, GROUP, 3);
 }
 
 #[tokio::test(start_paused = true)]

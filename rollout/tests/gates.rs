@@ -159,11 +159,7 @@ async fn terminate_first_keeps_the_stated_minimum_in_service() {
         .await
         .unwrap();
     assert_eq!(out.on_new_image, 3);
-    let lowest = lowest_healthy(&account, GROUP);
-    assert!(
-        lowest >= min,
-        "healthy capacity fell to {lowest}, below the planned {min}"
-    );
+    assert_safe(&account, GROUP, min);
     eprintln!("terminate-first rolling took {:?}", out.timings);
 }
 

@@ -62,6 +62,6 @@ async fn rolling_installs_the_new_numbered_version_on_every_instance() {
     );
     assert_eq!(started[0].desired.as_ref().unwrap().version, "3");
     // Launch first with min 100 %: never fewer than 3 healthy in service.
-    assert!(lowest_healthy(&account, GROUP) >= 3);
+    assert_safe(&account, GROUP, 3);
     eprintln!("rolling on POC took {:?}", out.timings);
 }

@@ -110,3 +110,29 @@ async fn the_plan_reads_as_text_with_the_order_and_the_gates() {
     );
     eprintln!("{text}");
 }
+
+#[test]
+fn an_ab_canary_reads_from_yaml_with_documented_defaults() {
+    let text = r#"
+mode: ab
+traffic_steps: [10, 50, 100]
+bake: 10m
+compare: { max_error_rate_increase: 0.5, min_latency_increase: 250ms }
+"#;
+    let c: kiln_rollout::CanarySettings = serde_yaml_ng::from_str(text).expect("parses");
+    assert_eq!(c.mode, kiln_rollout::CanaryMode::Ab);
+    assert_eq!(c.traffic_steps, [10, 50, 100]);
+    assert_eq!(c.bake, Duration::from_secs(600));
+    assert_eq!(c.compare.max_error_rate_increase, 0.5);
+    assert_eq!(c.compare.min_latency_increase, Duration::from_millis(250));
+    assert_eq!(
+        c.compare.max_latency_ratio,
+        kiln_rollout::DEFAULT_MAX_LATENCY_RATIO
+    );
+    assert_eq!(c.compare.min_requests, kiln_rollout::DEFAULT_MIN_REQUESTS);
+    let plain: kiln_rollout::CanarySettings = serde_yaml_ng::from_str("{}").unwrap();
+    assert_eq!(plain.mode, kiln_rollout::CanaryMode::Checkpoints);
+    assert_eq!(plain.traffic_steps, kiln_rollout::DEFAULT_AB_STEPS);
+    let typo = serde_yaml_ng::from_str::<kiln_rollout::CanarySettings>("mode: a_b");
+    assert!(typo.is_err(), "an unknown mode is refused");
+}

@@ -42,7 +42,7 @@ async fn canary_pauses_at_each_step_and_finishes() {
         .filter(|e| e.message.contains("checkpoint"))
         .count();
     assert!(waits >= 2, "the refresh was seen waiting at checkpoints");
-    assert!(lowest_healthy(&account, GROUP) >= 3);
+    assert_safe(&account, GROUP, 3);
     eprintln!("canary took {:?}", out.timings);
 }
 
@@ -73,6 +73,7 @@ async fn canary_with_a_failing_probe_stops_at_the_first_step() {
         versions_and_images(&cloud, GROUP).await.1,
         vec![CURRENT_IMAGE; 3]
     );
+    assert_safe(&account, GROUP, 3);
 }
 
 fn blue_green(settings: BlueGreenSettings) -> kiln_rollout::RolloutSpec {
@@ -111,22 +112,6 @@ async fn listener_targets(cloud: &kiln_cloud::Cloud) -> Vec<(String, i32)> {
         .collect()
 }
 
-/// No listener ever sent traffic to a target group without a healthy target.
-fn traffic_always_served(account: &kiln_cloud::sim::SimAccount) {
-    for frame in account.timeline() {
-        for l in &frame.listeners {
-            for t in l.targets.iter().filter(|t| t.weight > 0) {
-                assert!(
-                    t.healthy_targets > 0,
-                    "at {} {} got traffic with none healthy",
-                    frame.at,
-                    t.target_group
-                );
-            }
-        }
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn blue_green_switches_once_green_is_healthy_and_rolls_back_in_one_change() {
     let (account, cloud) = poc().await;
@@ -157,7 +142,7 @@ async fn blue_green_switches_once_green_is_healthy_and_rolls_back_in_one_change(
         versions_and_images(&cloud, GROUP).await.1,
         vec![CURRENT_IMAGE; 3]
     );
-    traffic_always_served(&account);
+    assert_safe(&account, GROUP, 3);
     eprintln!("blue/green took {:?}", out.timings);
 
     let back = rollback(&cloud, GROUP, &Silent, &CancellationToken::new())
@@ -166,7 +151,7 @@ async fn blue_green_switches_once_green_is_healthy_and_rolls_back_in_one_change(
     assert_eq!(back.status, "RolledBack");
     let expected = [(TG.to_string(), 100), ("poc-web-tg-v3".to_string(), 0)];
     assert_eq!(listener_targets(&cloud).await, expected);
-    traffic_always_served(&account);
+    assert_safe(&account, GROUP, 3);
 
     // The next rollout starts from the live group (blue again).
     let again = plan(
@@ -231,7 +216,7 @@ async fn blue_green_with_testers_then_weighted_steps() {
         .await
         .unwrap();
     assert_eq!(rules.len(), 1, "only the default rule is left");
-    traffic_always_served(&account);
+    assert_safe(&account, GROUP, 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -258,6 +243,7 @@ async fn blue_green_with_an_unhealthy_image_leaves_blue_serving() {
         groups.iter().all(|g| g.name != "poc-web-asg-v3"),
         "green deleted"
     );
+    assert_safe(&account, GROUP, 3);
     let RolloutError::Stopped { outcome, .. } = &err else {
         unreachable!()
     };
@@ -292,7 +278,7 @@ async fn in_place_fixes_batch_by_batch_and_records_the_drift() {
         "{drift}"
     );
     // One batch of one out at a time: two of three kept serving.
-    assert!(lowest_healthy(&account, GROUP) >= 2);
+    assert_safe(&account, GROUP, 2);
     eprintln!("in place took {:?}", out.timings);
 }
 
@@ -339,6 +325,7 @@ async fn in_place_stops_at_the_first_failure() {
     assert_eq!(healthy.len(), 2);
     assert!(healthy.iter().all(|h| &h.target_id != instance));
     assert!(!group(&cloud, GROUP).await.tags.contains_key(TAG_DRIFT));
+    assert_safe(&account, GROUP, 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -402,7 +389,7 @@ async fn status_shows_versions_images_and_the_last_refresh() {
 
 #[tokio::test(start_paused = true)]
 async fn cancelling_blue_green_before_the_switch_deletes_green() {
-    let (_account, cloud) = poc().await;
+    let (account, cloud) = poc().await;
     let p = plan(
         &cloud,
         &blue_green(BlueGreenSettings::default()),
@@ -425,4 +412,5 @@ async fn cancelling_blue_green_before_the_switch_deletes_green() {
         .await
         .unwrap();
     assert_eq!(tgs.len(), 1, "green's target group deleted");
+    assert_safe(&account, GROUP, 3);
 }

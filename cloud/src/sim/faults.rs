@@ -25,6 +25,10 @@ pub struct Faults {
     pub invalid_instance_after_online: Option<Duration>,
     /// Images whose instances fail their load balancer health checks.
     pub unhealthy_images: Vec<ImageFault>,
+    /// Images whose instances pass their health checks but answer part of their
+    /// requests with 5xx, slowly (a release that is up but wrong: what an A/B canary's
+    /// comparison with the baseline must catch).
+    pub degraded_images: Vec<DegradedFault>,
     /// Operations rejected as throttled a number of times.
     pub throttle: Vec<ThrottleFault>,
     /// Every operation throttled during a window of virtual time.
@@ -68,6 +72,17 @@ pub struct AgentFault {
 pub struct ImageFault {
     /// An image id, or `new`: any image created in the simulation.
     pub image: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DegradedFault {
+    /// An image id.
+    pub image: String,
+    /// Share of the requests a healthy target of this image answers with 5xx (0-1).
+    pub error_rate: f64,
+    /// Its response time, seconds.
+    pub latency_secs: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,6 +185,10 @@ impl Faults {
         self.unhealthy_images
             .iter()
             .any(|f| f.image == image || (f.image == "new" && created_here))
+    }
+
+    pub fn degraded(&self, image: &str) -> Option<&DegradedFault> {
+        self.degraded_images.iter().find(|f| f.image == image)
     }
 
     pub fn copy_fault(&self, region: &str) -> Option<&CopyFault> {

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::CloudResult;
 use crate::types::*;
 
-use super::elb;
 use super::model::*;
 use super::world::World;
 
@@ -64,12 +63,8 @@ pub fn step(w: &mut World) -> bool {
         }
     }
     for (arn, requests) in share {
-        let healthy = elb::healthy_count(w.r, &Arn::new(arn.clone()));
-        let (errors, latency) = if healthy > 0 {
-            (0.0, HEALTHY_LATENCY)
-        } else {
-            (requests, BROKEN_LATENCY)
-        };
+        let (error_rate, latency) = served(w, &Arn::new(arn.clone()));
+        let errors = requests * error_rate;
         let history = w.r.metrics.entry(arn).or_default();
         if history.last().is_none_or(|b| b.minute != Some(minute)) {
             history.push(Bucket {
@@ -89,6 +84,37 @@ pub fn step(w: &mut World) -> bool {
         return evaluate_alarms(w);
     }
     false
+}
+
+/// A target group's share of 5xx answers and its response time: requests spread evenly
+/// over its healthy targets, each answering as its image does (a degraded-image fault),
+/// and all broken when none is healthy.
+fn served(w: &World, arn: &Arn) -> (f64, f64) {
+    let Some(tg) = w.r.target_groups.get(arn.as_str()) else {
+        return (1.0, BROKEN_LATENCY);
+    };
+    let healthy: Vec<&String> = tg
+        .targets
+        .iter()
+        .filter(|(_, t)| t.health.state == TargetState::Healthy)
+        .map(|(id, _)| id)
+        .collect();
+    if healthy.is_empty() {
+        return (1.0, BROKEN_LATENCY);
+    }
+    let (mut errors, mut latency) = (0.0, 0.0);
+    for id in &healthy {
+        let image =
+            w.r.instances
+                .get(id.as_str())
+                .map(|i| i.instance.image_id.0.clone());
+        match image.as_deref().and_then(|i| w.faults.degraded(i)) {
+            Some(f) => (errors, latency) = (errors + f.error_rate, latency + f.latency_secs),
+            None => latency += HEALTHY_LATENCY,
+        }
+    }
+    let n = healthy.len() as f64;
+    (errors / n, latency / n)
 }
 
 /// The target group a metric's dimensions name (`targetgroup/name/id` or the name).

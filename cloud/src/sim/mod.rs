@@ -51,7 +51,8 @@ use crate::ports::{Account, Cloud};
 use crate::types::Timestamp;
 
 pub use faults::{
-    AgentFault, CopyFault, Faults, ImageFault, OutputFault, StepFault, StormFault, ThrottleFault,
+    AgentFault, CopyFault, DegradedFault, Faults, ImageFault, OutputFault, StepFault, StormFault,
+    ThrottleFault,
 };
 pub use refresh::{BATCH_DEADLINE_SECS, FAILED_REPLACEMENTS_LIMIT};
 pub use timeline::{Frame, GroupFrame, ListenerFrame, TrafficFrame};

@@ -304,8 +304,8 @@ fn begin_rollback(w: &mut World, i: usize, reason: String) {
         return;
     };
     let original = templates::numbered(&t, n);
+    drop_surge(w, &group, &original);
     let g = w.r.groups.get_mut(&group).expect("refreshes have groups");
-    g.surge = 0;
     let to_replace: BTreeSet<InstanceId> = g
         .members
         .iter()
@@ -326,6 +326,36 @@ fn begin_rollback(w: &mut World, i: usize, reason: String) {
     x.batch_started_at = None;
     x.checkpoint_until = None;
     x.next_checkpoint = usize::MAX;
+}
+
+/// Ends a launch-first batch in flight at a rollback: the surge's new instances that are
+/// not serving yet go first, so the group falls back to its desired capacity without
+/// a scale-in that would pick a serving old instance.
+fn drop_surge(w: &mut World, group: &str, original: &GroupTemplate) {
+    let g = w.r.groups.get_mut(group).expect("refreshes have groups");
+    g.surge = 0;
+    let desired = g.group.desired_capacity.max(0) as usize;
+    let surplus = g
+        .members
+        .iter()
+        .filter(|m| active(m))
+        .count()
+        .saturating_sub(desired);
+    let g = &w.r.groups[group];
+    let mut extra: Vec<&Member> = g
+        .members
+        .iter()
+        .filter(|m| active(m) && !same(&m.template, original))
+        .collect();
+    // Not serving first, then the newest.
+    extra.sort_by_key(|m| {
+        let serving = scaling::ready(w.r, g, m, chrono::Duration::zero(), w.now);
+        (serving, std::cmp::Reverse(m.launched_at))
+    });
+    let ids: Vec<InstanceId> = extra.iter().take(surplus).map(|m| m.id.clone()).collect();
+    for id in &ids {
+        scaling::start_terminating(w, group, id);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -381,7 +411,11 @@ fn advance(w: &mut World, i: usize, group: &str) -> bool {
             && m.lifecycle != STANDBY
             && !scaling::ready(w.r, g, m, warmup, w.now)
     });
-    let short = g.members.iter().filter(|m| active(m)).count() < g.group.desired_capacity as usize;
+    // A launch-first batch is complete only with its whole surge in service: a surge
+    // instance replaced for failing its health checks leaves the group short, and AWS
+    // keeps every old instance until its replacement is healthy.
+    let wanted = (g.group.desired_capacity + g.surge).max(0) as usize;
+    let short = g.members.iter().filter(|m| active(m)).count() < wanted;
     if busy || short {
         return false;
     }

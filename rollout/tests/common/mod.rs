@@ -149,3 +149,58 @@ pub fn spawn_rollout(
         kiln_rollout::rollout(&cloud, &plan, &kiln_cloud::progress::Silent, &cancel).await
     })
 }
+
+/// What every rollout test asserts from the simulated account's timeline, whatever the
+/// strategy and however it ended: `group` never had fewer than `min` healthy instances
+/// in service, and no listener sent traffic to a target group without a healthy target.
+pub fn assert_safe(account: &SimAccount, name: &str, min: usize) {
+    let lowest = lowest_healthy(account, name);
+    assert!(
+        lowest >= min,
+        "{name}: healthy in-service capacity fell to {lowest}, below the stated {min}"
+    );
+    traffic_always_served(account);
+}
+
+/// No listener (default action or rule) ever sent traffic to a target group without a
+/// healthy target.
+pub fn traffic_always_served(account: &SimAccount) {
+    for frame in account.timeline() {
+        for l in &frame.listeners {
+            for t in l.targets.iter().filter(|t| t.weight > 0) {
+                assert!(
+                    t.healthy_targets > 0,
+                    "at {} listener {} rule {} sent traffic to {} with none healthy",
+                    frame.at,
+                    l.listener,
+                    l.rule,
+                    t.target_group
+                );
+            }
+        }
+    }
+}
+
+/// Instances of this image pass their health checks but answer half their requests
+/// with 5xx, in 900 ms: a release that is up but wrong.
+pub fn degraded(account: &SimAccount, image: &str) {
+    account.set_faults(Faults {
+        degraded_images: vec![kiln_cloud::sim::DegradedFault {
+            image: image.into(),
+            error_rate: 0.5,
+            latency_secs: 0.9,
+        }],
+        ..Faults::default()
+    });
+}
+
+/// The first event of `phase` at `level`, and its simulated time.
+pub fn first_event(
+    rec: &Recorder,
+    level: kiln_cloud::Level,
+    phase: &str,
+) -> Option<kiln_cloud::Event> {
+    rec.events()
+        .into_iter()
+        .find(|e| e.level == level && e.phase == phase)
+}
