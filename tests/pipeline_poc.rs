@@ -140,3 +140,53 @@ async fn a_failing_proxysql_step_stops_the_bake_and_leaves_nothing() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_image_that_fails_health_checks_is_rolled_back_with_exit_4() {
+    let sandbox = Sandbox::new();
+    let faults = support::repo_path("examples/poc/faults/bad-image.yaml");
+    let before = {
+        let seed_only = Sandbox::new();
+        let (_account, cloud) = seed_only.cloud_of_seed().await;
+        let groups = cloud
+            .scaling
+            .describe_groups(&["poc-web-asg".into()])
+            .await
+            .unwrap();
+        groups[0].launch_template.clone().expect("template").version
+    };
+    let run = sandbox.kiln(&[
+        "--faults",
+        faults.to_str().unwrap(),
+        "pipeline",
+        "run",
+        POC_PIPELINE,
+    ]);
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains("Unhealthy in the target group"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("rolled back to launch template version"),
+        "{}",
+        run.stderr
+    );
+
+    // The group is back on the version it had, and serves from instances of that version.
+    let (_account, cloud) = sandbox.cloud().await;
+    let group = &cloud
+        .scaling
+        .describe_groups(&["poc-web-asg".into()])
+        .await
+        .unwrap()[0];
+    assert_eq!(group.launch_template.as_ref().unwrap().version, before);
+    let in_service: Vec<_> = group.instances.iter().filter(|i| i.in_service()).collect();
+    assert_eq!(in_service.len(), 3, "{:?}", group.instances);
+    for instance in in_service {
+        let version = &instance.launch_template.as_ref().expect("template").version;
+        assert_eq!(*version, before, "{} runs version {version}", instance.id);
+    }
+}

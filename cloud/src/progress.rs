@@ -8,6 +8,11 @@ use serde::Serialize;
 
 use crate::types::Timestamp;
 
+/// The `tracing` target under which the libraries mirror their progress events, so that
+/// callers who do not watch events still get them as logs, and a caller who renders the
+/// events itself (the CLI) can turn the mirror off.
+pub const PROGRESS_TARGET: &str = "kiln_progress";
+
 /// How an event reads to the watcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

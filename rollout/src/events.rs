@@ -1,6 +1,7 @@
 //! A thin emitter over [`Progress`]: stamps events with the account's clock and mirrors
 //! milestones into `tracing`, so library callers who do not watch still get logs.
 
+use kiln_cloud::progress::PROGRESS_TARGET;
 use kiln_cloud::{Clock, Event, Level, Progress};
 
 pub(crate) struct Emitter<'a> {
@@ -34,9 +35,9 @@ impl Emitter<'_> {
         position: Option<(u64, u64)>,
     ) {
         match level {
-            Level::Info => tracing::info!(phase, subject, "{message}"),
-            Level::Warn => tracing::warn!(phase, subject, "{message}"),
-            Level::Error => tracing::error!(phase, subject, "{message}"),
+            Level::Info => tracing::info!(target: PROGRESS_TARGET, phase, subject, "{message}"),
+            Level::Warn => tracing::warn!(target: PROGRESS_TARGET, phase, subject, "{message}"),
+            Level::Error => tracing::error!(target: PROGRESS_TARGET, phase, subject, "{message}"),
         }
         self.progress.event(Event {
             at: self.clock.now(),

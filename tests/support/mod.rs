@@ -53,6 +53,14 @@ impl Sandbox {
         Run::from(output)
     }
 
+    /// A fresh POC account made from the seed, to read what a run starts from.
+    pub async fn cloud_of_seed(&self) -> (SimAccount, Cloud) {
+        let seed = repo_path("examples/poc/account.yaml");
+        let account = SimAccount::open(&self.state(), Some(&seed), None).expect("seed");
+        let cloud = account.region(POC_REGION).await.expect("region");
+        (account, cloud)
+    }
+
     /// The ports of the POC region of the account this sandbox's state file holds.
     pub async fn cloud(&self) -> (SimAccount, Cloud) {
         let account = SimAccount::open(&self.state(), None, None).expect("open state");

@@ -14,6 +14,7 @@ mod instance;
 
 use std::time::Duration;
 
+use kiln_cloud::progress::PROGRESS_TARGET;
 use kiln_cloud::{Cloud, Event, ImageId, InstanceId, Level, Progress, SecurityGroupId, Timestamp};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -301,9 +302,9 @@ impl<'a> Run<'a> {
         position: Option<(u64, u64)>,
     ) {
         match level {
-            Level::Info => tracing::info!(phase, subject, "{message}"),
-            Level::Warn => tracing::warn!(phase, subject, "{message}"),
-            Level::Error => tracing::error!(phase, subject, "{message}"),
+            Level::Info => tracing::info!(target: PROGRESS_TARGET, phase, subject, "{message}"),
+            Level::Warn => tracing::warn!(target: PROGRESS_TARGET, phase, subject, "{message}"),
+            Level::Error => tracing::error!(target: PROGRESS_TARGET, phase, subject, "{message}"),
         }
         self.progress.event(Event {
             at: self.cloud.clock.now(),
