@@ -10,6 +10,15 @@ use std::process::{Child, Command, Stdio};
 use kiln::cloud::{ImageFilter, ImageState, InstanceFilter, InstanceState, Tags, TAG_RUN_ID};
 use support::{repo_path, Sandbox, POC_PIPELINE};
 
+/// One test at a time: a child forked by one test would inherit, until it execs, the
+/// state-file lock another test holds in this process, and make a `kiln` call fail as
+/// locked.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Starts `kiln --sim STATE bake` on the POC pipeline with stderr piped.
 fn spawn_bake(sandbox: &Sandbox) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -142,16 +151,19 @@ async fn killed_then_swept(at: &dyn Fn(&str) -> bool) -> String {
     gc.stdout
 }
 
-#[tokio::test]
-async fn a_bake_killed_during_its_steps_is_swept_by_gc() {
-    let out = killed_then_swept(&|l| l.contains("build step started")).await;
+#[test]
+fn a_bake_killed_during_its_steps_is_swept_by_gc() {
+    let _serial = serial();
+    let out = tokio_block(killed_then_swept(&|l| l.contains("build step started")));
     assert!(out.contains("instance i-"), "{out}");
     assert!(out.contains("security group sg-"), "{out}");
 }
 
-#[tokio::test]
-async fn a_bake_killed_while_its_image_is_made_is_swept_by_gc() {
-    let out = killed_then_swept(&|l| l.contains("image ami-") && l.ends_with("created")).await;
+#[test]
+fn a_bake_killed_while_its_image_is_made_is_swept_by_gc() {
+    let _serial = serial();
+    let made = |l: &str| l.contains("image ami-") && l.ends_with("created");
+    let out = tokio_block(killed_then_swept(&made));
     assert!(out.contains("image ami-"), "{out}");
     assert!(out.contains("never finished"), "{out}");
     assert!(out.contains("snapshot snap-"), "{out}");
@@ -159,6 +171,7 @@ async fn a_bake_killed_while_its_image_is_made_is_swept_by_gc() {
 
 #[test]
 fn gc_refuses_to_delete_without_yes_when_stdin_is_not_a_terminal() {
+    let _serial = serial();
     let sandbox = Sandbox::new();
     let mut child = spawn_bake(&sandbox);
     let mut lines = stderr_lines(&mut child);
@@ -194,6 +207,7 @@ fn gc_refuses_to_delete_without_yes_when_stdin_is_not_a_terminal() {
 
 #[test]
 fn sigterm_makes_the_bake_clean_up_and_exit_130() {
+    let _serial = serial();
     let sandbox = Sandbox::new();
     let mut child = spawn_bake(&sandbox);
     let mut lines = stderr_lines(&mut child);
