@@ -39,7 +39,16 @@ pub async fn run(
     let (account, cloud) = super::open(global, pipeline).await?;
     let reporter = Reporter::new(global, global.sim.is_some());
 
-    let all = bake_all(account.as_ref(), &cloud, &loaded, &reporter, cancel, args).await;
+    let all = bake_all(
+        global,
+        account.as_ref(),
+        &cloud,
+        &loaded,
+        &reporter,
+        cancel,
+        args,
+    )
+    .await;
     let mut layers = match all {
         Ok(all) => all,
         Err(e) => {
