@@ -281,6 +281,15 @@ async fn ab_canary_worse_than_the_baseline_is_stopped_at_its_first_step() {
     let groups = cloud.scaling.describe_groups(&[]).await.unwrap();
     assert_eq!(groups.len(), 1, "canary group deleted");
     rollback_within_one_poll(&rec, "ab comparison");
+    // Stopped as soon as the evidence was in, before the step's five minutes were up.
+    let events = rec.events();
+    let shifted = events
+        .iter()
+        .find(|e| e.phase == "traffic" && e.message.starts_with("5%"))
+        .expect("the 5% step");
+    let failed = first_event(&rec, Level::Error, "compare").expect("the comparison failed");
+    let into_step = between(shifted.at, failed.at);
+    assert!(into_step < 300, "decided {into_step} s into the step");
     assert_safe(&account, GROUP, 3);
     eprintln!(
         "MEASURE ab canary comparison: {:?}",
