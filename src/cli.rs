@@ -75,6 +75,10 @@ pub enum Command {
     Bake(BakeArgs),
     /// Roll an image out to the pipeline's targets.
     Rollout(RolloutArgs),
+    /// Undo the last rollout of the pipeline's targets (blue/green: one listener change).
+    Rollback(TargetArgs),
+    /// Show what the targets run: groups, versions and images, refreshes, the lock.
+    Status(TargetArgs),
     /// Run a whole pipeline.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
@@ -147,6 +151,15 @@ pub struct PruneArgs {
 pub struct FileArgs {
     /// The pipeline file (YAML).
     pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The pipeline file (YAML).
+    pub file: PathBuf,
+    /// Only this target (default: every target of the file).
+    #[arg(long)]
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -190,3 +190,53 @@ async fn an_image_that_fails_health_checks_is_rolled_back_with_exit_4() {
         assert_eq!(*version, before, "{} runs version {version}", instance.id);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn bake_then_rollout_by_image_id_as_jenkins_stages_do() {
+    let sandbox = Sandbox::new();
+    let validated = sandbox.kiln(&["--output", "json", "validate", POC_PIPELINE]);
+    validated.assert_code(0);
+    let steps = validated.json()["steps"].as_u64().expect("steps");
+    assert!(steps > 20, "the POC recipes have many steps, got {steps}");
+    assert!(!sandbox.state().exists(), "validate opened the account");
+
+    let baked = sandbox.kiln(&["--output", "json", "bake", POC_PIPELINE]);
+    baked.assert_code(0);
+    let image = baked.json()["image"]["id"]
+        .as_str()
+        .expect("image id")
+        .to_string();
+
+    let rolled = sandbox.kiln(&[
+        "--output",
+        "json",
+        "rollout",
+        POC_PIPELINE,
+        "--image",
+        &image,
+    ]);
+    rolled.assert_code(0);
+    let result = rolled.json();
+    assert_eq!(result["image"], image.as_str());
+    let rollout = &result["rollouts"][0];
+    assert_eq!(rollout["status"], "Successful");
+    assert_eq!(rollout["on_new_image"], 3);
+    assert_eq!(rollout["desired"], 3);
+
+    // A target the file does not have is refused before anything happens.
+    let unknown = sandbox.kiln(&[
+        "rollout",
+        POC_PIPELINE,
+        "--image",
+        &image,
+        "--target",
+        "nope",
+    ]);
+    unknown.assert_code(2);
+    assert!(
+        unknown.stderr.contains("no target named `nope`"),
+        "{}",
+        unknown.stderr
+    );
+    assert!(unknown.stderr.contains("poc-web"), "{}", unknown.stderr);
+}

@@ -7,7 +7,9 @@ pub mod pipeline_run;
 pub mod plan;
 pub mod promote;
 pub mod prune;
+pub mod rollback;
 pub mod rollout;
+pub mod status;
 pub mod validate;
 
 use std::path::Path;
@@ -235,4 +237,19 @@ pub fn rollout_spec(
         gates: target.gates.clone(),
         timeouts: target.timeouts.clone(),
     })
+}
+
+/// The pipeline's targets that `--target` selects (all when absent); an unknown name is
+/// bad input.
+pub fn selected<'a>(
+    pipeline: &'a Pipeline,
+    only: Option<&str>,
+) -> anyhow::Result<Vec<&'a TargetSection>> {
+    if let Some(name) = only {
+        let target = pipeline
+            .target(name)
+            .map_err(|e| Exit::new(exit::BAD_INPUT, e))?;
+        return Ok(vec![target]);
+    }
+    Ok(pipeline.file.targets.iter().collect())
 }

@@ -132,7 +132,8 @@ pub async fn roll_out(
         .map_err(exit_for)
 }
 
-fn exit_for(error: RolloutError) -> anyhow::Error {
+/// The exit code a rollout or rollback error ends the process with.
+pub fn exit_for(error: RolloutError) -> anyhow::Error {
     let code = match &error {
         RolloutError::Preflight { .. } | RolloutError::Invalid { .. } => exit::BAD_INPUT,
         RolloutError::Locked { .. } => exit::LOCKED,
