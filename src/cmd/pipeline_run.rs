@@ -49,32 +49,9 @@ pub async fn run(
     };
     let baked = layers.pop().expect("the image is always baked last");
 
-    let mut rollouts = Vec::new();
-    for target in &pipeline.file.targets {
-        let outcome = roll_out(
-            &cloud,
-            pipeline,
-            target,
-            None,
-            &baked.outcome.image.id,
-            &reporter,
-            cancel,
-        )
-        .await;
-        match outcome {
-            Ok(outcome) => rollouts.push(RolloutResult::from(&outcome)),
-            Err(e) => {
-                reporter.finish();
-                return Err(e.context(format!(
-                    "image {} was baked; target `{}` failed (targets before it: {})",
-                    baked.outcome.image.id,
-                    target.name,
-                    rollouts.len()
-                )));
-            }
-        }
-    }
+    let rollouts = roll_out_targets(&cloud, pipeline, &baked, &reporter, cancel).await;
     reporter.finish();
+    let rollouts = rollouts?;
 
     let result = PipelineResult {
         image: ImageResult::from(&baked.outcome),
@@ -97,4 +74,30 @@ pub async fn run(
         )
     })?;
     distribution_failures(layers.iter().chain([&baked]))
+}
+
+/// Rolls the image out to every target in order; the first failure stops the others.
+async fn roll_out_targets(
+    cloud: &kiln_cloud::Cloud,
+    pipeline: &crate::pipeline::Pipeline,
+    baked: &Baked,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Vec<RolloutResult>> {
+    let image = &baked.outcome.image.id;
+    let mut rollouts = Vec::new();
+    for target in &pipeline.file.targets {
+        let outcome = roll_out(cloud, pipeline, target, None, image, reporter, cancel).await;
+        match outcome {
+            Ok(outcome) => rollouts.push(RolloutResult::from(&outcome)),
+            Err(e) => {
+                return Err(e.context(format!(
+                    "image {image} was baked; target `{}` failed (targets before it: {})",
+                    target.name,
+                    rollouts.len()
+                )));
+            }
+        }
+    }
+    Ok(rollouts)
 }
