@@ -29,40 +29,12 @@ pub async fn run(
     let reporter = Reporter::new(global, global.sim.is_some());
 
     let baked = super::bake::bake(&cloud, &loaded, &reporter, cancel).await;
-    let baked = match baked {
-        Ok(baked) => baked,
-        Err(e) => {
-            reporter.finish();
-            return Err(e);
-        }
+    let rollouts = match &baked {
+        Ok(baked) => roll_out_every_target(&cloud, pipeline, baked, &reporter, cancel).await,
+        Err(_) => Ok(Vec::new()),
     };
-
-    let mut rollouts = Vec::new();
-    for target in &pipeline.file.targets {
-        let outcome = roll_out(
-            &cloud,
-            pipeline,
-            target,
-            None,
-            &baked.image.id,
-            &reporter,
-            cancel,
-        )
-        .await;
-        match outcome {
-            Ok(outcome) => rollouts.push(RolloutResult::from(&outcome)),
-            Err(e) => {
-                reporter.finish();
-                return Err(e.context(format!(
-                    "image {} was baked; target `{}` failed (targets before it: {})",
-                    baked.image.id,
-                    target.name,
-                    rollouts.len()
-                )));
-            }
-        }
-    }
     reporter.finish();
+    let (baked, rollouts) = (baked?, rollouts?);
 
     let result = PipelineResult {
         image: ImageResult::from(&baked),
@@ -79,4 +51,38 @@ pub async fn run(
             rollouts_text(&r.rollouts)
         )
     })
+}
+
+/// Rolls the baked image out to each target in order; the first failure stops the run
+/// and says how far it got.
+async fn roll_out_every_target(
+    cloud: &kiln_cloud::Cloud,
+    pipeline: &crate::pipeline::Pipeline,
+    baked: &kiln_builder::BakeOutcome,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Vec<RolloutResult>> {
+    let mut rollouts = Vec::new();
+    for target in &pipeline.file.targets {
+        let outcome = roll_out(
+            cloud,
+            pipeline,
+            target,
+            None,
+            &baked.image.id,
+            reporter,
+            cancel,
+        )
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "image {} was baked; target `{}` failed (targets done before it: {})",
+                baked.image.id,
+                target.name,
+                rollouts.len()
+            ))
+        })?;
+        rollouts.push(RolloutResult::from(&outcome));
+    }
+    Ok(rollouts)
 }
