@@ -70,8 +70,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => cmd::plan::run(global, args).await,
         Command::Bake(args) => cmd::bake::run(global, args, &cancel).await,
         Command::Rollout(args) => cmd::rollout::run(global, args, &cancel).await,
+        Command::Rollback(args) => cmd::rollback::run(global, args, &cancel).await,
+        Command::Status(args) => cmd::status::run(global, args).await,
         Command::Pipeline(PipelineCommand::Run(args)) => {
             cmd::pipeline_run::run(global, args, &cancel).await
         }
+        Command::Gc(args) => cmd::gc::run(global, args).await,
+        Command::Promote(args) => cmd::promote::run(global, args).await,
+        Command::Images(args) => cmd::images::run(global, args).await,
+        Command::Prune(args) => cmd::prune::run(global, args).await,
     }
 }

@@ -16,6 +16,8 @@ pub mod app;
 pub mod cli;
 pub mod cmd;
 pub mod exit;
+pub mod journal;
+pub mod manifest;
 pub mod output;
 pub mod pipeline;
 pub mod signals;

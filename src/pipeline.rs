@@ -23,8 +23,15 @@ pub const AL2023_PARAMETER: &str =
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineFile {
-    /// The image family: names, tags and channels derive from it.
+    /// The image family: names, tags and channels derive from it. With `layers`, this is
+    /// the top layer (the application), baked last.
     pub image: ImageSection,
+    /// Lower layers (a base image), baked in order before `image`, each reusing an
+    /// existing image when its inputs have not changed. A layer above takes the one below
+    /// through `source: { channel: { image, channel } }`, and the recipes of every layer
+    /// before it count as installed.
+    #[serde(default)]
+    pub layers: Vec<ImageSection>,
     pub builder: BuilderSection,
     #[serde(default)]
     pub distribute: DistributeSection,
@@ -62,6 +69,16 @@ pub enum SourceSection {
     Parameter(String),
     /// A fixed AMI id.
     ImageId(String),
+    /// The image a kiln channel points at (`/kiln/<image>/<channel>`): a layered bake.
+    Channel(ChannelSource),
+}
+
+/// A channel of another kiln image, as the source of a layer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSource {
+    pub image: String,
+    pub channel: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -121,6 +138,30 @@ pub struct DistributeSection {
     /// Accounts given launch permission.
     #[serde(default)]
     pub accounts: Vec<String>,
+    /// Organizations (ARNs) given launch permission.
+    #[serde(default)]
+    pub organizations: Vec<String>,
+    /// Organizational units (ARNs) given launch permission.
+    #[serde(default)]
+    pub organizational_units: Vec<String>,
+    /// A customer-managed KMS key per destination region: copies there are encrypted
+    /// with it (an encrypted image cannot be copied without a key in the destination).
+    #[serde(default)]
+    pub kms_keys: BTreeMap<String, String>,
+    /// How long each region's copy may take (default 90m).
+    #[serde(default, with = "humantime_serde")]
+    pub copy_timeout: Option<Duration>,
+}
+
+impl DistributeSection {
+    /// True when the section asks for anything: copies, sharing or a channel.
+    pub fn is_empty(&self) -> bool {
+        self.channel.is_none()
+            && self.regions.is_empty()
+            && self.accounts.is_empty()
+            && self.organizations.is_empty()
+            && self.organizational_units.is_empty()
+    }
 }
 
 /// One group that takes the image, and how.
@@ -311,7 +352,39 @@ impl Pipeline {
         for region in std::iter::once(&image.region).chain(&self.file.distribute.regions) {
             check_region(self, region)?;
         }
+        self.check_layers()
+    }
+
+    /// Layers share the image's region and have names of their own.
+    fn check_layers(&self) -> Result<(), PipelineError> {
+        let image = &self.file.image;
+        let mut names = std::collections::BTreeSet::from([image.name.as_str()]);
+        for layer in &self.file.layers {
+            check_name(self, "name:", &layer.name, IMAGE_NAME_MAX)?;
+            if !names.insert(layer.name.as_str()) {
+                return Err(self.invalid(
+                    &format!("name: {}", layer.name),
+                    format!("image `{}` is defined twice", layer.name),
+                    "give every layer its own image name".into(),
+                ));
+            }
+            if layer.region != image.region {
+                return Err(self.invalid(
+                    &format!("region: {}", layer.region),
+                    format!(
+                        "layer `{}` is in {}, the image in {}",
+                        layer.name, layer.region, image.region
+                    ),
+                    "bake every layer in the image's region; distribute copies the others".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Every image section in bake order: the layers, then the image.
+    pub fn sections(&self) -> Vec<&ImageSection> {
+        self.file.layers.iter().chain([&self.file.image]).collect()
     }
 }
 

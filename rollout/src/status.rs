@@ -7,6 +7,7 @@ use kiln_cloud::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::bluegreen::TAG_LIVE;
 use crate::error::RolloutError;
 use crate::lock::{self, LockHolder};
 use crate::run::{TAG_PREVIOUS_VERSION, TAG_TARGET};
@@ -20,6 +21,10 @@ pub struct GroupStatus {
     pub group: String,
     pub region: String,
     pub target: Option<String>,
+    /// Blue/green and A/B: whether this group serves its target (`kiln:live`); `None`
+    /// for a group that was never part of one.
+    #[serde(default)]
+    pub live: Option<bool>,
     pub min_size: i32,
     pub max_size: i32,
     pub desired: i32,
@@ -93,6 +98,7 @@ pub async fn status(cloud: &Cloud, group: &str) -> Result<GroupStatus, RolloutEr
         group: g.name.clone(),
         region: cloud.region.clone(),
         target: g.tags.get(TAG_TARGET).cloned(),
+        live: g.tags.get(TAG_LIVE).map(|v| v == "true"),
         min_size: g.min_size,
         max_size: g.max_size,
         desired: g.desired_capacity,

@@ -231,6 +231,29 @@ async fn ab_canary_shifts_traffic_in_steps_comparing_each_with_the_baseline() {
     }
     assert_safe(&account, GROUP, 3);
     eprintln!("MEASURE ab canary success: {:?}", out.timings);
+
+    // A rollback after the switch is one listener change back to the baseline.
+    let back = kiln_rollout::rollback(&cloud, GROUP, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (back.status.as_str(), back.group.as_str()),
+        ("RolledBack", GROUP)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tg = cloud
+        .load_balancing
+        .describe_target_groups(&[TG.into()])
+        .await
+        .unwrap();
+    let last = account.timeline().pop().expect("frames");
+    let serving: Vec<_> = last.listeners[0]
+        .targets
+        .iter()
+        .map(|t| &t.target_group)
+        .collect();
+    assert_eq!(serving, [&tg[0].arn], "only the baseline serves again");
+    assert_safe(&account, GROUP, 3);
 }
 
 #[tokio::test(start_paused = true)]

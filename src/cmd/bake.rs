@@ -1,15 +1,21 @@
 //! `kiln bake FILE`: bake the pipeline's image, or reuse one with the same inputs.
 
-use kiln_builder::{BakeError, BakeOutcome};
+use anyhow::Context;
+use kiln_builder::distribute::{
+    distribute_limited, CopyLimits, DistributeSpec, DistributionReport,
+};
+use kiln_builder::{BakeError, BakeOutcome, FileJournal};
+use kiln_cloud::{Account, Cloud, LaunchPermissions};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{FileArgs, GlobalArgs};
+use crate::cli::{BakeArgs, GlobalArgs};
 use crate::exit::{self, Exit};
+use crate::manifest::Build;
 use crate::output::{print_result, Reporter};
 
 /// The bake's result as printed: the image and what was left behind.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ImageResult {
     pub id: String,
     pub name: String,
@@ -33,51 +39,296 @@ impl From<&BakeOutcome> for ImageResult {
     }
 }
 
+/// `kiln bake --output json`: fields may be added, never renamed.
 #[derive(Debug, Serialize)]
 struct BakeResult {
     image: ImageResult,
     leftovers: Vec<String>,
+    /// Where the image was copied, shared and published; `null` when the pipeline
+    /// distributes nowhere.
+    distribution: Option<DistributionReport>,
+    /// The lower layers baked (or reused) before the image, in order.
+    layers: Vec<LayerResult>,
+    /// The manifest file the builds were appended to.
+    manifest: String,
+}
+
+/// A lower layer's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerResult {
+    pub image: ImageResult,
+    pub distribution: Option<DistributionReport>,
+}
+
+/// One image a command baked or reused, with its distribution.
+#[derive(Debug)]
+pub struct Baked {
+    pub outcome: BakeOutcome,
+    pub distribution: Option<DistributionReport>,
+}
+
+impl Baked {
+    pub fn layer_result(&self) -> LayerResult {
+        LayerResult {
+            image: ImageResult::from(&self.outcome),
+            distribution: self.distribution.clone(),
+        }
+    }
 }
 
 pub async fn run(
     global: &GlobalArgs,
-    args: &FileArgs,
+    args: &BakeArgs,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let loaded = super::load(&args.file)?;
-    let cloud = super::cloud(global, &loaded.pipeline).await?;
+    let (account, cloud) = super::open(global, &loaded.pipeline).await?;
     let reporter = Reporter::new(global, global.sim.is_some());
-    let outcome = bake(&cloud, &loaded, &reporter, cancel).await;
+    let baked = bake_all(
+        global,
+        account.as_ref(),
+        &cloud,
+        &loaded,
+        &reporter,
+        cancel,
+        args,
+    )
+    .await;
     reporter.finish();
-    let outcome = outcome?;
+    let mut baked = baked?;
+    let image = baked.pop().expect("the image is always baked last");
     let result = BakeResult {
-        image: ImageResult::from(&outcome),
-        leftovers: outcome.leftovers.clone(),
+        image: ImageResult::from(&image.outcome),
+        leftovers: leftovers(&baked, &image),
+        distribution: image.distribution.clone(),
+        layers: baked.iter().map(Baked::layer_result).collect(),
+        manifest: args.manifest.display().to_string(),
     };
     print_result(global.output, &result, |r| {
         format!(
-            "{} {} ({}, {}){}\n",
+            "{}{} {} ({}, {}){}\n{}",
+            layers_text(&r.layers),
             r.image.id,
             r.image.name,
             r.image.region,
             if r.image.reused { "reused" } else { "baked" },
-            leftovers_text(&r.leftovers)
+            leftovers_text(&r.leftovers),
+            distribution_text(r.distribution.as_ref()),
         )
-    })
+    })?;
+    distribution_failures(baked.iter().chain([&image]))
 }
 
-/// Plans and bakes, mapping a failure to the exit code a pipeline branches on.
-pub async fn bake(
-    cloud: &kiln_cloud::Cloud,
+/// Every leftover of every layer.
+pub fn leftovers(layers: &[Baked], image: &Baked) -> Vec<String> {
+    layers
+        .iter()
+        .chain([image])
+        .flat_map(|b| b.outcome.leftovers.iter().cloned())
+        .collect()
+}
+
+/// Bakes every layer and then the image, distributing each and appending each to the
+/// manifest. A layer above reads the channel the one below was just published to, so a
+/// failure to publish in the home region stops the run.
+pub async fn bake_all(
+    global: &GlobalArgs,
+    account: &dyn Account,
+    cloud: &Cloud,
     loaded: &super::Loaded,
     reporter: &Reporter,
     cancel: &CancellationToken,
+    args: &BakeArgs,
+) -> anyhow::Result<Vec<Baked>> {
+    let limits = CopyLimits::default();
+    let mut baked = Vec::new();
+    let mut run_uuid = None;
+    for (section, rendered) in loaded.sections() {
+        let spec = super::section_spec(loaded, section, rendered);
+        let plan = kiln_builder::plan(cloud, &spec).await.map_err(exit_for)?;
+        let run_uuid = run_uuid.get_or_insert_with(|| plan.run_id.clone());
+        let outcome = bake_journaled(global, cloud, &plan, reporter, cancel).await?;
+        let distribution = match distribute_spec(loaded) {
+            Some(spec) => Some(
+                distribute_limited(account, &outcome.image, &spec, reporter, cancel, &limits).await,
+            ),
+            None => None,
+        };
+        let build = Build::new(
+            &outcome,
+            &plan.run_id,
+            run_uuid,
+            distribution.as_ref(),
+            cloud.clock.now(),
+        );
+        crate::manifest::append(&args.manifest, &build)?;
+        if let Some(home) = distribution.as_ref().and_then(|d| d.regions.first()) {
+            if !home.is_ok() && baked.len() + 1 < loaded.sections().len() {
+                anyhow::bail!(
+                    "image {} could not be published in {}: {}; the layers above it were not \
+                     baked",
+                    outcome.image.name,
+                    home.region,
+                    home.error.clone().unwrap_or_default()
+                );
+            }
+        }
+        baked.push(Baked {
+            outcome,
+            distribution,
+        });
+    }
+    Ok(baked)
+}
+
+/// Bakes one plan, mapping a failure to the exit code a pipeline branches on. Every
+/// resource the bake makes is journaled on disk the moment it exists
+/// ([`crate::journal::dir`]), so that `kiln gc` can remove what a killed run left; an
+/// unsuccessful bake says what it removed and what it could not.
+pub async fn bake_journaled(
+    global: &GlobalArgs,
+    cloud: &Cloud,
+    plan: &kiln_builder::BakePlan,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
 ) -> anyhow::Result<BakeOutcome> {
-    let spec = super::bake_spec(loaded);
-    let plan = kiln_builder::plan(cloud, &spec).await.map_err(exit_for)?;
-    kiln_builder::bake(cloud, &plan, reporter, cancel)
-        .await
-        .map_err(exit_for)
+    if plan.reuse.is_some() {
+        // Nothing is created: no journal to keep.
+        return kiln_builder::bake(cloud, plan, reporter, cancel)
+            .await
+            .map_err(exit_for);
+    }
+    let dir = crate::journal::dir(global);
+    let journal =
+        FileJournal::create(&dir, &plan.run_id, cloud.clock.now()).with_context(|| {
+            format!(
+                "cannot write the run journal in {}; pass --state-dir DIR (or set \
+             KILN_STATE_DIR) to keep it elsewhere",
+                dir.display()
+            )
+        })?;
+    let result = kiln_builder::bake_with_journal(cloud, plan, reporter, cancel, &journal).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.is_cancelled() => "interrupted",
+        Err(_) => "failed",
+    };
+    if result.is_err() {
+        eprint!("{}", cleanup_text(&journal, outcome, &cloud.region));
+    }
+    if let Err(e) = journal.finish(cloud.clock.now(), outcome) {
+        tracing::warn!(journal = %dir.display(), error = %e, "cannot close the run journal");
+    }
+    result.map_err(exit_for)
+}
+
+/// What an unsuccessful bake removed and what it left, for the person or the CI log.
+fn cleanup_text(journal: &FileJournal, outcome: &str, region: &str) -> String {
+    let list = |records: Vec<kiln_builder::Record>| {
+        records
+            .iter()
+            .map(|r| format!("{} {}", r.kind, r.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let removed = journal.removed();
+    let mut text = if removed.is_empty() {
+        format!("kiln: bake {outcome}; it had created nothing to remove in {region}\n")
+    } else {
+        let list = list(removed);
+        format!("kiln: bake {outcome}; cleaned up in {region}: removed {list}\n")
+    };
+    let open = journal.open_records();
+    if !open.is_empty() {
+        text.push_str(&format!(
+            "kiln: still present in {region}: {}; run `kiln gc` (journal {})\n",
+            list(open),
+            journal.path().display()
+        ));
+    }
+    text
+}
+
+/// What the pipeline's `distribute` section asks for; `None` when it asks for nothing.
+pub fn distribute_spec(loaded: &super::Loaded) -> Option<DistributeSpec> {
+    let file = &loaded.pipeline.file;
+    let section = &file.distribute;
+    if section.is_empty() {
+        return None;
+    }
+    Some(DistributeSpec {
+        regions: section.regions.clone(),
+        channel: section.channel.clone(),
+        launch_permissions: LaunchPermissions {
+            accounts: section.accounts.clone(),
+            organization_arns: section.organizations.clone(),
+            organizational_unit_arns: section.organizational_units.clone(),
+        },
+        kms_keys: section.kms_keys.clone(),
+        encrypted: file
+            .builder
+            .root_volume
+            .as_ref()
+            .is_none_or(|v| v.encrypted),
+        copy_budget: section.copy_timeout,
+    })
+}
+
+/// An error naming every region a distribution failed in, after the result is printed.
+pub fn distribution_failures<'a>(baked: impl IntoIterator<Item = &'a Baked>) -> anyhow::Result<()> {
+    let failures: Vec<String> = baked
+        .into_iter()
+        .filter_map(|b| Some((b, b.distribution.as_ref()?)))
+        .flat_map(|(b, d)| {
+            d.failed().into_iter().map(move |r| {
+                let error = r.error.clone().unwrap_or_default();
+                format!("{} in {}: {error}", b.outcome.image.name, r.region)
+            })
+        })
+        .collect();
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let error = anyhow::anyhow!(
+        "distribution failed ({}); the other regions have the image. Run the same command \
+         again to retry: images and copies that exist are reused",
+        failures.join("; ")
+    );
+    Err(Exit::new(exit::FAILED, error).into())
+}
+
+pub fn layers_text(layers: &[LayerResult]) -> String {
+    layers
+        .iter()
+        .map(|l| {
+            format!(
+                "layer {} {} ({})\n{}",
+                l.image.id,
+                l.image.name,
+                if l.image.reused { "reused" } else { "baked" },
+                distribution_text(l.distribution.as_ref())
+            )
+        })
+        .collect()
+}
+
+pub fn distribution_text(report: Option<&DistributionReport>) -> String {
+    let Some(report) = report else {
+        return String::new();
+    };
+    report
+        .regions
+        .iter()
+        .map(|r| match (&r.image, &r.error) {
+            (_, Some(error)) => format!("  {}: FAILED {error}\n", r.region),
+            (Some(id), None) => format!(
+                "  {}: {id}{}\n",
+                r.region,
+                if r.reused { " (existing copy)" } else { "" }
+            ),
+            (None, None) => format!("  {}: -\n", r.region),
+        })
+        .collect()
 }
 
 fn exit_for(error: BakeError) -> anyhow::Error {

@@ -2,9 +2,15 @@
 //! specs the libraries take.
 
 pub mod bake;
+pub mod gc;
+pub mod images;
 pub mod pipeline_run;
 pub mod plan;
+pub mod promote;
+pub mod prune;
+pub mod rollback;
 pub mod rollout;
+pub mod status;
 pub mod validate;
 
 use std::path::Path;
@@ -17,37 +23,64 @@ use kiln_rollout::{RolloutSpec, Strategy};
 
 use crate::cli::GlobalArgs;
 use crate::exit::{self, Exit};
-use crate::pipeline::{Pipeline, SourceSection, StrategyName, SubnetSection, TargetSection};
+use crate::pipeline::{
+    ImageSection, Pipeline, SourceSection, StrategyName, SubnetSection, TargetSection,
+};
 
 /// A pipeline file with its recipes rendered: everything checked, nothing touched.
 pub struct Loaded {
     pub pipeline: Pipeline,
+    /// The image's (top layer's) recipes.
     pub rendered: Rendered,
+    /// The recipes of each of `pipeline.file.layers`, in the same order.
+    pub layers: Vec<Rendered>,
+}
+
+impl Loaded {
+    /// Every image to bake, in order: the layers, then the image.
+    pub fn sections(&self) -> Vec<(&ImageSection, &Rendered)> {
+        let layers = self.pipeline.file.layers.iter().zip(&self.layers);
+        layers
+            .chain([(&self.pipeline.file.image, &self.rendered)])
+            .collect()
+    }
 }
 
 /// Loads and checks a pipeline file and renders its recipes. Any refusal is bad input.
 pub fn load(file: &Path) -> anyhow::Result<Loaded> {
     let pipeline = Pipeline::load(file).map_err(|e| Exit::new(exit::BAD_INPUT, e))?;
-    let image = &pipeline.file.image;
-    let source = RecipeSource {
-        recipes_dir: pipeline.resolve(&image.recipes_dir),
-        templates_dir: pipeline.resolve(&image.templates_dir),
-    };
-    let rendered = recipe::render(&source, &image.recipes, &image.variables)
-        .map_err(|e| Exit::new(exit::BAD_INPUT, in_pipeline(&pipeline, e)))?;
-    Ok(Loaded { pipeline, rendered })
+    let mut installed = Vec::new();
+    let mut rendered = Vec::new();
+    for image in pipeline.sections() {
+        let source = RecipeSource {
+            recipes_dir: pipeline.resolve(&image.recipes_dir),
+            templates_dir: pipeline.resolve(&image.templates_dir),
+        };
+        // A layer on a channel has the recipes of the layers below it already.
+        if !matches!(image.source, SourceSection::Channel(_)) {
+            installed.clear();
+        }
+        let layer = recipe::render_layer(&source, &installed, &image.recipes, &image.variables)
+            .map_err(|e| Exit::new(exit::BAD_INPUT, in_pipeline(&pipeline, image, e)))?;
+        installed.extend(image.recipes.iter().cloned());
+        rendered.push(layer);
+    }
+    let image = rendered.pop().expect("the image is always a section");
+    Ok(Loaded {
+        pipeline,
+        rendered: image,
+        layers: rendered,
+    })
 }
 
 /// A recipe error caused by what the pipeline file says (a recipe it lists, a variable
 /// it sets or leaves out) points at the pipeline's line; the others at the recipe's.
-fn in_pipeline(pipeline: &Pipeline, error: RecipeError) -> anyhow::Error {
+fn in_pipeline(pipeline: &Pipeline, image: &ImageSection, error: RecipeError) -> anyhow::Error {
     let needle = match error.kind() {
         RecipeErrorKind::UnknownRecipe | RecipeErrorKind::MissingRequirement => {
             "recipes:".to_string()
         }
-        RecipeErrorKind::UnknownVariable => pipeline
-            .file
-            .image
+        RecipeErrorKind::UnknownVariable => image
             .variables
             .keys()
             .find(|name| error.problem().contains(&format!("`{name}`")))
@@ -75,27 +108,59 @@ pub fn region<'a>(global: &'a GlobalArgs, pipeline: &'a Pipeline) -> &'a str {
 
 /// Opens the account and the ports of the pipeline's region.
 pub async fn cloud(global: &GlobalArgs, pipeline: &Pipeline) -> anyhow::Result<Cloud> {
+    Ok(open(global, pipeline).await?.1)
+}
+
+/// Opens the account, and the ports of the pipeline's region.
+pub async fn open(
+    global: &GlobalArgs,
+    pipeline: &Pipeline,
+) -> anyhow::Result<(std::sync::Arc<dyn kiln_cloud::Account>, Cloud)> {
     let seed = crate::account::seed_of(pipeline);
     let account = crate::account::open(global, seed.as_deref()).await?;
     let region = region(global, pipeline);
-    account
+    let cloud = account
         .region(region)
         .await
-        .with_context(|| format!("open region {region}"))
+        .with_context(|| format!("open region {region}"))?;
+    Ok((account, cloud))
 }
 
-/// The bake the pipeline describes.
+/// The regions a catalogue command acts in: `--regions`, else `--region`, else the
+/// account's home region.
+pub fn regions_of(
+    global: &GlobalArgs,
+    args: &crate::cli::RegionsArgs,
+    account: &dyn kiln_cloud::Account,
+) -> Vec<String> {
+    if !args.regions.is_empty() {
+        return args.regions.clone();
+    }
+    let home = global.region.as_deref().unwrap_or(account.home_region());
+    vec![home.to_string()]
+}
+
+/// The bake of the pipeline's image (its top layer).
 pub fn bake_spec(loaded: &Loaded) -> BakeSpec {
+    section_spec(loaded, &loaded.pipeline.file.image, &loaded.rendered)
+}
+
+/// The bake of one image section (a layer or the image).
+pub fn section_spec(loaded: &Loaded, image: &ImageSection, rendered: &Rendered) -> BakeSpec {
     let file = &loaded.pipeline.file;
     let builder = &file.builder;
     let volume = builder.root_volume.as_ref();
     let defaults = kiln_builder::Timeouts::default();
     let timeouts = &builder.timeouts;
     BakeSpec {
-        image_name: file.image.name.clone(),
-        source: match &file.image.source {
+        image_name: image.name.clone(),
+        source: match &image.source {
             SourceSection::Parameter(name) => SourceImage::Parameter(name.clone()),
             SourceSection::ImageId(id) => SourceImage::Id(ImageId::new(id)),
+            SourceSection::Channel(c) => SourceImage::Channel {
+                image: c.image.clone(),
+                channel: c.channel.clone(),
+            },
         },
         builder: BuilderSettings {
             instance_type: builder.instance_type.clone(),
@@ -111,8 +176,8 @@ pub fn bake_spec(loaded: &Loaded) -> BakeSpec {
                 kms_key_id: volume.and_then(|v| v.kms_key_id.clone()),
             },
         },
-        rendered: loaded.rendered.clone(),
-        variables: file.image.variables.clone(),
+        rendered: rendered.clone(),
+        variables: image.variables.clone(),
         commit: commit_of(&loaded.pipeline),
         timeouts: kiln_builder::Timeouts {
             boot: timeouts.boot.unwrap_or(defaults.boot),
@@ -122,7 +187,7 @@ pub fn bake_spec(loaded: &Loaded) -> BakeSpec {
                 .instance_terminated
                 .unwrap_or(defaults.instance_terminated),
         },
-        version: file.image.version.clone(),
+        version: image.version.clone(),
     }
 }
 
@@ -173,4 +238,19 @@ pub fn rollout_spec(
         gates: target.gates.clone(),
         timeouts: target.timeouts.clone(),
     })
+}
+
+/// The pipeline's targets that `--target` selects (all when absent); an unknown name is
+/// bad input.
+pub fn selected<'a>(
+    pipeline: &'a Pipeline,
+    only: Option<&str>,
+) -> anyhow::Result<Vec<&'a TargetSection>> {
+    if let Some(name) = only {
+        let target = pipeline
+            .target(name)
+            .map_err(|e| Exit::new(exit::BAD_INPUT, e))?;
+        return Ok(vec![target]);
+    }
+    Ok(pipeline.file.targets.iter().collect())
 }

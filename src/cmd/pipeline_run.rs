@@ -4,9 +4,14 @@
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::bake::{leftovers_text, ImageResult};
+use kiln_builder::distribute::DistributionReport;
+
+use super::bake::{
+    bake_all, distribution_failures, distribution_text, layers_text, leftovers, leftovers_text,
+    Baked, ImageResult, LayerResult,
+};
 use super::rollout::{roll_out, rollouts_text, RolloutResult};
-use crate::cli::{FileArgs, GlobalArgs};
+use crate::cli::{BakeArgs, GlobalArgs};
 use crate::output::{print_result, Reporter};
 
 /// The JSON contract of `kiln pipeline run --output json`: fields may be added, never
@@ -16,41 +21,67 @@ pub struct PipelineResult {
     pub image: ImageResult,
     pub rollouts: Vec<RolloutResult>,
     pub leftovers: Vec<String>,
+    /// Where the image was copied, shared and published; `null` when nowhere.
+    pub distribution: Option<DistributionReport>,
+    /// The lower layers baked (or reused) before the image, in order.
+    pub layers: Vec<LayerResult>,
+    /// The manifest file the builds were appended to.
+    pub manifest: String,
 }
 
 pub async fn run(
     global: &GlobalArgs,
-    args: &FileArgs,
+    args: &BakeArgs,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let loaded = super::load(&args.file)?;
     let pipeline = &loaded.pipeline;
-    let cloud = super::cloud(global, pipeline).await?;
+    let (account, cloud) = super::open(global, pipeline).await?;
     let reporter = Reporter::new(global, global.sim.is_some());
 
-    let baked = super::bake::bake(&cloud, &loaded, &reporter, cancel).await;
-    let rollouts = match &baked {
-        Ok(baked) => roll_out_every_target(&cloud, pipeline, baked, &reporter, cancel).await,
-        Err(_) => Ok(Vec::new()),
+    let all = bake_all(
+        global,
+        account.as_ref(),
+        &cloud,
+        &loaded,
+        &reporter,
+        cancel,
+        args,
+    )
+    .await;
+    let mut layers = match all {
+        Ok(all) => all,
+        Err(e) => {
+            reporter.finish();
+            return Err(e);
+        }
     };
+    let baked = layers.pop().expect("the image is always baked last");
+    let rollouts = roll_out_every_target(&cloud, pipeline, &baked.outcome, &reporter, cancel).await;
     reporter.finish();
-    let (baked, rollouts) = (baked?, rollouts?);
+    let rollouts = rollouts?;
 
     let result = PipelineResult {
-        image: ImageResult::from(&baked),
+        image: ImageResult::from(&baked.outcome),
         rollouts,
-        leftovers: baked.leftovers.clone(),
+        leftovers: leftovers(&layers, &baked),
+        distribution: baked.distribution.clone(),
+        layers: layers.iter().map(Baked::layer_result).collect(),
+        manifest: args.manifest.display().to_string(),
     };
     print_result(global.output, &result, |r| {
         format!(
-            "image {} {} ({}){}\n{}",
+            "{}image {} {} ({}){}\n{}{}",
+            layers_text(&r.layers),
             r.image.id,
             r.image.name,
             if r.image.reused { "reused" } else { "baked" },
             leftovers_text(&r.leftovers),
+            distribution_text(r.distribution.as_ref()),
             rollouts_text(&r.rollouts)
         )
-    })
+    })?;
+    distribution_failures(layers.iter().chain([&baked]))
 }
 
 /// Rolls the baked image out to each target in order; the first failure stops the run

@@ -54,15 +54,32 @@ pub async fn run(
             .map_err(|e| Exit::new(exit::BAD_INPUT, e))?;
     }
     let cloud = super::cloud(global, &pipeline).await?;
+    let image = image_of(&cloud, &pipeline, args).await?;
     let reporter = Reporter::new(global, global.sim.is_some());
-    let image = ImageId::new(&args.image);
     let outcome = roll_out_all(&cloud, &pipeline, &image, args, &reporter, cancel).await;
     reporter.finish();
     let result = RolloutsResult {
-        image: args.image.clone(),
+        image: image.to_string(),
         rollouts: outcome?,
     };
     print_result(global.output, &result, |r| rollouts_text(&r.rollouts))
+}
+
+/// `--image`, or the image `--channel` of the pipeline's image points at in the groups'
+/// region (refused when it failed its test or is gone).
+async fn image_of(
+    cloud: &Cloud,
+    pipeline: &Pipeline,
+    args: &RolloutArgs,
+) -> anyhow::Result<ImageId> {
+    if let Some(image) = &args.image {
+        return Ok(ImageId::new(image));
+    }
+    let channel = args.channel.as_deref().unwrap_or_default();
+    let name = &pipeline.file.image.name;
+    kiln_builder::catalogue::resolve_channel(cloud, name, channel)
+        .await
+        .map_err(super::promote::exit_for)
 }
 
 async fn roll_out_all(
@@ -115,7 +132,8 @@ pub async fn roll_out(
         .map_err(exit_for)
 }
 
-fn exit_for(error: RolloutError) -> anyhow::Error {
+/// The exit code a rollout or rollback error ends the process with.
+pub fn exit_for(error: RolloutError) -> anyhow::Error {
     let code = match &error {
         RolloutError::Preflight { .. } | RolloutError::Invalid { .. } => exit::BAD_INPUT,
         RolloutError::Locked { .. } => exit::LOCKED,

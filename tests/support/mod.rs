@@ -48,6 +48,7 @@ impl Sandbox {
             .env_remove("AWS_REGION")
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_ENDPOINT_URL")
+            .env("KILN_MANIFEST", self.path("kiln-manifest.json"))
             .output()
             .expect("run kiln");
         Run::from(output)

@@ -154,12 +154,23 @@ pub fn render(
     names: &[String],
     variables: &BTreeMap<String, serde_json::Value>,
 ) -> Result<Rendered, RecipeError> {
+    render_layer(source, &[], names, variables)
+}
+
+/// [`render`] for a layer baked on top of an image that already has the recipes
+/// `installed`: they satisfy `requires`, and are not run again.
+pub fn render_layer(
+    source: &RecipeSource,
+    installed: &[String],
+    names: &[String],
+    variables: &BTreeMap<String, serde_json::Value>,
+) -> Result<Rendered, RecipeError> {
     let order = pipeline_order(&source.recipes_dir, names)?;
     let recipes = order
         .iter()
         .map(|name| model::load(&source.recipes_dir, name))
         .collect::<Result<Vec<_>, _>>()?;
-    requirements(&recipes)?;
+    requirements(&recipes, installed)?;
     let declared = variables::declarations(&recipes)?;
     variables::unknown(&source.recipes_dir, &recipes, &declared, variables)?;
 
@@ -244,9 +255,10 @@ fn unreachable_recipe(dir: &Path, name: &str) -> RecipeError {
     )
 }
 
-fn requirements(recipes: &[Recipe]) -> Result<(), RecipeError> {
+fn requirements(recipes: &[Recipe], installed: &[String]) -> Result<(), RecipeError> {
     for (index, recipe) in recipes.iter().enumerate() {
-        let before: BTreeSet<&str> = recipes[..index].iter().map(|r| r.name.as_str()).collect();
+        let mut before: BTreeSet<&str> = recipes[..index].iter().map(|r| r.name.as_str()).collect();
+        before.extend(installed.iter().map(String::as_str));
         for (i, required) in recipe.doc.requires.iter().enumerate() {
             if !before.contains(required.as_str()) {
                 return Err(RecipeError::new(

@@ -1,0 +1,132 @@
+//! `kiln status FILE [--target NAME]`: what each target runs and did, read from the
+//! account without changing it: its groups (blue and green alike), which one is live,
+//! each instance's launch template version, image and target health, the running and
+//! recent instance refreshes, and who holds the lock.
+
+use std::fmt::Write as _;
+
+use kiln_cloud::Cloud;
+use kiln_rollout::{GroupStatus, TAG_TARGET};
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, TargetArgs};
+use crate::cmd::rollout::exit_for;
+use crate::exit::{self, Exit};
+use crate::output::print_result;
+use crate::pipeline::{Pipeline, TargetSection};
+
+#[derive(Debug, Serialize)]
+struct TargetStatus {
+    target: String,
+    groups: Vec<GroupStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusResult {
+    targets: Vec<TargetStatus>,
+}
+
+pub async fn run(global: &GlobalArgs, args: &TargetArgs) -> anyhow::Result<()> {
+    let pipeline = Pipeline::load(&args.file).map_err(|e| Exit::new(exit::BAD_INPUT, e))?;
+    let targets = super::selected(&pipeline, args.target.as_deref())?;
+    let cloud = super::cloud(global, &pipeline).await?;
+    let mut result = StatusResult {
+        targets: Vec::new(),
+    };
+    for target in targets {
+        result.targets.push(target_status(&cloud, target).await?);
+    }
+    print_result(global.output, &result, |r| text(&r.targets))
+}
+
+/// The pipeline's group and every group kiln made for the target (green groups).
+async fn target_status(cloud: &Cloud, target: &TargetSection) -> anyhow::Result<TargetStatus> {
+    let all = cloud.scaling.describe_groups(&[]).await?;
+    let mut names: Vec<String> = all
+        .iter()
+        .filter(|g| g.name == target.group || g.tags.get(TAG_TARGET) == Some(&target.name))
+        .map(|g| g.name.clone())
+        .collect();
+    names.sort();
+    let mut groups = Vec::new();
+    for name in names {
+        groups.push(kiln_rollout::status(cloud, &name).await.map_err(exit_for)?);
+    }
+    Ok(TargetStatus {
+        target: target.name.clone(),
+        groups,
+    })
+}
+
+fn text(targets: &[TargetStatus]) -> String {
+    let mut out = String::new();
+    for t in targets {
+        let _ = writeln!(out, "{}:", t.target);
+        if t.groups.is_empty() {
+            let _ = writeln!(out, "  no group found");
+        }
+        for g in &t.groups {
+            group_text(&mut out, g);
+        }
+    }
+    out
+}
+
+fn group_text(out: &mut String, g: &GroupStatus) {
+    let live = match g.live {
+        Some(true) => " live",
+        Some(false) => " not live",
+        None => "",
+    };
+    let version = g
+        .template
+        .as_ref()
+        .map_or("-".to_string(), |t| t.version.clone());
+    let previous = g
+        .previous_version
+        .map_or("-".to_string(), |v| v.to_string());
+    let _ = writeln!(
+        out,
+        "  group {} ({}){live}: desired {} (min {}, max {}), version {version}, previous \
+         {previous}",
+        g.group, g.region, g.desired, g.min_size, g.max_size
+    );
+    let lock = match &g.lock {
+        Some(h) if g.lock_expired => format!("{h} (expired)"),
+        Some(h) => h.to_string(),
+        None => "free".into(),
+    };
+    let _ = writeln!(out, "    lock: {lock}");
+    let running = g.running.iter().chain(g.recent.iter().take(1));
+    for r in running.take(1) {
+        let _ = writeln!(
+            out,
+            "    refresh {}: {:?} {}%{}",
+            r.id,
+            r.status,
+            r.percentage_complete,
+            r.status_reason
+                .as_ref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        );
+    }
+    instances_text(out, g);
+}
+
+fn instances_text(out: &mut String, g: &GroupStatus) {
+    for i in &g.instances {
+        let _ = writeln!(
+            out,
+            "    {} {} {} {} version {} image {} target {}",
+            i.id,
+            i.availability_zone,
+            i.lifecycle_state,
+            i.health_status,
+            i.version.as_deref().unwrap_or("-"),
+            i.image.as_ref().map_or("-", |i| i.as_str()),
+            i.target_health
+                .map_or("-".to_string(), |h| format!("{h:?}"))
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! `kiln rollout --strategy`, `kiln rollback` and `kiln status` through the binary on the
+//! simulated POC account: a blue/green rollout undone by one listener change, the status
+//! of both groups, and the exit codes an operator's script branches on.
+
+mod support;
+
+use kiln::cloud::Cloud;
+use support::{Sandbox, POC_PIPELINE};
+
+/// An image of the POC account other than the one the group runs.
+const NEW_IMAGE: &str = "ami-0a1e2023aaaa00001";
+const CURRENT_IMAGE: &str = "ami-0b0c0de2025110001";
+
+/// The POC listener's default action: (target group name, weight).
+async fn listener(cloud: &Cloud) -> Vec<(String, i32)> {
+    let lb = &cloud.load_balancing;
+    let alb = lb
+        .describe_load_balancers(&["poc-poc-alb".into()])
+        .await
+        .unwrap();
+    let listeners = lb.describe_listeners(&alb[0].arn).await.unwrap();
+    let tgs = lb.describe_target_groups(&[]).await.unwrap();
+    let forward = listeners[0].default_forward.clone().unwrap();
+    forward
+        .target_groups
+        .iter()
+        .map(|t| {
+            let tg = tgs.iter().find(|g| g.arn == t.target_group_arn).unwrap();
+            (tg.name.clone(), t.weight)
+        })
+        .collect()
+}
+
+fn group<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["targets"][0]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["group"] == name)
+        .unwrap_or_else(|| panic!("{name} in {status}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_then_rollback_restores_blue_in_one_listener_change() {
+    let sandbox = Sandbox::new();
+    let args = [
+        "--output",
+        "json",
+        "rollout",
+        POC_PIPELINE,
+        "--image",
+        NEW_IMAGE,
+        "--strategy",
+        "blue-green",
+    ];
+    let out = sandbox.kiln(&args);
+    out.assert_code(0);
+    let rollout = &out.json()["rollouts"][0];
+    assert_eq!(rollout["strategy"], "blue_green");
+    assert_eq!(rollout["group"], "poc-web-asg-v3");
+    {
+        let (_account, cloud) = sandbox.cloud().await;
+        let before = [
+            ("poc-web-tg".to_string(), 0),
+            ("poc-web-tg-v3".to_string(), 100),
+        ];
+        assert_eq!(listener(&cloud).await, before);
+    }
+
+    let status = sandbox.kiln(&["--output", "json", "status", POC_PIPELINE]);
+    status.assert_code(0);
+    let s = status.json();
+    let green = group(&s, "poc-web-asg-v3");
+    assert_eq!(green["live"], true);
+    for i in green["instances"].as_array().unwrap() {
+        assert_eq!(
+            (i["version"].as_str(), i["image"].as_str()),
+            (Some("3"), Some(NEW_IMAGE))
+        );
+    }
+    let blue = group(&s, "poc-web-asg");
+    assert_eq!(blue["live"], false);
+    assert!(blue["lock"].is_null(), "the lock was released");
+    for i in blue["instances"].as_array().unwrap() {
+        assert_eq!(i["image"].as_str(), Some(CURRENT_IMAGE));
+    }
+
+    let back = sandbox.kiln(&["--output", "json", "rollback", POC_PIPELINE]);
+    back.assert_code(0);
+    let rb = &back.json()["rollbacks"][0];
+    assert_eq!(
+        (rb["status"].as_str(), rb["group"].as_str()),
+        (Some("RolledBack"), Some("poc-web-asg"))
+    );
+    assert!(
+        back.stderr.contains("1 listener(s) back on blue"),
+        "one change on the one listener:\n{}",
+        back.stderr
+    );
+    {
+        let (_account, cloud) = sandbox.cloud().await;
+        let after = [
+            ("poc-web-tg".to_string(), 100),
+            ("poc-web-tg-v3".to_string(), 0),
+        ];
+        assert_eq!(listener(&cloud).await, after);
+    }
+    let text = sandbox.kiln(&["status", POC_PIPELINE, "--target", "poc-web"]);
+    text.assert_code(0);
+    assert!(
+        text.stdout
+            .contains("group poc-web-asg (ap-northeast-1) live")
+            && text
+                .stdout
+                .contains("group poc-web-asg-v3 (ap-northeast-1) not live")
+            && text.stdout.contains("lock: free"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_with_nothing_recorded_needs_attention_and_unknown_targets_are_bad_input() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.kiln(&["rollback", POC_PIPELINE]);
+    out.assert_code(i32::from(kiln::exit::NEEDS_ATTENTION));
+    assert!(
+        out.stderr.contains("poc-web-asg") && out.stderr.contains("previous version"),
+        "{}",
+        out.stderr
+    );
+    let unknown = sandbox.kiln(&["status", POC_PIPELINE, "--target", "nope"]);
+    unknown.assert_code(i32::from(kiln::exit::BAD_INPUT));
+    let unknown = sandbox.kiln(&["rollback", POC_PIPELINE, "--target", "nope"]);
+    unknown.assert_code(i32::from(kiln::exit::BAD_INPUT));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_then_rollback_returns_every_instance_to_the_previous_version() {
+    let sandbox = Sandbox::new();
+    sandbox
+        .kiln(&["rollout", POC_PIPELINE, "--image", NEW_IMAGE])
+        .assert_code(0);
+    let back = sandbox.kiln(&["--output", "json", "rollback", POC_PIPELINE]);
+    back.assert_code(0);
+    let rb = &back.json()["rollbacks"][0];
+    assert_eq!(rb["launch_template_version"], 2);
+    let status = sandbox.kiln(&["--output", "json", "status", POC_PIPELINE]);
+    let s = status.json();
+    let g = group(&s, "poc-web-asg");
+    assert_eq!(g["template"]["version"], "2");
+    let instances = g["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 3);
+    for i in instances {
+        assert_eq!(i["image"].as_str(), Some(CURRENT_IMAGE), "{i}");
+    }
+    assert!(
+        g["recent"].as_array().unwrap().len() >= 2,
+        "rollout and rollback shown"
+    );
+}
