@@ -75,6 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pipeline(PipelineCommand::Run(args)) => {
             cmd::pipeline_run::run(global, args, &cancel).await
         }
+        Command::Gc(args) => cmd::gc::run(global, args).await,
         Command::Promote(args) => cmd::promote::run(global, args).await,
         Command::Images(args) => cmd::images::run(global, args).await,
         Command::Prune(args) => cmd::prune::run(global, args).await,

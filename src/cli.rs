@@ -30,6 +30,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE", requires = "sim")]
     pub faults: Option<PathBuf>,
 
+    /// Where run journals are kept (default: beside the --sim state file, else
+    /// $XDG_STATE_HOME/kiln or ~/.local/state/kiln).
+    #[arg(long, global = true, env = "KILN_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// How results are printed on stdout.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -82,6 +87,8 @@ pub enum Command {
     /// Run a whole pipeline.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Find what kiln runs left in the account (by tag) and remove it.
+    Gc(crate::cmd::gc::GcArgs),
     /// Point a channel at a version of an image (the old value stays in its history).
     Promote(PromoteArgs),
     /// List the versions of kiln's images per region, their channels and their users.

@@ -16,6 +16,7 @@ pub mod app;
 pub mod cli;
 pub mod cmd;
 pub mod exit;
+pub mod journal;
 pub mod manifest;
 pub mod output;
 pub mod pipeline;

@@ -3,16 +3,16 @@
 //! A bake that is interrupted must know what it made (PITFALLS 11). [`Journal`] is the
 //! seam: the bake calls [`Journal::record`] right after each create call returns and
 //! [`Journal::forget`] once the resource is gone. [`MemoryJournal`] keeps the records in
-//! memory; a journal written to disk (so that a killed process can be cleaned up after)
-//! implements the same trait.
+//! memory; [`crate::journal_file::FileJournal`] writes them to disk, so that what a killed
+//! process made can be found and removed afterwards.
 
 use std::fmt;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What kind of resource a record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceKind {
     SecurityGroup,
@@ -33,7 +33,7 @@ impl fmt::Display for ResourceKind {
 }
 
 /// One created resource.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub kind: ResourceKind,
     pub id: String,

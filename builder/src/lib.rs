@@ -13,15 +13,18 @@ pub mod distribute;
 pub mod error;
 pub mod hash;
 pub mod journal;
+pub mod journal_file;
 pub mod naming;
 pub mod plan;
 pub mod recipe;
 pub mod spec;
+pub mod sweep;
 pub mod wait;
 
 pub use bake::{bake, bake_with_journal, BakeOutcome};
 pub use error::BakeError;
 pub use journal::{Journal, MemoryJournal, Record, ResourceKind};
+pub use journal_file::{read_journals, FileJournal, RunJournal};
 pub use plan::{plan, BakePlan, BakedImage, PlannedChange, PlannedStep, StepPhase};
 pub use spec::{
     BakeSpec, BuilderSettings, RootVolumeSettings, SourceImage, SubnetSelector, Timeouts,

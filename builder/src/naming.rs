@@ -24,6 +24,12 @@ pub const TAG_COPIED_FROM: &str = "kiln:copied-from";
 pub const TAG_STATUS: &str = "kiln:status";
 /// The value of [`TAG_STATUS`] on an image that failed its test.
 pub const STATUS_FAILED: &str = "failed";
+/// The value of [`TAG_STATUS`] from CreateImage until the bake has tested the image: an
+/// image still `pending` after its run is over was left by a killed bake (`kiln gc`
+/// removes it). Copies to other regions carry the source's final tags, not this one.
+pub const STATUS_PENDING: &str = "pending";
+/// The value of [`TAG_STATUS`] once the bake finished with the image tested.
+pub const STATUS_READY: &str = "ready";
 /// AWS's conventional display name tag.
 pub const TAG_NAME: &str = "Name";
 

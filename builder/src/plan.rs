@@ -411,7 +411,9 @@ async fn find_reusable(
         .into_iter()
         .filter(|i| i.state == ImageState::Available)
         .filter(|i| {
-            i.tags.get(naming::TAG_STATUS).map(String::as_str) != Some(naming::STATUS_FAILED)
+            // A failed image, or one whose bake never finished, is not reused.
+            let status = i.tags.get(naming::TAG_STATUS).map(String::as_str);
+            status != Some(naming::STATUS_FAILED) && status != Some(naming::STATUS_PENDING)
         })
         .max_by_key(|i| i.creation_date);
     Ok(best.map(|image| BakedImage {
@@ -492,6 +494,10 @@ fn image_tags(plan: &BakePlan) -> Tags {
             plan.image_name.clone(),
         ),
         (naming::TAG_NAME.to_string(), plan.ami_name.clone()),
+        (
+            naming::TAG_STATUS.to_string(),
+            naming::STATUS_PENDING.to_string(),
+        ),
     ]);
     if let Some(commit) = &plan.commit {
         tags.insert(naming::TAG_COMMIT.to_string(), tag_value(commit));

@@ -35,6 +35,9 @@ pub const TAG_BLUE_UNTIL: &str = "kiln:blue-until";
 /// Group-level stickiness used when weighted forwarding meets sticky target groups and
 /// the listener had none (PITFALLS 29): one hour keeps a visit on one side.
 pub const GROUP_STICKINESS: Duration = Duration::from_secs(60 * 60);
+/// How often an A/B canary's step is compared with the baseline while it runs:
+/// CloudWatch's resolution for load balancer metrics, a new datapoint each minute.
+const COMPARE_EVERY: Duration = Duration::from_secs(60);
 /// Longest target group name ELB accepts.
 const MAX_TARGET_GROUP_NAME: usize = 32;
 
@@ -660,27 +663,55 @@ impl Run<'_> {
                 &green.group,
                 format!("{percent}% of traffic to green"),
             );
-            let began = self.cloud.clock.now();
-            if let Err(stop) = self.watch_for(green, gates, s.step_bake).await? {
-                return Ok(Err(stop));
-            }
-            if let Err(stop) = self.compare_step(green, percent, began).await? {
+            if let Err(stop) = self.watch_step(green, gates, percent).await? {
                 return Ok(Err(stop));
             }
         }
         Ok(Ok(()))
     }
 
-    /// An A/B canary's decision at the end of a traffic step, with the compared values
-    /// in the progress; a plain blue/green passes.
+    /// Watches one traffic step for `step_bake`. An A/B canary is also compared with the
+    /// baseline every minute: stopped as soon as it is worse on enough requests, and
+    /// decided at the step's end.
+    async fn watch_step(
+        &self,
+        green: &Green,
+        gates: &mut GateState,
+        percent: i32,
+    ) -> Result<Result<(), StopReason>, RolloutError> {
+        let bake = self.bg.settings.step_bake;
+        if self.bg.ab.is_none() {
+            return self.watch_for(green, gates, bake).await;
+        }
+        let began = self.cloud.clock.now();
+        let end = began + chrono_of(bake);
+        loop {
+            let left = (end - self.cloud.clock.now()).to_std().unwrap_or_default();
+            let last = left <= COMPARE_EVERY;
+            if let Err(stop) = self
+                .watch_for(green, gates, left.min(COMPARE_EVERY))
+                .await?
+            {
+                return Ok(Err(stop));
+            }
+            if let Some(decided) = self.compare_step(green, percent, began, last).await? {
+                return Ok(decided);
+            }
+        }
+    }
+
+    /// An A/B canary's comparison over the step so far, with the compared values in the
+    /// progress: `Some` once decided (a failure on enough requests, or the step's end),
+    /// `None` to watch on.
     async fn compare_step(
         &self,
         green: &Green,
         percent: i32,
         began: kiln_cloud::Timestamp,
-    ) -> Result<Result<(), StopReason>, RolloutError> {
+        last: bool,
+    ) -> Result<Option<Result<(), StopReason>>, RolloutError> {
         let Some(thresholds) = &self.bg.ab else {
-            return Ok(Ok(()));
+            return Ok(Some(Ok(())));
         };
         let blue = &self.bg.blue_target_group;
         let window = (began, self.cloud.clock.now());
@@ -689,16 +720,22 @@ impl Run<'_> {
         let verdict =
             crate::compare::compare(self.cloud, lb, canary, &blue.arn, window, thresholds).await?;
         let text = format!("step {percent}%: {verdict}");
-        if verdict.failure.is_some() {
+        // Any failure but "too few requests" is already evidence enough.
+        let conclusive = verdict.canary.requests >= thresholds.min_requests;
+        if verdict.failure.is_some() && (last || conclusive) {
             self.emit.error("compare", &green.target_group.name, text);
             let detail = verdict.to_string();
-            return Ok(Err(StopReason::Comparison {
+            return Ok(Some(Err(StopReason::Comparison {
                 step: percent,
                 detail,
-            }));
+            })));
+        }
+        if !last {
+            tracing::debug!(step = percent, "{verdict}");
+            return Ok(None);
         }
         self.emit.info("compare", &green.target_group.name, text);
-        Ok(Ok(()))
+        Ok(Some(Ok(())))
     }
 
     /// Every listener to green (`true`; blue stays at weight 0, health-checked, so that

@@ -191,36 +191,44 @@ async fn strategy_parts(
     notes: &mut Vec<String>,
 ) -> Result<Parts, RolloutError> {
     let mut parts = Parts::default();
+    let next = template.expected_new_version;
+    let tg = facts.target_group.as_ref();
     match &spec.strategy {
         Strategy::Rolling(s) => {
             parts.refresh = Some(refresh_plan(facts, spec, s, &[], None, refusals));
         }
+        // A/B runs on blue/green's machinery, with the comparison at each step.
         Strategy::Canary(c) if c.mode == CanaryMode::Ab => {
             let settings = c.ab_settings().expect("ab mode");
-            let next = template.expected_new_version;
-            let tg = facts.target_group.as_ref();
             let part = bluegreen::plan_part(cloud, spec, &settings, tg, next, refusals, notes);
-            parts.blue_green = part.await?.map(|mut bg| {
-                bg.ab = Some(c.compare.clone());
-                bg
+            parts.blue_green = part.await?.map(|bg| BlueGreenPlan {
+                ab: Some(c.compare.clone()),
+                ..bg
             });
         }
         Strategy::Canary(c) => {
-            let steps = canary_steps(&c.steps);
-            let delay = Some(c.bake);
-            parts.refresh = Some(refresh_plan(
-                facts, spec, &c.refresh, &steps, delay, refusals,
-            ));
+            let (steps, delay) = (canary_steps(&c.steps), Some(c.bake));
+            let r = refresh_plan(facts, spec, &c.refresh, &steps, delay, refusals);
+            parts.refresh = Some(r);
         }
         Strategy::BlueGreen(b) => {
-            let next = template.expected_new_version;
-            let tg = facts.target_group.as_ref();
-            parts.blue_green =
-                bluegreen::plan_part(cloud, spec, b, tg, next, refusals, notes).await?;
+            let part = bluegreen::plan_part(cloud, spec, b, tg, next, refusals, notes);
+            parts.blue_green = part.await?;
         }
         Strategy::InPlace(s) => parts.in_place = inplace::plan_part(&facts.group, s, refusals),
     }
-    if let Some(r) = &parts.refresh {
+    refresh_notes(facts, spec, parts.refresh.as_ref(), notes);
+    Ok(parts)
+}
+
+/// What an operator should know about the refresh's preferences.
+fn refresh_notes(
+    facts: &Facts,
+    spec: &RolloutSpec,
+    refresh: Option<&RefreshPlan>,
+    notes: &mut Vec<String>,
+) {
+    if let Some(r) = refresh {
         let grace = facts.group.health_check_grace;
         if grace < r.preferences.instance_warmup {
             notes.push(format!(
@@ -240,7 +248,6 @@ async fn strategy_parts(
             );
         }
     }
-    Ok(parts)
 }
 
 impl RolloutPlan {

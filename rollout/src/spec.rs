@@ -217,12 +217,13 @@ pub const DEFAULT_MIN_LATENCY_INCREASE: Duration = Duration::from_millis(100);
 /// than a hundred make one error a whole percentage point.
 pub const DEFAULT_MIN_REQUESTS: f64 = 100.0;
 
-/// The A/B decision rule, applied at each traffic step below 100 % over the step's
-/// window (`bake`): the canary fails when its 5xx rate (HTTPCode_Target_5XX_Count /
-/// RequestCount) exceeds the baseline's by more than `max_error_rate_increase` points, or
+/// The A/B decision rule, applied at each traffic step below 100 % over the step so far
+/// (every minute, and at the end of `bake`): the canary fails when its 5xx rate
+/// (HTTPCode_Target_5XX_Count / RequestCount) exceeds the baseline's by more than `max_error_rate_increase` points, or
 /// its mean TargetResponseTime exceeds the baseline's by both `max_latency_ratio` and
 /// `min_latency_increase`; a window with fewer than `min_requests` canary requests fails
-/// too (an A/B test that saw nothing proves nothing: lengthen `bake`).
+/// at the step's end (an A/B test that saw nothing proves nothing: lengthen `bake`);
+/// before the end, a failure on at least `min_requests` stops the step at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AbThresholds {

@@ -231,6 +231,29 @@ async fn ab_canary_shifts_traffic_in_steps_comparing_each_with_the_baseline() {
     }
     assert_safe(&account, GROUP, 3);
     eprintln!("MEASURE ab canary success: {:?}", out.timings);
+
+    // A rollback after the switch is one listener change back to the baseline.
+    let back = kiln_rollout::rollback(&cloud, GROUP, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (back.status.as_str(), back.group.as_str()),
+        ("RolledBack", GROUP)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tg = cloud
+        .load_balancing
+        .describe_target_groups(&[TG.into()])
+        .await
+        .unwrap();
+    let last = account.timeline().pop().expect("frames");
+    let serving: Vec<_> = last.listeners[0]
+        .targets
+        .iter()
+        .map(|t| &t.target_group)
+        .collect();
+    assert_eq!(serving, [&tg[0].arn], "only the baseline serves again");
+    assert_safe(&account, GROUP, 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -258,6 +281,15 @@ async fn ab_canary_worse_than_the_baseline_is_stopped_at_its_first_step() {
     let groups = cloud.scaling.describe_groups(&[]).await.unwrap();
     assert_eq!(groups.len(), 1, "canary group deleted");
     rollback_within_one_poll(&rec, "ab comparison");
+    // Stopped as soon as the evidence was in, before the step's five minutes were up.
+    let events = rec.events();
+    let shifted = events
+        .iter()
+        .find(|e| e.phase == "traffic" && e.message.starts_with("5%"))
+        .expect("the 5% step");
+    let failed = first_event(&rec, Level::Error, "compare").expect("the comparison failed");
+    let into_step = between(shifted.at, failed.at);
+    assert!(into_step < 300, "decided {into_step} s into the step");
     assert_safe(&account, GROUP, 3);
     eprintln!(
         "MEASURE ab canary comparison: {:?}",
@@ -352,26 +384,82 @@ async fn in_place_fix_failing_on_the_second_batch_stops_there() {
     );
 }
 
+/// Every strategy's spec on the POC target.
+fn every_strategy() -> Vec<RolloutSpec> {
+    let fix = InPlaceSettings {
+        script: vec!["systemctl reload php-fpm".into()],
+        batch_size: 1,
+        description: "reload PHP-FPM".into(),
+    };
+    vec![
+        rolling(Default::default()),
+        checkpoints(),
+        ab(),
+        spec(Strategy::BlueGreen(BlueGreenSettings::default())),
+        spec(Strategy::InPlace(fix)),
+    ]
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_second_blue_green_while_one_runs_is_refused() {
-    let (account, cloud) = poc().await;
-    let s = spec(Strategy::BlueGreen(BlueGreenSettings::default()));
-    let first = plan(&cloud, &s, &new_image()).await.unwrap();
-    let second = plan(&cloud, &s, &new_image()).await.unwrap();
-    let task = spawn_rollout(&cloud, &first, &CancellationToken::new());
-    while !group(&cloud, GROUP)
-        .await
-        .tags
-        .contains_key(kiln_rollout::LOCK_TAG)
-    {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+async fn a_second_rollout_while_one_runs_is_refused_whatever_the_strategy() {
+    for s in every_strategy() {
+        let (account, cloud) = poc().await;
+        let first = plan(&cloud, &s, &new_image()).await.unwrap();
+        let second = plan(&cloud, &s, &new_image()).await.unwrap();
+        let task = spawn_rollout(&cloud, &first, &CancellationToken::new());
+        while !group(&cloud, GROUP)
+            .await
+            .tags
+            .contains_key(kiln_rollout::LOCK_TAG)
+        {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let name = s.strategy.name();
+        let err = plan(&cloud, &s, &new_image()).await.unwrap_err();
+        assert!(matches!(err, RolloutError::Locked { .. }), "{name}: {err}");
+        let err = rollout(&cloud, &second, &Silent, &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RolloutError::Locked { .. }), "{name}: {err}");
+        let out = task.await.unwrap();
+        assert!(out.is_ok(), "{name}: the first one finishes: {out:?}");
+        // In place takes one instance of three out at a time.
+        let min = if name == "in_place" { 2 } else { 3 };
+        assert_safe(&account, GROUP, min);
     }
-    let err = plan(&cloud, &s, &new_image()).await.unwrap_err();
-    assert!(matches!(err, RolloutError::Locked { .. }), "{err}");
-    let err = rollout(&cloud, &second, &Silent, &CancellationToken::new())
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_alarm_from_a_release_that_is_up_but_wrong_rolls_back_within_one_poll() {
+    let (account, cloud) = poc().await;
+    degraded(&account, NEW_IMAGE);
+    let mut s = rolling(Default::default());
+    s.gates.alarms = vec![ALARM.into()];
+    let p = plan(&cloud, &s, &new_image()).await.unwrap();
+    let rec = recorder();
+    let err = rollout(&cloud, &p, &*rec, &CancellationToken::new())
         .await
         .unwrap_err();
-    assert!(matches!(err, RolloutError::Locked { .. }), "{err}");
-    task.await.unwrap().expect("the first one finishes");
+    assert!(
+        matches!(err.stop_reason(), Some(StopReason::Alarm { .. })),
+        "{err}"
+    );
+    assert_eq!(outcome_of(&err).status, "RolledBack");
+    rollback_within_one_poll(&rec, "rolling alarm");
+    assert_eq!(versions_and_images(&cloud, GROUP).await.0, "2");
     assert_safe(&account, GROUP, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_ab_plan_says_what_is_compared_and_against_what() {
+    let (_account, cloud) = poc().await;
+    let p = plan(&cloud, &ab(), &new_image()).await.unwrap();
+    let text = p.to_string();
+    assert!(
+        text.contains("traffic steps [5, 25, 50, 100]")
+            && text.contains("A/B: each step watched 5m")
+            && text.contains("+ 1 points")
+            && text.contains("100ms slower"),
+        "{text}"
+    );
 }

@@ -63,5 +63,13 @@ async fn rolling_installs_the_new_numbered_version_on_every_instance() {
     assert_eq!(started[0].desired.as_ref().unwrap().version, "3");
     // Launch first with min 100 %: never fewer than 3 healthy in service.
     assert_safe(&account, GROUP, 3);
+    // One instance per zone before, one per zone after.
+    let zones: std::collections::BTreeSet<String> = group(&cloud, GROUP)
+        .await
+        .instances
+        .iter()
+        .map(|i| i.availability_zone.clone())
+        .collect();
+    assert_eq!(zones.len(), 3, "{zones:?}");
     eprintln!("rolling on POC took {:?}", out.timings);
 }

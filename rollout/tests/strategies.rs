@@ -145,10 +145,26 @@ async fn blue_green_switches_once_green_is_healthy_and_rolls_back_in_one_change(
     assert_safe(&account, GROUP, 3);
     eprintln!("blue/green took {:?}", out.timings);
 
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = account.timeline().len();
     let back = rollback(&cloud, GROUP, &Silent, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(back.status, "RolledBack");
+    // One listener change: the timeline's default action changes once, straight to blue.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let defaults: Vec<Vec<String>> = account.timeline()[before - 1..]
+        .iter()
+        .flat_map(|f| f.listeners.iter().filter(|l| l.rule == "default"))
+        .map(|l| {
+            l.targets
+                .iter()
+                .map(|t| t.target_group.to_string())
+                .collect()
+        })
+        .collect();
+    let changes = defaults.windows(2).filter(|w| w[0] != w[1]).count();
+    assert_eq!(changes, 1, "{defaults:?}");
     let expected = [(TG.to_string(), 100), ("poc-web-tg-v3".to_string(), 0)];
     assert_eq!(listener_targets(&cloud).await, expected);
     assert_safe(&account, GROUP, 3);

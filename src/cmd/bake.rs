@@ -1,9 +1,10 @@
 //! `kiln bake FILE`: bake the pipeline's image, or reuse one with the same inputs.
 
+use anyhow::Context;
 use kiln_builder::distribute::{
     distribute_limited, CopyLimits, DistributeSpec, DistributionReport,
 };
-use kiln_builder::{BakeError, BakeOutcome};
+use kiln_builder::{BakeError, BakeOutcome, FileJournal};
 use kiln_cloud::{Account, Cloud, LaunchPermissions};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -83,7 +84,16 @@ pub async fn run(
     let loaded = super::load(&args.file)?;
     let (account, cloud) = super::open(global, &loaded.pipeline).await?;
     let reporter = Reporter::new(global, global.sim.is_some());
-    let baked = bake_all(account.as_ref(), &cloud, &loaded, &reporter, cancel, args).await;
+    let baked = bake_all(
+        global,
+        account.as_ref(),
+        &cloud,
+        &loaded,
+        &reporter,
+        cancel,
+        args,
+    )
+    .await;
     reporter.finish();
     let mut baked = baked?;
     let image = baked.pop().expect("the image is always baked last");
@@ -122,6 +132,7 @@ pub fn leftovers(layers: &[Baked], image: &Baked) -> Vec<String> {
 /// manifest. A layer above reads the channel the one below was just published to, so a
 /// failure to publish in the home region stops the run.
 pub async fn bake_all(
+    global: &GlobalArgs,
     account: &dyn Account,
     cloud: &Cloud,
     loaded: &super::Loaded,
@@ -136,9 +147,7 @@ pub async fn bake_all(
         let spec = super::section_spec(loaded, section, rendered);
         let plan = kiln_builder::plan(cloud, &spec).await.map_err(exit_for)?;
         let run_uuid = run_uuid.get_or_insert_with(|| plan.run_id.clone());
-        let outcome = kiln_builder::bake(cloud, &plan, reporter, cancel)
-            .await
-            .map_err(exit_for)?;
+        let outcome = bake_journaled(global, cloud, &plan, reporter, cancel).await?;
         let distribution = match distribute_spec(loaded) {
             Some(spec) => Some(
                 distribute_limited(account, &outcome.image, &spec, reporter, cancel, &limits).await,
@@ -170,6 +179,74 @@ pub async fn bake_all(
         });
     }
     Ok(baked)
+}
+
+/// Bakes one plan, mapping a failure to the exit code a pipeline branches on. Every
+/// resource the bake makes is journaled on disk the moment it exists
+/// ([`crate::journal::dir`]), so that `kiln gc` can remove what a killed run left; an
+/// unsuccessful bake says what it removed and what it could not.
+pub async fn bake_journaled(
+    global: &GlobalArgs,
+    cloud: &Cloud,
+    plan: &kiln_builder::BakePlan,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> anyhow::Result<BakeOutcome> {
+    if plan.reuse.is_some() {
+        // Nothing is created: no journal to keep.
+        return kiln_builder::bake(cloud, plan, reporter, cancel)
+            .await
+            .map_err(exit_for);
+    }
+    let dir = crate::journal::dir(global);
+    let journal =
+        FileJournal::create(&dir, &plan.run_id, cloud.clock.now()).with_context(|| {
+            format!(
+                "cannot write the run journal in {}; pass --state-dir DIR (or set \
+             KILN_STATE_DIR) to keep it elsewhere",
+                dir.display()
+            )
+        })?;
+    let result = kiln_builder::bake_with_journal(cloud, plan, reporter, cancel, &journal).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.is_cancelled() => "interrupted",
+        Err(_) => "failed",
+    };
+    if result.is_err() {
+        eprint!("{}", cleanup_text(&journal, outcome, &cloud.region));
+    }
+    if let Err(e) = journal.finish(cloud.clock.now(), outcome) {
+        tracing::warn!(journal = %dir.display(), error = %e, "cannot close the run journal");
+    }
+    result.map_err(exit_for)
+}
+
+/// What an unsuccessful bake removed and what it left, for the person or the CI log.
+fn cleanup_text(journal: &FileJournal, outcome: &str, region: &str) -> String {
+    let list = |records: Vec<kiln_builder::Record>| {
+        records
+            .iter()
+            .map(|r| format!("{} {}", r.kind, r.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let removed = journal.removed();
+    let mut text = if removed.is_empty() {
+        format!("kiln: bake {outcome}; it had created nothing to remove in {region}\n")
+    } else {
+        let list = list(removed);
+        format!("kiln: bake {outcome}; cleaned up in {region}: removed {list}\n")
+    };
+    let open = journal.open_records();
+    if !open.is_empty() {
+        text.push_str(&format!(
+            "kiln: still present in {region}: {}; run `kiln gc` (journal {})\n",
+            list(open),
+            journal.path().display()
+        ));
+    }
+    text
 }
 
 /// What the pipeline's `distribute` section asks for; `None` when it asks for nothing.

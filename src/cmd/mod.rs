@@ -2,6 +2,7 @@
 //! specs the libraries take.
 
 pub mod bake;
+pub mod gc;
 pub mod images;
 pub mod pipeline_run;
 pub mod plan;

@@ -39,7 +39,16 @@ pub async fn run(
     let (account, cloud) = super::open(global, pipeline).await?;
     let reporter = Reporter::new(global, global.sim.is_some());
 
-    let all = bake_all(account.as_ref(), &cloud, &loaded, &reporter, cancel, args).await;
+    let all = bake_all(
+        global,
+        account.as_ref(),
+        &cloud,
+        &loaded,
+        &reporter,
+        cancel,
+        args,
+    )
+    .await;
     let mut layers = match all {
         Ok(all) => all,
         Err(e) => {
@@ -48,8 +57,7 @@ pub async fn run(
         }
     };
     let baked = layers.pop().expect("the image is always baked last");
-
-    let rollouts = roll_out_targets(&cloud, pipeline, &baked, &reporter, cancel).await;
+    let rollouts = roll_out_every_target(&cloud, pipeline, &baked.outcome, &reporter, cancel).await;
     reporter.finish();
     let rollouts = rollouts?;
 
@@ -76,28 +84,36 @@ pub async fn run(
     distribution_failures(layers.iter().chain([&baked]))
 }
 
-/// Rolls the image out to every target in order; the first failure stops the others.
-async fn roll_out_targets(
+/// Rolls the baked image out to each target in order; the first failure stops the run
+/// and says how far it got.
+async fn roll_out_every_target(
     cloud: &kiln_cloud::Cloud,
     pipeline: &crate::pipeline::Pipeline,
-    baked: &Baked,
+    baked: &kiln_builder::BakeOutcome,
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Vec<RolloutResult>> {
-    let image = &baked.outcome.image.id;
     let mut rollouts = Vec::new();
     for target in &pipeline.file.targets {
-        let outcome = roll_out(cloud, pipeline, target, None, image, reporter, cancel).await;
-        match outcome {
-            Ok(outcome) => rollouts.push(RolloutResult::from(&outcome)),
-            Err(e) => {
-                return Err(e.context(format!(
-                    "image {image} was baked; target `{}` failed (targets before it: {})",
-                    target.name,
-                    rollouts.len()
-                )));
-            }
-        }
+        let outcome = roll_out(
+            cloud,
+            pipeline,
+            target,
+            None,
+            &baked.image.id,
+            reporter,
+            cancel,
+        )
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "image {} was baked; target `{}` failed (targets done before it: {})",
+                baked.image.id,
+                target.name,
+                rollouts.len()
+            ))
+        })?;
+        rollouts.push(RolloutResult::from(&outcome));
     }
     Ok(rollouts)
 }

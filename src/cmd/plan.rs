@@ -64,26 +64,7 @@ fn plan_text(plan: &PlanResult) -> String {
         }
     }
     for rollout in &plan.rollouts {
-        let _ = writeln!(
-            text,
-            "rollout {} (group {}, {})",
-            rollout.spec.target,
-            rollout.spec.group,
-            rollout.spec.strategy.name()
-        );
-        if rollout.no_change {
-            let _ = writeln!(text, "  no change: the group already runs the image");
-        }
-        if let Some(refresh) = &rollout.refresh {
-            let _ = writeln!(
-                text,
-                "  {}",
-                serde_json::to_string(refresh).unwrap_or_default()
-            );
-        }
-        for note in &rollout.notes {
-            let _ = writeln!(text, "  note: {note}");
-        }
+        text.push_str(&rollout.to_string());
     }
     text
 }

@@ -111,6 +111,10 @@ fn group_text(out: &mut String, g: &GroupStatus) {
                 .unwrap_or_default()
         );
     }
+    instances_text(out, g);
+}
+
+fn instances_text(out: &mut String, g: &GroupStatus) {
     for i in &g.instances {
         let _ = writeln!(
             out,

@@ -191,6 +191,13 @@ impl Run<'_> {
         invocation: &Invocation,
     ) -> Result<(), BakeError> {
         if invocation.status == InvocationStatus::Success {
+            if invocation.output_truncated() {
+                // The step passed, but its log is incomplete (PITFALLS 19): say so.
+                let message = "step succeeded; SSM cut its output at 24,000 characters, \
+                               so the log above is incomplete"
+                    .to_string();
+                self.emit(Level::Warn, self.phase_name(), &step.label(), message);
+            }
             return Ok(());
         }
         // The status comes before the output: a command that never ran says nothing

@@ -115,6 +115,20 @@ impl Run<'_> {
         }
     }
 
+    /// Tags the image `kiln:status=ready`: its bake finished, so a sweep leaves it alone
+    /// and a later plan may reuse it. Failing here fails the bake (and removes the image),
+    /// since a `pending` image would be swept as the remains of a killed bake.
+    pub(super) async fn mark_ready(&self, image: &ImageId) -> Result<(), BakeError> {
+        let tags = kiln_cloud::Tags::from([(
+            naming::TAG_STATUS.to_string(),
+            naming::STATUS_READY.to_string(),
+        )]);
+        let ids = [image.to_string()];
+        retry_throttled(|| self.cloud.compute.create_tags(&ids, &tags))
+            .await
+            .map_err(|e| BakeError::cloud(format!("tagging image {image} ready"), e))
+    }
+
     /// Deregisters the image and deletes every snapshot of it; what fails is a leftover.
     pub(super) async fn remove_image(&mut self, image: &ImageId) {
         let snapshots = self.image_snapshots(image).await;

@@ -198,6 +198,7 @@ impl<'a> Run<'a> {
 
         self.begin("test");
         self.test(&image, &security_group).await?;
+        self.mark_ready(&image).await?;
         self.end_phase();
         Ok(self.baked(image))
     }

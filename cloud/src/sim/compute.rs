@@ -113,8 +113,9 @@ pub fn create_image(w: &mut World, req: &CreateImage) -> CloudResult<ImageId> {
         block_devices: devices,
         tags: req.tags.clone(),
     };
-    w.r.images
-        .insert(id.0.clone(), new_sim_image(image, Some(ready_at)));
+    let mut sim = new_sim_image(image, Some(ready_at));
+    sim.fail_reason = w.faults.image_fails.clone();
+    w.r.images.insert(id.0.clone(), sim);
     tracing::debug!(image = %id, region = w.region, "simulated image pending");
     Ok(id)
 }

@@ -42,6 +42,9 @@ pub struct Faults {
     /// Invocations stay "not found" this long after SendCommand.
     #[serde(with = "humantime_serde")]
     pub invocation_hidden_for: Option<Duration>,
+    /// Images made by CreateImage end `failed` with this state reason instead of
+    /// `available` (as a snapshot that EBS cannot complete does).
+    pub image_fails: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -252,6 +252,19 @@ pub fn launch_template(w: &World, group: &str) -> GroupTemplate {
     }
 }
 
+/// The zones of the old instances the group's running refresh still has to replace.
+pub fn replacing_zones(w: &World, group: &str) -> BTreeSet<String> {
+    let (Some(i), Some(g)) = (active_index(w.r, group), w.r.groups.get(group)) else {
+        return BTreeSet::new();
+    };
+    let x = &w.r.refreshes[i];
+    g.members
+        .iter()
+        .filter(|m| x.to_replace.contains(&m.id) && m.lifecycle != TERMINATING)
+        .map(|m| m.availability_zone.clone())
+        .collect()
+}
+
 /// A member failed its health checks: count it if it was a replacement.
 pub fn note_unhealthy(w: &mut World, group: &str, id: &InstanceId) {
     if let Some(i) = active_index(w.r, group) {
@@ -529,6 +542,37 @@ fn eligible(g: &SimGroup, x: &SimRefresh, p: &RefreshPreferences) -> Vec<Instanc
     out.into_iter().map(|m| m.id.clone()).collect()
 }
 
+/// `n` of the old instances, each from the zone with the most active members then (the
+/// oldest first within a zone): Auto Scaling keeps the zones balanced as it replaces, so
+/// a group of one instance per zone stays so.
+fn balanced_victims(g: &SimGroup, mut old: Vec<InstanceId>, n: usize) -> Vec<InstanceId> {
+    let zone = |id: &InstanceId| {
+        g.members
+            .iter()
+            .find(|m| &m.id == id)
+            .map(|m| m.availability_zone.clone())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let load = |z: &str| {
+            let members = g
+                .members
+                .iter()
+                .filter(|m| active(m) && m.availability_zone == z);
+            members.filter(|m| !out.contains(&m.id)).count()
+        };
+        // `old` is oldest first: the first of the busiest zone wins a tie.
+        let Some(pick) =
+            (0..old.len()).max_by_key(|&i| (load(&zone(&old[i])), std::cmp::Reverse(i)))
+        else {
+            break;
+        };
+        out.push(old.remove(pick));
+    }
+    out
+}
+
 /// `Some` when the refresh holds at a checkpoint (the value says if anything changed).
 fn checkpoint(w: &mut World, i: usize) -> Option<bool> {
     let now = w.now;
@@ -623,7 +667,7 @@ fn terminate_after_surge(w: &mut World, i: usize, group: &str) -> bool {
     let old = eligible(&g, x, &p);
     let n = (g.surge as usize).min(old.len());
     w.r.groups.get_mut(group).expect("exists").surge = 0;
-    for id in &old[..n] {
+    for id in &balanced_victims(&g, old, n) {
         scaling::start_terminating(w, group, id);
     }
     let x = &mut w.r.refreshes[i];

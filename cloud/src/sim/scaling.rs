@@ -444,9 +444,12 @@ fn least_used_subnet(w: &World, g: &SimGroup) -> CloudResult<Subnet> {
             .filter(|m| m.availability_zone == s.availability_zone && active(m))
             .count()
     };
+    // Among equally loaded zones, one whose old instances a refresh still replaces: the
+    // replacement lands where the instance it replaces goes, and the zones stay balanced.
+    let replacing = refresh::replacing_zones(w, &g.group.name);
     subnets
         .into_iter()
-        .min_by_key(|s| load(s))
+        .min_by_key(|s| (load(s), !replacing.contains(&s.availability_zone)))
         .cloned()
         .ok_or_else(|| invalid(w, "RunInstances", &g.group.name, "the group has no subnet"))
 }

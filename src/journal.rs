@@ -1,0 +1,64 @@
+//! Where the CLI keeps its run journals, and what they say about runs (for `kiln gc`).
+//!
+//! One rule, in order: `--state-dir DIR` (or `KILN_STATE_DIR`) gives `DIR/journal`; with
+//! `--sim STATE` the journals sit beside the state file, in `STATE.journal/`, so that
+//! each simulated account has its own; otherwise `$XDG_STATE_HOME/kiln/journal`, else
+//! `~/.local/state/kiln/journal`.
+
+use std::path::PathBuf;
+
+use kiln_builder::sweep::RunState;
+use kiln_builder::RunJournal;
+
+use crate::cli::GlobalArgs;
+
+/// The folder of run journals for these options.
+pub fn dir(global: &GlobalArgs) -> PathBuf {
+    if let Some(dir) = &global.state_dir {
+        return dir.join("journal");
+    }
+    if let Some(state) = &global.sim {
+        let mut name = state.file_name().unwrap_or_default().to_os_string();
+        name.push(".journal");
+        return state.with_file_name(name);
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("kiln").join("journal")
+}
+
+/// What the local journals say about `run_id`: over once finished or when its process
+/// on this machine is gone; unknown without a journal, or for a process elsewhere.
+pub fn run_state(journals: &[RunJournal], run_id: &str, host: &str) -> RunState {
+    let Some(journal) = journals.iter().find(|j| j.run_id == run_id) else {
+        return RunState::Unknown;
+    };
+    if journal.finished.is_some() {
+        return RunState::Over;
+    }
+    if journal.host != host {
+        return RunState::Unknown;
+    }
+    if process_alive(journal.pid) {
+        RunState::Live
+    } else {
+        RunState::Over
+    }
+}
+
+/// Whether a process with this id runs here. Linux shows every process under /proc, a
+/// killed one that is not yet reaped as a zombie (`Z`, or `X` while it goes); a recycled
+/// id makes a dead run look alive, which errs on the side of keeping.
+fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z" | "X" | "x"))
+}
