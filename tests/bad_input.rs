@@ -375,9 +375,9 @@ fn plan_lists_every_change_and_makes_none() {
         "  launch test instance: t3.medium from the new image",
         "  terminate builder and test instances",
         "  delete security group kiln-bake-",
-        "  lock group poc-web-asg",
-        "  create launch template poc-web-lt version ",
-        "  start instance refresh of poc-web-asg to version ",
+        "poc-web: group poc-web-asg in ap-northeast-1",
+        "  template poc-web-lt: version ",
+        "  rolling: launch before terminate",
     ];
     let lines: Vec<&str> = run.stdout.lines().collect();
     let mut at = 0;

@@ -187,7 +187,10 @@ async fn promotion_keeps_history_and_refuses_a_failed_image() {
     let promote = |version: String| {
         let account = account.clone();
         let regions = regions.clone();
-        async move { catalogue::promote(account.as_ref(), &regions, IMAGE_NAME, &version, "prod").await }
+        async move {
+            let account = account.as_ref();
+            catalogue::promote(account, &regions, IMAGE_NAME, &version, "prod").await
+        }
     };
     let one = promote(first.version.clone()).await.expect("promote first");
     assert_eq!(one[0].previous, None);

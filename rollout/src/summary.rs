@@ -49,6 +49,17 @@ impl fmt::Display for RolloutPlan {
                 bg.settings.traffic_steps,
                 human(bg.settings.rollback_window)
             )?;
+            if let Some(t) = &bg.ab {
+                writeln!(
+                    f,
+                    "  A/B: each step watched {} and compared with blue: canary fails above                      blue's 5xx rate + {} points, or {}x and {} slower, or under {} requests",
+                    human(bg.settings.step_bake),
+                    t.max_error_rate_increase,
+                    t.max_latency_ratio,
+                    humantime::format_duration(t.min_latency_increase),
+                    t.min_requests
+                )?;
+            }
         }
         if let Some(ip) = &self.in_place {
             let n: usize = ip.batches.iter().map(Vec::len).sum();

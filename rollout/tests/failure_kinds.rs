@@ -449,3 +449,17 @@ async fn rolling_alarm_from_a_release_that_is_up_but_wrong_rolls_back_within_one
     assert_eq!(versions_and_images(&cloud, GROUP).await.0, "2");
     assert_safe(&account, GROUP, 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_ab_plan_says_what_is_compared_and_against_what() {
+    let (_account, cloud) = poc().await;
+    let p = plan(&cloud, &ab(), &new_image()).await.unwrap();
+    let text = p.to_string();
+    assert!(
+        text.contains("traffic steps [5, 25, 50, 100]")
+            && text.contains("A/B: each step watched 5m")
+            && text.contains("+ 1 points")
+            && text.contains("100ms slower"),
+        "{text}"
+    );
+}

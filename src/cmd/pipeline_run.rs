@@ -57,33 +57,9 @@ pub async fn run(
         }
     };
     let baked = layers.pop().expect("the image is always baked last");
-
-    let mut rollouts = Vec::new();
-    for target in &pipeline.file.targets {
-        let outcome = roll_out(
-            &cloud,
-            pipeline,
-            target,
-            None,
-            &baked.outcome.image.id,
-            &reporter,
-            cancel,
-        )
-        .await;
-        match outcome {
-            Ok(outcome) => rollouts.push(RolloutResult::from(&outcome)),
-            Err(e) => {
-                reporter.finish();
-                return Err(e.context(format!(
-                    "image {} was baked; target `{}` failed (targets before it: {})",
-                    baked.outcome.image.id,
-                    target.name,
-                    rollouts.len()
-                )));
-            }
-        }
-    }
+    let rollouts = roll_out_every_target(&cloud, pipeline, &baked.outcome, &reporter, cancel).await;
     reporter.finish();
+    let rollouts = rollouts?;
 
     let result = PipelineResult {
         image: ImageResult::from(&baked.outcome),
@@ -106,4 +82,38 @@ pub async fn run(
         )
     })?;
     distribution_failures(layers.iter().chain([&baked]))
+}
+
+/// Rolls the baked image out to each target in order; the first failure stops the run
+/// and says how far it got.
+async fn roll_out_every_target(
+    cloud: &kiln_cloud::Cloud,
+    pipeline: &crate::pipeline::Pipeline,
+    baked: &kiln_builder::BakeOutcome,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Vec<RolloutResult>> {
+    let mut rollouts = Vec::new();
+    for target in &pipeline.file.targets {
+        let outcome = roll_out(
+            cloud,
+            pipeline,
+            target,
+            None,
+            &baked.image.id,
+            reporter,
+            cancel,
+        )
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "image {} was baked; target `{}` failed (targets done before it: {})",
+                baked.image.id,
+                target.name,
+                rollouts.len()
+            ))
+        })?;
+        rollouts.push(RolloutResult::from(&outcome));
+    }
+    Ok(rollouts)
 }

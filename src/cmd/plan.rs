@@ -64,54 +64,7 @@ fn plan_text(plan: &PlanResult) -> String {
         }
     }
     for rollout in &plan.rollouts {
-        let _ = writeln!(
-            text,
-            "rollout {} (group {}, {})",
-            rollout.spec.target,
-            rollout.spec.group,
-            rollout.spec.strategy.name()
-        );
-        if rollout.no_change {
-            let _ = writeln!(text, "  no change: the group already runs the image");
-        } else {
-            rollout_changes(&mut text, rollout);
-        }
-        if let Some(refresh) = &rollout.refresh {
-            let _ = writeln!(
-                text,
-                "  {}",
-                serde_json::to_string(refresh).unwrap_or_default()
-            );
-        }
-        for note in &rollout.notes {
-            let _ = writeln!(text, "  note: {note}");
-        }
+        text.push_str(&rollout.to_string());
     }
     text
-}
-
-/// The changes a rollout makes, one line each, in order.
-fn rollout_changes(text: &mut String, rollout: &kiln_rollout::RolloutPlan) {
-    let template = &rollout.template;
-    let from = template
-        .source_image
-        .as_ref()
-        .map_or_else(|| "no image".to_string(), ToString::to_string);
-    let _ = writeln!(
-        text,
-        "  lock group {}: a tag naming {}, removed at the end",
-        rollout.spec.group, rollout.owner
-    );
-    let _ = writeln!(
-        text,
-        "  create launch template {} version {}: from version {}, image {} -> {}",
-        template.name, template.expected_new_version, template.source_version, from, rollout.image
-    );
-    if rollout.refresh.is_some() {
-        let _ = writeln!(
-            text,
-            "  start instance refresh of {} to version {}:",
-            rollout.spec.group, template.expected_new_version
-        );
-    }
 }

@@ -13,6 +13,8 @@ struct Validated {
     recipes: Vec<String>,
     steps: usize,
     targets: Vec<String>,
+    /// Lower layers baked before the image, in order.
+    layers: Vec<String>,
 }
 
 pub fn run(global: &GlobalArgs, args: &FileArgs) -> anyhow::Result<()> {
@@ -21,14 +23,20 @@ pub fn run(global: &GlobalArgs, args: &FileArgs) -> anyhow::Result<()> {
     let result = Validated {
         file: args.file.display().to_string(),
         image: file.image.name.clone(),
+        layers: file.layers.iter().map(|l| l.name.clone()).collect(),
         recipes: loaded.rendered.recipes.clone(),
         steps: loaded.rendered.steps.len(),
         targets: file.targets.iter().map(|t| t.name.clone()).collect(),
     };
     print_result(global.output, &result, |r| {
         format!(
-            "{}: valid ({} recipes, {} steps, targets: {})\n",
+            "{}: valid ({}{} recipes, {} steps, targets: {})\n",
             r.file,
+            if r.layers.is_empty() {
+                String::new()
+            } else {
+                format!("on layers {}: ", r.layers.join(", "))
+            },
             r.recipes.len(),
             r.steps,
             if r.targets.is_empty() {
