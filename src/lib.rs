@@ -13,6 +13,7 @@ pub use kiln_rollout as rollout;
 
 pub mod account;
 pub mod app;
+pub mod aws_names;
 pub mod cli;
 pub mod cmd;
 pub mod exit;

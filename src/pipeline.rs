@@ -352,6 +352,7 @@ impl Pipeline {
         for region in std::iter::once(&image.region).chain(&self.file.distribute.regions) {
             check_region(self, region)?;
         }
+        crate::aws_names::check(self)?;
         self.check_layers()
     }
 
