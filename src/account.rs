@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use kiln_cloud::sim::SimAccount;
+use kiln_cloud::sim::{SimAccount, SimError};
 use kiln_cloud::Account;
 
 use crate::cli::GlobalArgs;
+use crate::exit::{self, Exit};
 
 /// Opens the account the global options name. `seed` is the pipeline's account seed, used
 /// only to create a simulated account whose state file does not exist yet.
@@ -24,14 +25,31 @@ fn open_sim(
     faults: Option<&Path>,
 ) -> anyhow::Result<Arc<dyn Account>> {
     if !state.exists() && seed.is_none() {
-        anyhow::bail!(
+        let error = anyhow::anyhow!(
             "simulated account {} does not exist and no account seed is named; \
              run a command with a pipeline file whose `simulation.seed` names one",
             state.display()
         );
+        return Err(Exit::new(exit::BAD_INPUT, error).into());
     }
-    let account = SimAccount::open(state, seed, faults)
-        .with_context(|| format!("open simulated account {}", state.display()))?;
+    // A state file in a folder that does not exist yet is a new account, not an error.
+    if let Some(folder) = state.parent().filter(|f| !f.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("create the folder of {}", state.display()))?;
+    }
+    let account = SimAccount::open(state, seed, faults).map_err(|e| {
+        let code = match &e {
+            SimError::Locked { .. } => exit::LOCKED,
+            SimError::Parse { .. }
+            | SimError::Seed { .. }
+            | SimError::Read { .. }
+            | SimError::NoSeed { .. }
+            | SimError::BadState { .. } => exit::BAD_INPUT,
+            SimError::Write { .. } => exit::FAILED,
+        };
+        let context = format!("open simulated account {}", state.display());
+        Exit::new(code, anyhow::Error::new(e).context(context))
+    })?;
     Ok(Arc::new(account))
 }
 

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, GlobalArgs, PipelineCommand};
+use crate::cli::{Cli, Command, GlobalArgs, OutputFormat, PipelineCommand};
 use crate::{cmd, exit, signals};
 
 /// Runs the command and returns the process exit code; errors are printed on stderr.
@@ -18,11 +18,19 @@ pub fn main(cli: Cli) -> u8 {
             return exit::FAILED;
         }
     };
+    let output = cli.global.output;
     match runtime.block_on(run(cli)) {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("kiln: error: {}", exit::render(&e));
-            exit::code_of(&e)
+            let (message, code) = (exit::render(&e), exit::code_of(&e));
+            eprintln!("kiln: error: {message}");
+            if output == OutputFormat::Json {
+                // CI archives stdout: a failed run still leaves a result it can read.
+                let result =
+                    serde_json::json!({ "error": { "message": message, "exit_code": code } });
+                println!("{result}");
+            }
+            code
         }
     }
 }

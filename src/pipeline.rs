@@ -315,10 +315,14 @@ impl Pipeline {
 
     /// An error pointing at the first line that contains `needle`.
     pub fn invalid(&self, needle: &str, message: String, hint: String) -> PipelineError {
-        let line = self
-            .text
-            .lines()
-            .position(|l| l.contains(needle))
+        // A line that is exactly the needle (`- name: poc-web`) beats one that only
+        // contains it (`name: poc-web-base`).
+        let exact = |l: &str| l.trim().trim_start_matches("- ") == needle.trim();
+        let lines: Vec<&str> = self.text.lines().collect();
+        let line = lines
+            .iter()
+            .position(|l| exact(l))
+            .or_else(|| lines.iter().position(|l| l.contains(needle)))
             .map_or(1, |i| i + 1);
         PipelineError::Invalid {
             path: self.path.clone(),

@@ -388,3 +388,59 @@ fn plan_lists_every_change_and_makes_none() {
     }
     assert_eq!(account_state(&sandbox), before, "plan changed the account");
 }
+
+/// Runs `args` (with the pipeline file appended) and asserts exit 2, the message, and an
+/// account left exactly as it was.
+fn assert_refused_unchanged(edit: (&str, &str), args: &[&str], needles: &[&str]) {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let file = pipeline_with(&sandbox, |t| t.replacen(edit.0, edit.1, 1));
+    let before = account_state(&sandbox);
+    let mut args = args.to_vec();
+    args.push(&file);
+    let run = sandbox.kiln(&args);
+    run.assert_code(2);
+    for needle in needles {
+        assert!(
+            run.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            run.stderr
+        );
+    }
+    assert_eq!(account_state(&sandbox), before, "the account changed");
+}
+
+#[test]
+fn a_misspelt_group_is_refused_before_the_bake() {
+    assert_refused_unchanged(
+        ("group: poc-web-asg", "group: poc-web-asgx"),
+        &["pipeline", "run"],
+        &["Auto Scaling group poc-web-asgx in ap-northeast-1: not found"],
+    );
+}
+
+#[test]
+fn a_gate_on_an_alarm_that_does_not_exist_is_refused_before_the_bake() {
+    assert_refused_unchanged(
+        ("alarms: [poc-web-5xx,", "alarms: [poc-web-5xxx,"),
+        &["pipeline", "run"],
+        &[
+            "gates on alarm(s) `poc-web-5xxx` that do not exist in ap-northeast-1",
+            "hint:",
+        ],
+    );
+}
+
+#[test]
+fn rolling_out_an_image_that_does_not_exist_changes_nothing() {
+    assert_refused_unchanged(
+        ("", ""),
+        &["rollout", "--image", "ami-0123456789abcdef0"],
+        &["image ami-0123456789abcdef0 does not exist in ap-northeast-1"],
+    );
+    assert_refused_unchanged(
+        ("", ""),
+        &["rollout", "--image", "new"],
+        &["`new` is not an AMI id"],
+    );
+}

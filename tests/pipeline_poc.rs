@@ -107,8 +107,22 @@ async fn a_failing_proxysql_step_stops_the_bake_and_leaves_nothing() {
         "faults.yaml",
         "steps:\n  - step: proxysql/install-proxysql\n    exit_code: 7\n    stderr: [\"error: package proxysql-2.6.3 not found\"]\n",
     );
-    let run = sandbox.kiln(&["--faults", faults.to_str().unwrap(), "bake", POC_PIPELINE]);
+    let run = sandbox.kiln(&[
+        "--faults",
+        faults.to_str().unwrap(),
+        "--output",
+        "json",
+        "bake",
+        POC_PIPELINE,
+    ]);
     run.assert_code(3);
+    // CI archives stdout: even a failed run leaves a result naming the failure.
+    let result = run.json();
+    assert_eq!(result["error"]["exit_code"], 3);
+    assert!(result["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("proxysql/install-proxysql"));
     assert!(
         run.stderr.contains("proxysql/install-proxysql"),
         "{}",

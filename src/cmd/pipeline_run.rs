@@ -1,6 +1,7 @@
 //! `kiln pipeline run FILE`: bake the image, then roll it out to every target in order.
 //! The first failure stops the run; targets after it are not touched.
 
+use kiln_cloud::ImageId;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,11 @@ pub async fn run(
     let pipeline = &loaded.pipeline;
     let (account, cloud) = super::open(global, pipeline).await?;
     let reporter = Reporter::new(global, global.sim.is_some());
+
+    // The targets are checked before the bake: a misspelt group must not cost an hour
+    // of baking first.
+    let planned = ImageId::new(format!("(new image {})", pipeline.file.image.name));
+    super::rollout::check_targets(&cloud, pipeline, None, None, &planned).await?;
 
     let all = bake_all(
         global,

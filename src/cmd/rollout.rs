@@ -55,6 +55,15 @@ pub async fn run(
     }
     let cloud = super::cloud(global, &pipeline).await?;
     let image = image_of(&cloud, &pipeline, args).await?;
+    check_image(&cloud, &image).await?;
+    check_targets(
+        &cloud,
+        &pipeline,
+        args.target.as_deref(),
+        args.strategy,
+        &image,
+    )
+    .await?;
     let reporter = Reporter::new(global, global.sim.is_some());
     let outcome = roll_out_all(&cloud, &pipeline, &image, args, &reporter, cancel).await;
     reporter.finish();
@@ -111,6 +120,116 @@ async fn roll_out_all(
         results.push(RolloutResult::from(&outcome.await?));
     }
     Ok(results)
+}
+
+/// Refuses an image id that is not one, or that the region does not hold as available,
+/// before any launch template version is written.
+async fn check_image(cloud: &Cloud, image: &ImageId) -> anyhow::Result<()> {
+    let id = image.as_str();
+    let shaped = id.strip_prefix("ami-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17) && hex.chars().all(|c| c.is_ascii_hexdigit())
+    });
+    if !shaped {
+        let error = anyhow::anyhow!(
+            "`{id}` is not an AMI id; give one such as ami-0123456789abcdef0 (see `kiln images`)"
+        );
+        return Err(Exit::new(exit::BAD_INPUT, error).into());
+    }
+    let filter = kiln_cloud::ImageFilter {
+        ids: vec![image.clone()],
+        ..Default::default()
+    };
+    let found = match cloud.compute.describe_images(&filter).await {
+        Ok(images) => images,
+        Err(e) if e.is(kiln_cloud::ErrorKind::NotFound) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    match found.first() {
+        Some(found) if found.state == kiln_cloud::ImageState::Available => Ok(()),
+        Some(found) => {
+            let error = anyhow::anyhow!(
+                "image {id} in {} is {:?}, not available; roll out an available image",
+                cloud.region,
+                found.state
+            );
+            Err(Exit::new(exit::BAD_INPUT, error).into())
+        }
+        None => {
+            let error = anyhow::anyhow!(
+                "image {id} does not exist in {}; check the id and the region (`kiln images`)",
+                cloud.region
+            );
+            Err(Exit::new(exit::BAD_INPUT, error).into())
+        }
+    }
+}
+
+/// Plans every selected target without changing anything, so that a misspelt group,
+/// template, target group or alarm is refused before a bake or a rollout starts.
+pub async fn check_targets(
+    cloud: &Cloud,
+    pipeline: &Pipeline,
+    only: Option<&str>,
+    strategy: Option<StrategyName>,
+    image: &ImageId,
+) -> anyhow::Result<()> {
+    for target in &pipeline.file.targets {
+        if only.is_some_and(|name| name != target.name) {
+            continue;
+        }
+        let spec = super::rollout_spec(pipeline, target, strategy)?;
+        let refused = |e: anyhow::Error| {
+            let context = format!("target `{}` (group {})", target.name, target.group);
+            Exit::new(exit::BAD_INPUT, e.context(context))
+        };
+        match kiln_rollout::plan(cloud, &spec, image).await {
+            Ok(_) => {}
+            Err(RolloutError::Cloud(e)) if e.is(kiln_cloud::ErrorKind::NotFound) => {
+                return Err(refused(e.into()).into());
+            }
+            Err(e) => return Err(exit_for(e)),
+        }
+        check_alarms(cloud, pipeline, target, &spec.gates.alarms)
+            .await
+            .map_err(refused)?;
+    }
+    Ok(())
+}
+
+/// Every alarm a gate names must exist, or the gate could never stop the rollout.
+async fn check_alarms(
+    cloud: &Cloud,
+    pipeline: &Pipeline,
+    target: &crate::pipeline::TargetSection,
+    names: &[String],
+) -> anyhow::Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let found = cloud.metrics.describe_alarms(names).await?;
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| !found.iter().any(|alarm| &alarm.name == *name))
+        .collect();
+    match missing.first() {
+        None => Ok(()),
+        Some(first) => Err(pipeline
+            .invalid(
+                first,
+                format!(
+                    "target `{}` gates on alarm(s) {} that do not exist in {}",
+                    target.name,
+                    missing
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    cloud.region
+                ),
+                "fix the alarm names, or create the alarms first".into(),
+            )
+            .into()),
+    }
 }
 
 /// Plans and runs one target's rollout, mapping a failure to its exit code.
