@@ -144,8 +144,11 @@ pub async fn bake_all(
     let mut baked = Vec::new();
     let mut run_uuid = None;
     for (section, rendered) in loaded.sections() {
+        let secrets = crate::secrets::read(cloud, &section.secret_parameters).await?;
+        crate::secrets::check_rendered(rendered, &secrets)?;
         let spec = super::section_spec(loaded, section, rendered);
-        let plan = kiln_builder::plan(cloud, &spec).await.map_err(exit_for)?;
+        let mut plan = kiln_builder::plan(cloud, &spec).await.map_err(exit_for)?;
+        crate::secrets::add_to_plan(&mut plan, &secrets);
         let run_uuid = run_uuid.get_or_insert_with(|| plan.run_id.clone());
         let outcome = bake_journaled(global, cloud, &plan, reporter, cancel).await?;
         let distribution = match distribute_spec(loaded) {
