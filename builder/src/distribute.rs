@@ -55,6 +55,28 @@ pub struct DistributeSpec {
     pub encrypted: bool,
     /// How long each copy may take; [`DEFAULT_COPY_BUDGET`] when `None`.
     pub copy_budget: Option<Duration>,
+    /// Only the copies: the image's own region (sharing, channel) is left out of this
+    /// call, as when it was done first so that a layer above could start at once.
+    pub copies_only: bool,
+}
+
+impl DistributeSpec {
+    /// The same distribution in the image's own region only: sharing and the channel.
+    pub fn home_only(&self) -> Self {
+        Self {
+            regions: Vec::new(),
+            copies_only: false,
+            ..self.clone()
+        }
+    }
+
+    /// The same distribution without the image's own region.
+    pub fn copies(&self) -> Self {
+        Self {
+            copies_only: true,
+            ..self.clone()
+        }
+    }
 }
 
 /// What happened in one region.
@@ -91,6 +113,13 @@ pub struct DistributionReport {
 }
 
 impl DistributionReport {
+    /// This report followed by `later`'s regions (the copies of a split distribution).
+    pub fn merge(mut self, later: DistributionReport) -> Self {
+        self.regions.extend(later.regions);
+        self.seconds = self.seconds.max(later.seconds);
+        self
+    }
+
     pub fn failed(&self) -> Vec<&RegionOutcome> {
         self.regions.iter().filter(|r| !r.is_ok()).collect()
     }
@@ -199,7 +228,10 @@ pub async fn distribute_limited(
         Ok(tags) => tags,
         Err(e) => return whole_failure(image, spec, e.to_string()),
     };
-    let mut tasks = vec![Either::Left(job.home_region())];
+    let mut tasks = Vec::new();
+    if !spec.copies_only {
+        tasks.push(Either::Left(job.home_region()));
+    }
     for region in destinations(image, spec) {
         let semaphore = limits.of(&region);
         let task = job.copy_region(account, region, semaphore, &source_tags);
@@ -242,7 +274,9 @@ fn elapsed_secs(cloud: &Cloud, started: kiln_cloud::Timestamp) -> u64 {
 
 /// Every region failed for the same reason (the home region could not be read).
 fn whole_failure(image: &BakedImage, spec: &DistributeSpec, error: String) -> DistributionReport {
-    let regions = std::iter::once(image.region.clone())
+    let home = (!spec.copies_only).then(|| image.region.clone());
+    let regions = home
+        .into_iter()
         .chain(destinations(image, spec))
         .map(|region| RegionOutcome {
             region,

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use kiln_builder::distribute::{
-    distribute_limited, CopyLimits, DistributeSpec, DistributionReport,
+    distribute, distribute_limited, CopyLimits, DistributeSpec, DistributionReport,
 };
 use kiln_builder::{BakeError, BakeOutcome, FileJournal};
 use kiln_cloud::{Account, Cloud, LaunchPermissions};
@@ -129,8 +129,9 @@ pub fn leftovers(layers: &[Baked], image: &Baked) -> Vec<String> {
 }
 
 /// Bakes every layer and then the image, distributing each and appending each to the
-/// manifest. A layer above reads the channel the one below was just published to, so a
-/// failure to publish in the home region stops the run.
+/// manifest. A layer above reads the channel the one below was just published to in the
+/// home region, so a failure to publish there stops the run; the copies of the layer below
+/// to the other regions run while the layer above bakes.
 pub async fn bake_all(
     global: &GlobalArgs,
     account: &dyn Account,
@@ -141,47 +142,152 @@ pub async fn bake_all(
     args: &BakeArgs,
 ) -> anyhow::Result<Vec<Baked>> {
     let limits = CopyLimits::default();
-    let mut baked = Vec::new();
+    let spec = distribute_spec(loaded);
+    let sections = loaded.sections();
     let mut run_uuid = None;
-    for (section, rendered) in loaded.sections() {
-        let secrets = crate::secrets::read(cloud, &section.secret_parameters).await?;
-        crate::secrets::check_rendered(rendered, &secrets)?;
-        let spec = super::section_spec(loaded, section, rendered);
-        let mut plan = kiln_builder::plan(cloud, &spec).await.map_err(exit_for)?;
-        crate::secrets::add_to_plan(&mut plan, &secrets);
-        let run_uuid = run_uuid.get_or_insert_with(|| plan.run_id.clone());
-        let outcome = bake_journaled(global, cloud, &plan, reporter, cancel).await?;
-        let distribution = match distribute_spec(loaded) {
-            Some(spec) => Some(
-                distribute_limited(account, &outcome.image, &spec, reporter, cancel, &limits).await,
-            ),
-            None => None,
+    let mut done = Vec::new();
+    let mut copying: Option<(Layer, Copies<'_>)> = None;
+    for (index, (section, rendered)) in sections.iter().enumerate() {
+        let ctx = LayerContext {
+            global,
+            account,
+            cloud,
+            reporter,
+            cancel,
+            spec: spec.as_ref(),
+            last: index + 1 == sections.len(),
         };
-        let build = Build::new(
-            &outcome,
-            &plan.run_id,
-            run_uuid,
-            distribution.as_ref(),
-            cloud.clock.now(),
-        );
-        crate::manifest::append(&args.manifest, &build)?;
-        if let Some(home) = distribution.as_ref().and_then(|d| d.regions.first()) {
-            if !home.is_ok() && baked.len() + 1 < loaded.sections().len() {
-                anyhow::bail!(
-                    "image {} could not be published in {}: {}; the layers above it were not \
-                     baked",
-                    outcome.image.name,
-                    home.region,
-                    home.error.clone().unwrap_or_default()
-                );
+        let step = bake_layer(&ctx, loaded, section, rendered, &mut run_uuid);
+        let current = match copying.take() {
+            Some((below, copies)) => {
+                let (report, current) = tokio::join!(copies, step);
+                done.push(finish(args, cloud, below, report)?);
+                current?
             }
-        }
-        baked.push(Baked {
-            outcome,
-            distribution,
-        });
+            None => step.await?,
+        };
+        let copies = copies_of(&ctx, &current, &limits);
+        copying = Some((current, copies));
     }
-    Ok(baked)
+    if let Some((below, copies)) = copying {
+        let report = copies.await;
+        done.push(finish(args, cloud, below, report)?);
+    }
+    Ok(done)
+}
+
+/// A layer baked, and published in its own region.
+struct Layer {
+    outcome: BakeOutcome,
+    run_id: String,
+    run_uuid: String,
+    home: Option<DistributionReport>,
+}
+
+/// The copies of a layer to the other regions, in progress.
+type Copies<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<DistributionReport>> + 'a>>;
+
+/// What every layer's bake shares.
+struct LayerContext<'a> {
+    global: &'a GlobalArgs,
+    account: &'a dyn Account,
+    cloud: &'a Cloud,
+    reporter: &'a Reporter,
+    cancel: &'a CancellationToken,
+    spec: Option<&'a DistributeSpec>,
+    /// The image itself: nothing is baked on top of it.
+    last: bool,
+}
+
+/// Plans and bakes one layer, then shares and publishes it in its own region.
+async fn bake_layer(
+    ctx: &LayerContext<'_>,
+    loaded: &super::Loaded,
+    section: &crate::pipeline::ImageSection,
+    rendered: &kiln_builder::recipe::Rendered,
+    run_uuid: &mut Option<String>,
+) -> anyhow::Result<Layer> {
+    let secrets = crate::secrets::read(ctx.cloud, &section.secret_parameters).await?;
+    crate::secrets::check_rendered(rendered, &secrets)?;
+    let spec = super::section_spec(loaded, section, rendered);
+    let mut plan = kiln_builder::plan(ctx.cloud, &spec)
+        .await
+        .map_err(exit_for)?;
+    crate::secrets::add_to_plan(&mut plan, &secrets);
+    let run_uuid = run_uuid.get_or_insert_with(|| plan.run_id.clone()).clone();
+    let outcome = bake_journaled(ctx.global, ctx.cloud, &plan, ctx.reporter, ctx.cancel).await?;
+    let home = match ctx.spec {
+        Some(spec) => {
+            let home_only = spec.home_only();
+            let report = distribute(
+                ctx.account,
+                &outcome.image,
+                &home_only,
+                ctx.reporter,
+                ctx.cancel,
+            );
+            Some(report.await)
+        }
+        None => None,
+    };
+    if let Some(failed) = home
+        .as_ref()
+        .and_then(|d| d.failed().first().cloned().cloned())
+    {
+        if !ctx.last {
+            anyhow::bail!(
+                "image {} could not be published in {}: {}; the layers above it were not baked",
+                outcome.image.name,
+                failed.region,
+                failed.error.unwrap_or_default()
+            );
+        }
+    }
+    Ok(Layer {
+        outcome,
+        run_id: plan.run_id,
+        run_uuid,
+        home,
+    })
+}
+
+/// The copies of `layer` to the other regions, started when first polled.
+fn copies_of<'a>(ctx: &LayerContext<'a>, layer: &Layer, limits: &'a CopyLimits) -> Copies<'a> {
+    let Some(spec) = ctx.spec.filter(|s| !s.regions.is_empty()) else {
+        return Box::pin(async { None });
+    };
+    let (account, reporter, cancel) = (ctx.account, ctx.reporter, ctx.cancel);
+    let image = layer.outcome.image.clone();
+    let copies = spec.copies();
+    Box::pin(async move {
+        Some(distribute_limited(account, &image, &copies, reporter, cancel, limits).await)
+    })
+}
+
+/// A layer with its whole distribution, appended to the manifest.
+fn finish(
+    args: &BakeArgs,
+    cloud: &Cloud,
+    layer: Layer,
+    copies: Option<DistributionReport>,
+) -> anyhow::Result<Baked> {
+    let distribution = match (layer.home, copies) {
+        (Some(home), Some(copies)) => Some(home.merge(copies)),
+        (home, copies) => home.or(copies),
+    };
+    let build = Build::new(
+        &layer.outcome,
+        &layer.run_id,
+        &layer.run_uuid,
+        distribution.as_ref(),
+        cloud.clock.now(),
+    );
+    crate::manifest::append(&args.manifest, &build)?;
+    Ok(Baked {
+        outcome: layer.outcome,
+        distribution,
+    })
 }
 
 /// Bakes one plan, mapping a failure to the exit code a pipeline branches on. Every
@@ -274,6 +380,7 @@ pub fn distribute_spec(loaded: &super::Loaded) -> Option<DistributeSpec> {
             .as_ref()
             .is_none_or(|v| v.encrypted),
         copy_budget: section.copy_timeout,
+        copies_only: false,
     })
 }
 
