@@ -76,6 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cmd::pipeline_run::run(global, args, &cancel).await
         }
         Command::Gc(args) => cmd::gc::run(global, args).await,
+        Command::IamPolicy(args) => cmd::iam_policy::run(global, args),
         Command::Promote(args) => cmd::promote::run(global, args).await,
         Command::Images(args) => cmd::images::run(global, args).await,
         Command::Prune(args) => cmd::prune::run(global, args).await,

@@ -89,6 +89,8 @@ pub enum Command {
     Pipeline(PipelineCommand),
     /// Find what kiln runs left in the account (by tag) and remove it.
     Gc(crate::cmd::gc::GcArgs),
+    /// Print the least-privilege IAM policy of the operator, the builder or the instances.
+    IamPolicy(crate::cmd::iam_policy::IamPolicyArgs),
     /// Point a channel at a version of an image (the old value stays in its history).
     Promote(PromoteArgs),
     /// List the versions of kiln's images per region, their channels and their users.

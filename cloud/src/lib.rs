@@ -3,6 +3,7 @@
 //! simulated account (`sim`, in process, with virtual time).
 
 pub mod error;
+pub mod iam;
 pub mod ports;
 pub mod progress;
 pub mod sim;

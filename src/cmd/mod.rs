@@ -3,6 +3,7 @@
 
 pub mod bake;
 pub mod gc;
+pub mod iam_policy;
 pub mod images;
 pub mod pipeline_run;
 pub mod plan;
