@@ -21,4 +21,5 @@ pub mod journal;
 pub mod manifest;
 pub mod output;
 pub mod pipeline;
+pub mod secrets;
 pub mod signals;

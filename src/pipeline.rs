@@ -60,6 +60,10 @@ pub struct ImageSection {
     /// An explicit version; by default one is made from the date and a build number.
     #[serde(default)]
     pub version: Option<String>,
+    /// Parameter Store SecureStrings (names, or paths ending in `/`) whose values must
+    /// never appear in the image, a script or a log: checked before and during the bake.
+    #[serde(default)]
+    pub secret_parameters: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -152,6 +152,16 @@ pub enum BakeError {
         source: Box<BakeError>,
     },
 
+    #[error(
+        "step {recipe}/{step} on {instance} in {region} printed the value of a secret \
+         (shown as ***); fix the step so that it never prints secrets, then bake again"
+    )]
+    SecretInOutput {
+        recipe: String,
+        step: String,
+        instance: InstanceId,
+        region: String,
+    },
     #[error("bake cancelled during {phase} in {region}; what it created was cleaned up")]
     Cancelled { phase: String, region: String },
 

@@ -208,10 +208,13 @@ async fn bake_layer(
     rendered: &kiln_builder::recipe::Rendered,
     run_uuid: &mut Option<String>,
 ) -> anyhow::Result<Layer> {
+    let secrets = crate::secrets::read(ctx.cloud, &section.secret_parameters).await?;
+    crate::secrets::check_rendered(rendered, &secrets)?;
     let spec = super::section_spec(loaded, section, rendered);
-    let plan = kiln_builder::plan(ctx.cloud, &spec)
+    let mut plan = kiln_builder::plan(ctx.cloud, &spec)
         .await
         .map_err(exit_for)?;
+    crate::secrets::add_to_plan(&mut plan, &secrets);
     let run_uuid = run_uuid.get_or_insert_with(|| plan.run_id.clone()).clone();
     let outcome = bake_journaled(ctx.global, ctx.cloud, &plan, ctx.reporter, ctx.cancel).await?;
     let home = match ctx.spec {

@@ -18,6 +18,8 @@ pub async fn run(global: &GlobalArgs, args: &FileArgs) -> anyhow::Result<()> {
     let loaded = super::load(&args.file)?;
     let pipeline = &loaded.pipeline;
     let cloud = super::cloud(global, pipeline).await?;
+    // Not done: only the top image is planned, not the `layers` below it (whose channel
+    // must already hold an image); goes when plan walks `Loaded::sections` as bake does.
     let spec = super::bake_spec(&loaded);
     let bake = kiln_builder::plan(&cloud, &spec).await?;
     // Before the bake the new image has no id yet; the rollout plan only compares it

@@ -191,6 +191,18 @@ impl Run<'_> {
         invocation: &Invocation,
     ) -> Result<(), BakeError> {
         if invocation.status == InvocationStatus::Success {
+            let output = format!("{}\n{}", invocation.stdout, invocation.stderr);
+            if self.plan.secrets.redact(&output) != output {
+                // A secret in captured output sits in SSM's command history, and the step
+                // that printed it may have written it into the image: refuse the image.
+                // (A failed step fails anyway, with its lines redacted.)
+                return Err(BakeError::SecretInOutput {
+                    recipe: step.recipe.clone(),
+                    step: step.name.clone(),
+                    instance: instance.clone(),
+                    region: self.cloud.region.clone(),
+                });
+            }
             if invocation.output_truncated() {
                 // The step passed, but its log is incomplete (PITFALLS 19): say so.
                 let message = "step succeeded; SSM cut its output at 24,000 characters, \

@@ -13,7 +13,7 @@ use super::SimError;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Faults {
-    /// Recipe steps that fail.
+    /// Recipe steps that fail (or, with exit code 0, succeed printing the given lines).
     pub steps: Vec<StepFault>,
     /// Instances whose SSM agent never comes online.
     pub agent_never_online: Vec<AgentFault>,
