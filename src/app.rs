@@ -24,7 +24,7 @@ pub fn main(cli: Cli) -> u8 {
         Err(e) => {
             let (message, code) = (exit::render(&e), exit::code_of(&e));
             eprintln!("kiln: error: {message}");
-            if output == OutputFormat::Json {
+            if output == OutputFormat::Json && !crate::output::result_printed() {
                 // CI archives stdout: a failed run still leaves a result it can read.
                 let result =
                     serde_json::json!({ "error": { "message": message, "exit_code": code } });

@@ -102,12 +102,21 @@ impl Progress for Reporter {
     }
 }
 
+/// Whether a result went to stdout: a run that printed one and then failed (a region
+/// whose copy failed) does not print a second document.
+static RESULT_PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn result_printed() -> bool {
+    RESULT_PRINTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Prints a result on stdout: JSON as is, or text through `text`.
 pub fn print_result<T: Serialize>(
     format: OutputFormat,
     result: &T,
     text: impl FnOnce(&T) -> String,
 ) -> anyhow::Result<()> {
+    RESULT_PRINTED.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut out = std::io::stdout().lock();
     match format {
         OutputFormat::Json => {
