@@ -159,3 +159,51 @@ async fn rolling_then_rollback_returns_every_instance_to_the_previous_version() 
         "rollout and rollback shown"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_a_blue_green_switch_the_next_rollout_acts_on_the_live_group() {
+    let sandbox = Sandbox::new();
+    let switched = sandbox.kiln(&[
+        "--output",
+        "json",
+        "rollout",
+        POC_PIPELINE,
+        "--image",
+        NEW_IMAGE,
+        "--strategy",
+        "blue-green",
+    ]);
+    switched.assert_code(0);
+    let green = switched.json()["rollouts"][0]["group"]
+        .as_str()
+        .expect("green group")
+        .to_string();
+    assert_ne!(green, "poc-web-asg", "blue/green made a new group");
+
+    // The same image again with another strategy: the live (green) group already runs
+    // it, so nothing changes; the old group at weight 0 is not refreshed.
+    let again = sandbox.kiln(&[
+        "--output",
+        "json",
+        "rollout",
+        POC_PIPELINE,
+        "--image",
+        NEW_IMAGE,
+        "--strategy",
+        "rolling",
+    ]);
+    again.assert_code(0);
+    let rollout = &again.json()["rollouts"][0];
+    assert_eq!(rollout["group"], green.as_str(), "{rollout}");
+    assert_eq!(rollout["status"], "NoChange", "{rollout}");
+    let (_account, cloud) = sandbox.cloud().await;
+    let refreshes = cloud
+        .scaling
+        .describe_instance_refreshes("poc-web-asg")
+        .await
+        .unwrap();
+    assert!(
+        refreshes.is_empty(),
+        "the old group was refreshed: {refreshes:?}"
+    );
+}

@@ -109,22 +109,22 @@ pub async fn plan(
     spec: &RolloutSpec,
     image: &ImageId,
 ) -> Result<RolloutPlan, RolloutError> {
-    let live;
-    let spec = match &spec.strategy {
-        Strategy::BlueGreen(_) => {
-            live = bluegreen::live_spec(cloud, spec).await?;
-            &live
-        }
-        Strategy::Canary(c) if c.mode == CanaryMode::Ab => {
-            live = bluegreen::live_spec(cloud, spec).await?;
-            &live
-        }
-        _ => spec,
-    };
+    // After a blue/green switch the target is served by the green group: every strategy
+    // acts on the group that takes the traffic, never on the one left at weight 0.
+    let named_group = spec.group.clone();
+    let live = bluegreen::live_spec(cloud, spec).await?;
+    let spec = &live;
     let facts = Facts::gather(cloud, spec).await?;
     let run_id = new_run_id(facts.now);
     let mut refusals = Vec::new();
     let mut notes = Vec::new();
+    if spec.group != named_group {
+        notes.push(format!(
+            "target {} is served by group {} since a blue/green switch; this rollout acts \
+             on it, not on {named_group}",
+            spec.target, spec.group
+        ));
+    }
 
     // A lock held by a live run refuses at once, naming the holder.
     lock::check_free(&facts.group, &cloud.region, &run_id, facts.now)?;
