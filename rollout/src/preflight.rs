@@ -342,8 +342,22 @@ pub fn warmup(
     if let Some(tg) = target_group {
         let hc = &tg.health_check;
         let checks = hc.interval * hc.healthy_threshold.max(1) as u32;
+        let derived = checks + settings.boot_time;
+        // The group's own warm-up is what its operators measured; a shorter derived one
+        // would take old capacity away before the new can serve (PITFALLS 7).
+        if let Some(own) = group.default_instance_warmup.filter(|own| *own > derived) {
+            return (
+                own,
+                format!(
+                    "the group's default instance warm-up ({} s), longer than its target \
+                     group's checks + boot time ({} s)",
+                    own.as_secs(),
+                    derived.as_secs()
+                ),
+            );
+        }
         return (
-            checks + settings.boot_time,
+            derived,
             format!(
                 "target group {}: healthy threshold {} x interval {} s + boot time {} s",
                 tg.name,

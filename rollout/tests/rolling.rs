@@ -16,8 +16,9 @@ async fn rolling_installs_the_new_numbered_version_on_every_instance() {
     let refresh = p.refresh.as_ref().expect("a refresh");
     assert_eq!(refresh.order, ReplacementOrder::LaunchBeforeTerminate);
     assert_eq!(p.template.source_version, 2);
-    // Warm-up from the target group: 3 × 10 s + 60 s boot.
-    assert_eq!(refresh.preferences.instance_warmup.as_secs(), 90);
+    // Warm-up: the group's own 120 s, longer than its target group's 3 × 10 s checks
+    // plus 60 s boot (PITFALLS 7: never shorter than the measured readiness).
+    assert_eq!(refresh.preferences.instance_warmup.as_secs(), 120);
 
     let task = spawn_rollout(&cloud, &p, &CancellationToken::new());
     // While the refresh runs, the group itself still launches version 2 (PITFALLS 2).

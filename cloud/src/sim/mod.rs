@@ -260,8 +260,30 @@ fn lock_path(state: &Path) -> PathBuf {
     state.with_file_name(name)
 }
 
-/// Takes the exclusive lock beside the state file, refusing when another process has it.
+/// How long opening waits for another process to let go of the state file before it
+/// refuses: long enough for a command that is just finishing (or a process between fork
+/// and exec that inherited the lock) to close it, short enough that a long-running
+/// command holding the account is reported at once, as a database's busy timeout does.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// Pause between two tries while waiting for the lock.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// Takes the exclusive lock beside the state file, refusing when another process keeps
+/// it longer than [`LOCK_WAIT`]. Opening is synchronous (it runs before any async work of
+/// a command), so the wait is a plain sleep.
 fn lock(state: &Path) -> Result<File, SimError> {
+    let started = std::time::Instant::now();
+    loop {
+        match try_lock(state) {
+            Err(SimError::Locked { .. }) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(LOCK_RETRY);
+            }
+            other => return other,
+        }
+    }
+}
+
+fn try_lock(state: &Path) -> Result<File, SimError> {
     let path = lock_path(state);
     let file = std::fs::OpenOptions::new()
         .create(true)
