@@ -444,3 +444,15 @@ fn rolling_out_an_image_that_does_not_exist_changes_nothing() {
         &["`new` is not an AMI id"],
     );
 }
+
+#[test]
+fn a_region_the_account_does_not_have_is_bad_input() {
+    assert_refused_unchanged(
+        ("  region: ap-northeast-1", "  region: ap-northeast-9"),
+        &["bake"],
+        &[
+            "region ap-northeast-9 is not one this account has",
+            "hint: fix the region name",
+        ],
+    );
+}

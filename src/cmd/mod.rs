@@ -16,7 +16,6 @@ pub mod validate;
 
 use std::path::Path;
 
-use anyhow::Context;
 use kiln_builder::recipe::{self, RecipeError, RecipeErrorKind, RecipeSource, Rendered};
 use kiln_builder::{BakeSpec, BuilderSettings, RootVolumeSettings, SourceImage, SubnetSelector};
 use kiln_cloud::{Cloud, ImageId, SubnetId, TemplateRef};
@@ -120,10 +119,21 @@ pub async fn open(
     let seed = crate::account::seed_of(pipeline);
     let account = crate::account::open(global, seed.as_deref()).await?;
     let region = region(global, pipeline);
-    let cloud = account
-        .region(region)
-        .await
-        .with_context(|| format!("open region {region}"))?;
+    let cloud = match account.region(region).await {
+        Ok(cloud) => cloud,
+        // A region the account does not have is the pipeline's (or --region's) mistake.
+        Err(e) if e.is(kiln_cloud::ErrorKind::NotFound) => {
+            let error = pipeline.invalid(
+                &format!("region: {region}"),
+                format!("region {region} is not one this account has: {e}"),
+                "fix the region name (such as ap-northeast-1); on the simulated account, a \
+                 region must be in its seed"
+                    .into(),
+            );
+            return Err(Exit::new(exit::BAD_INPUT, error).into());
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("open region {region}"))),
+    };
     Ok((account, cloud))
 }
 
