@@ -32,11 +32,7 @@ impl CloudWatch {
     }
 
     fn call(&self, operation: &'static str, resource: impl ToString) -> Call<'_> {
-        Call {
-            operation,
-            resource: resource.to_string(),
-            region: &self.region,
-        }
+        Call::new(&self.region, operation, resource)
     }
 
     /// One GetMetricData call for queries that share a window.

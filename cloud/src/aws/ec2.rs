@@ -29,11 +29,7 @@ impl Ec2Compute {
     }
 
     fn call(&self, operation: &'static str, resource: impl ToString) -> Call<'_> {
-        Call {
-            operation,
-            resource: resource.to_string(),
-            region: &self.region,
-        }
+        Call::new(&self.region, operation, resource)
     }
 }
 

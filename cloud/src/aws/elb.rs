@@ -34,11 +34,7 @@ impl LoadBalancers {
     }
 
     fn call(&self, operation: &'static str, resource: impl ToString) -> Call<'_> {
-        Call {
-            operation,
-            resource: resource.to_string(),
-            region: &self.region,
-        }
+        Call::new(&self.region, operation, resource)
     }
 
     async fn attributes(&self, arn: &str) -> CloudResult<conv::GroupAttributes> {

@@ -153,7 +153,16 @@ pub(crate) struct Call<'a> {
     pub region: &'a str,
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
+    /// The one constructor every service's `call` helper goes through.
+    pub(crate) fn new(region: &'a str, operation: &'static str, resource: impl ToString) -> Self {
+        Self {
+            operation,
+            resource: resource.to_string(),
+            region,
+        }
+    }
+
     fn error(&self, kind: ErrorKind, code: &str, message: String) -> CloudError {
         CloudError::new(
             kind,
