@@ -12,7 +12,8 @@ pub mod catalogue;
 pub mod distribute;
 pub mod error;
 pub mod hash;
-pub mod journal;
+/// The journal contract, shared with rollouts (re-exported: `crate::journal` reads as before).
+pub use kiln_cloud::journal;
 pub mod journal_file;
 pub mod naming;
 pub mod plan;

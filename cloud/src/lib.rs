@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod iam;
+pub mod journal;
 pub mod ports;
 pub mod progress;
 pub mod sim;
@@ -13,6 +14,7 @@ pub mod types;
 pub mod aws;
 
 pub use error::{CloudError, CloudResult, ErrorKind};
+pub use journal::{Journal, MemoryJournal, Record, ResourceKind};
 pub use ports::{
     Account, Clock, Cloud, Commands, Compute, LoadBalancing, Metrics, Parameters, Scaling,
 };

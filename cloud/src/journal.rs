@@ -1,10 +1,12 @@
-//! The journal: every resource a bake creates, recorded the moment its id exists.
+//! The journal: every resource a bake or a rollout creates, recorded the moment its id
+//! exists.
 //!
-//! A bake that is interrupted must know what it made (PITFALLS 11). [`Journal`] is the
-//! seam: the bake calls [`Journal::record`] right after each create call returns and
-//! [`Journal::forget`] once the resource is gone. [`MemoryJournal`] keeps the records in
-//! memory; [`crate::journal_file::FileJournal`] writes them to disk, so that what a killed
-//! process made can be found and removed afterwards.
+//! A run that is interrupted must know what it made (PITFALLS 11). [`Journal`] is the
+//! seam: the run calls [`Journal::record`] right after each create call returns and
+//! [`Journal::forget`] once the resource is gone or has become the run's result.
+//! [`MemoryJournal`] keeps the records in memory; kiln-builder's `FileJournal` writes
+//! them to disk, so that what a killed process made can be found and removed afterwards.
+//! The contract lives here, beside the ports, because bakes and rollouts both write it.
 
 use std::fmt;
 use std::sync::Mutex;
