@@ -1,8 +1,8 @@
-//! `kiln gc`: find what bakes left in the account and remove it.
+//! `kiln gc`: find what bakes and rollouts left in the account and remove it.
 //!
 //! The account is the source of truth, not the local journal (the machine that ran a
-//! killed bake may be gone): every resource kiln tagged with a run id is considered
-//! ([`kiln_builder::sweep`]). The local journals only tell live runs from dead ones
+//! killed run may be gone): every resource kiln tagged with a run id is considered
+//! ([`kiln_builder::sweep`] for bakes, then [`kiln_rollout::sweep`] for rollouts). The local journals only tell live runs from dead ones
 //! sooner than the grace period would. The list is shown first; `--dry-run` stops there,
 //! and deleting needs a yes, typed or given as `--yes` (CI, where stdin is no terminal).
 
@@ -69,19 +69,52 @@ pub async fn run(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<()> {
         grace: args.grace,
         now: cloud.clock.now(),
     };
-    let survey = sweep::survey(&cloud, &judge)
+    let rollout_judge = kiln_rollout::sweep::RunJudge {
+        local: &local,
+        grace: args.grace,
+        now: judge.now,
+    };
+    let bakes = sweep::survey(&cloud, &judge)
         .await
         .with_context(|| format!("list kiln's resources in {region}"))?;
+    let rollouts = kiln_rollout::sweep::survey(&cloud, &rollout_judge)
+        .await
+        .with_context(|| format!("list what rollouts left in {region}"))?;
+    let survey = with_rollouts(bakes.clone(), &rollouts);
 
     let report = if args.dry_run || survey.remove.is_empty() {
         SweepReport::default()
     } else {
         eprint!("{}", list_text(&survey));
         confirm(args, survey.remove.len())?;
-        sweep::sweep(&cloud, &survey).await
+        let mut report = sweep::sweep(&cloud, &bakes).await;
+        let done = kiln_rollout::sweep::sweep(&cloud, &rollouts).await;
+        report.removed.extend(done.removed.into_iter().map(found));
+        let failed = done.failed.into_iter().map(|(f, e)| (found(f), e));
+        report.failed.extend(failed);
+        report
     };
     forget_finished_runs(&journals, &local, &report);
     finish(global, args, survey, report)
+}
+
+/// A rollout sweep's finding in the shape `kiln gc` prints.
+fn found(f: kiln_rollout::sweep::Found) -> Found {
+    Found {
+        kind: f.kind,
+        id: f.id,
+        run_id: f.run_id,
+        reason: f.reason,
+    }
+}
+
+/// The bake survey with the rollout survey's findings after it (removed in that order).
+fn with_rollouts(mut survey: Survey, rollouts: &kiln_rollout::sweep::Survey) -> Survey {
+    survey
+        .remove
+        .extend(rollouts.remove.iter().cloned().map(found));
+    survey.kept.extend(rollouts.kept.iter().cloned().map(found));
+    survey
 }
 
 fn finish(
