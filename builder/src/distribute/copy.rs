@@ -50,7 +50,11 @@ impl Job<'_> {
         let copy = Copy {
             id,
             reused: false,
-            snapshots: seen.into_inner().expect("snapshot list").into_iter().collect(),
+            snapshots: seen
+                .into_inner()
+                .expect("snapshot list")
+                .into_iter()
+                .collect(),
         };
         match waited {
             Ok(()) => Ok(copy),
@@ -117,7 +121,10 @@ impl Job<'_> {
                 return Ok(Poll::Pending);
             };
             if let Some(seen) = seen {
-                let snapshots = found.block_devices.iter().filter_map(|d| d.snapshot_id.clone());
+                let snapshots = found
+                    .block_devices
+                    .iter()
+                    .filter_map(|d| d.snapshot_id.clone());
                 self.note_snapshots(cloud, seen, snapshots);
             }
             match found.state {
@@ -187,7 +194,10 @@ impl Job<'_> {
     pub(super) async fn remove_copy(&self, cloud: &Cloud, copy: &Copy) -> Result<(), String> {
         let mut snapshots: BTreeSet<SnapshotId> = copy.snapshots.iter().cloned().collect();
         if let Ok(Some(found)) = read_image(cloud, &copy.id).await {
-            let named = found.block_devices.into_iter().filter_map(|d| d.snapshot_id);
+            let named = found
+                .block_devices
+                .into_iter()
+                .filter_map(|d| d.snapshot_id);
             for snapshot in named {
                 if snapshots.insert(snapshot.clone()) {
                     self.record(cloud, ResourceKind::Snapshot, snapshot.as_str());
@@ -210,12 +220,16 @@ impl Job<'_> {
                     continue;
                 }
             }
-            self.journal.forget(ResourceKind::Snapshot, snapshot.as_str());
+            self.journal
+                .forget(ResourceKind::Snapshot, snapshot.as_str());
         }
         self.emit(cloud, Level::Info, format!("copy {} removed", copy.id));
         match failed.is_empty() {
             true => Ok(()),
-            false => Err(self.left(cloud, format!("snapshots not removed: {}", failed.join("; ")))),
+            false => Err(self.left(
+                cloud,
+                format!("snapshots not removed: {}", failed.join("; ")),
+            )),
         }
     }
 

@@ -491,7 +491,11 @@ impl Job<'_> {
 
     async fn publish_copy(&self, copied: Copied) -> RegionOutcome {
         let Some(cloud) = &copied.cloud else {
-            let error = copied.result.err().map(|e| e.to_string()).unwrap_or_default();
+            let error = copied
+                .result
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             return failed_outcome(copied.region, 0, error);
         };
         match copied.result {
