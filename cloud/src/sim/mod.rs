@@ -396,6 +396,11 @@ impl Account for SimAccount {
         Ok(port::cloud(self.inner.clone(), name))
     }
 
+    async fn regions(&self) -> CloudResult<Vec<String>> {
+        // The state's regions are a BTreeMap: already sorted.
+        Ok(self.inner.lock().state.regions.keys().cloned().collect())
+    }
+
     fn is_simulated(&self) -> bool {
         true
     }
