@@ -529,7 +529,7 @@ async fn a_failed_copy_is_removed_and_the_run_keeps_the_image_and_the_other_copy
     );
     assert!(journaled
         .iter()
-        .any(|r| &r.id == bad_copy.as_str() && r.region == TWO[1]));
+        .any(|r| r.id == bad_copy.as_str() && r.region == TWO[1]));
 
     let good = report
         .regions
