@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kiln_builder::recipe::{locate, without_location, Seg};
 use kiln_rollout::{
     BlueGreenSettings, CanarySettings, Gates, InPlaceSettings, RollingSettings,
     Timeouts as RolloutTimeouts,
@@ -270,16 +271,7 @@ impl Pipeline {
             path: path.to_path_buf(),
             source,
         })?;
-        let file: PipelineFile = serde_yaml_ng::from_str(&text).map_err(|e| {
-            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            PipelineError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: e.to_string(),
-                hint: parse_hint(&e.to_string()),
-            }
-        })?;
+        let file = parse(path, &text)?;
         let pipeline = Self {
             path: path.to_path_buf(),
             file,
@@ -309,56 +301,130 @@ impl Pipeline {
             .find(|t| t.name == name)
             .ok_or_else(|| {
                 let names: Vec<_> = self.file.targets.iter().map(|t| t.name.as_str()).collect();
-                self.invalid(
-                    "targets:",
+                self.invalid_key(
+                    &[Seg::Key("targets")],
                     format!("no target named `{name}`"),
                     format!("targets in this file: {}", names.join(", ")),
                 )
             })
     }
 
-    /// An error pointing at the first line that contains `needle`.
+    /// An error pointing at the first line that contains `needle`, at the column where
+    /// it starts. [`Pipeline::invalid_at`] is exact; this serves what has no path.
     pub fn invalid(&self, needle: &str, message: String, hint: String) -> PipelineError {
         // A line that is exactly the needle (`- name: poc-web`) beats one that only
         // contains it (`name: poc-web-base`).
-        let exact = |l: &str| l.trim().trim_start_matches("- ") == needle.trim();
+        let wanted = needle.trim();
+        let exact = |l: &str| l.trim().trim_start_matches("- ") == wanted;
         let lines: Vec<&str> = self.text.lines().collect();
-        let line = lines
+        let index = lines
             .iter()
             .position(|l| exact(l))
-            .or_else(|| lines.iter().position(|l| l.contains(needle)))
-            .map_or(1, |i| i + 1);
+            .or_else(|| lines.iter().position(|l| l.contains(wanted)));
+        let (line, column) = index.map_or((1, 1), |i| {
+            let column = lines[i]
+                .find(wanted)
+                .map_or(1, |c| lines[i][..c].chars().count() + 1);
+            (i + 1, column)
+        });
+        self.error_at((line, column), message, hint)
+    }
+
+    /// An error pointing at the value at `path` in the file, or, when the file does not
+    /// write it, at the nearest node above it that the file has.
+    pub fn invalid_at(&self, path: &[Seg<'_>], message: String, hint: String) -> PipelineError {
+        let position = (0..=path.len())
+            .rev()
+            .find_map(|n| locate(&self.text, &path[..n]))
+            .unwrap_or((1, 1));
+        self.error_at(position, message, hint)
+    }
+
+    /// An error pointing at the key of `path` (`variables:`), for what is missing under
+    /// it rather than wrong in it.
+    pub fn invalid_key(&self, path: &[Seg<'_>], message: String, hint: String) -> PipelineError {
+        let key_of = |value: (usize, usize)| match path.last() {
+            Some(Seg::Key(key)) => key_position(&self.text, value, key),
+            _ => None,
+        };
+        match locate(&self.text, path).and_then(key_of) {
+            Some(position) => self.error_at(position, message, hint),
+            None => self.invalid_at(path, message, hint),
+        }
+    }
+
+    fn error_at(
+        &self,
+        (line, column): (usize, usize),
+        message: String,
+        hint: String,
+    ) -> PipelineError {
         PipelineError::Invalid {
             path: self.path.clone(),
             line,
-            column: 1,
+            column,
             message,
             hint,
         }
     }
 
+    /// Where an image section is in the file: `layers[i]`, or `image`.
+    pub fn section_path(&self, section: &ImageSection) -> Vec<Seg<'static>> {
+        match self
+            .file
+            .layers
+            .iter()
+            .position(|l| std::ptr::eq(l, section))
+        {
+            Some(index) => vec![Seg::Key("layers"), Seg::Index(index)],
+            None => vec![Seg::Key("image")],
+        }
+    }
+
+    /// Where a target is in the file: `targets[i]`.
+    pub fn target_path(&self, name: &str) -> Vec<Seg<'static>> {
+        let index = self.file.targets.iter().position(|t| t.name == name);
+        let mut path = vec![Seg::Key("targets")];
+        path.extend(index.map(Seg::Index));
+        path
+    }
+
     fn check(&self) -> Result<(), PipelineError> {
         let image = &self.file.image;
-        check_name(self, "name:", &image.name, IMAGE_NAME_MAX)?;
+        for section in self.sections() {
+            let mut at = self.section_path(section);
+            at.push(Seg::Key("name"));
+            check_name(self, &at, &section.name, IMAGE_NAME_MAX)?;
+        }
         if image.recipes.is_empty() {
-            return Err(self.invalid(
-                "recipes:",
+            return Err(self.invalid_at(
+                &[Seg::Key("image"), Seg::Key("recipes")],
                 "the image lists no recipes".into(),
                 "list the recipes to bake, e.g. `recipes: [base-os]`".into(),
             ));
         }
         let mut seen = std::collections::BTreeSet::new();
-        for target in &self.file.targets {
+        for (index, target) in self.file.targets.iter().enumerate() {
             if !seen.insert(target.name.as_str()) {
-                return Err(self.invalid(
-                    &format!("name: {}", target.name),
+                return Err(self.invalid_at(
+                    &[Seg::Key("targets"), Seg::Index(index), Seg::Key("name")],
                     format!("target `{}` is defined twice", target.name),
                     "give every target its own name".into(),
                 ));
             }
         }
-        for region in std::iter::once(&image.region).chain(&self.file.distribute.regions) {
-            check_region(self, region)?;
+        check_region(
+            self,
+            &[Seg::Key("image"), Seg::Key("region")],
+            &image.region,
+        )?;
+        for (index, region) in self.file.distribute.regions.iter().enumerate() {
+            let at = [
+                Seg::Key("distribute"),
+                Seg::Key("regions"),
+                Seg::Index(index),
+            ];
+            check_region(self, &at, region)?;
         }
         crate::aws_names::check(self)?;
         self.check_layers()
@@ -368,18 +434,18 @@ impl Pipeline {
     fn check_layers(&self) -> Result<(), PipelineError> {
         let image = &self.file.image;
         let mut names = std::collections::BTreeSet::from([image.name.as_str()]);
-        for layer in &self.file.layers {
-            check_name(self, "name:", &layer.name, IMAGE_NAME_MAX)?;
+        for (index, layer) in self.file.layers.iter().enumerate() {
+            let at = |key| [Seg::Key("layers"), Seg::Index(index), Seg::Key(key)];
             if !names.insert(layer.name.as_str()) {
-                return Err(self.invalid(
-                    &format!("name: {}", layer.name),
+                return Err(self.invalid_at(
+                    &at("name"),
                     format!("image `{}` is defined twice", layer.name),
                     "give every layer its own image name".into(),
                 ));
             }
             if layer.region != image.region {
-                return Err(self.invalid(
-                    &format!("region: {}", layer.region),
+                return Err(self.invalid_at(
+                    &at("region"),
                     format!(
                         "layer `{}` is in {}, the image in {}",
                         layer.name, layer.region, image.region
@@ -401,7 +467,12 @@ impl Pipeline {
 /// `-<version>` (at most 24 characters) to it.
 const IMAGE_NAME_MAX: usize = 100;
 
-fn check_name(pipeline: &Pipeline, key: &str, name: &str, max: usize) -> Result<(), PipelineError> {
+fn check_name(
+    pipeline: &Pipeline,
+    at: &[Seg<'_>],
+    name: &str,
+    max: usize,
+) -> Result<(), PipelineError> {
     let valid = !name.is_empty()
         && name.len() <= max
         && name
@@ -410,14 +481,14 @@ fn check_name(pipeline: &Pipeline, key: &str, name: &str, max: usize) -> Result<
     if valid {
         return Ok(());
     }
-    Err(pipeline.invalid(
-        &format!("{key} {name}"),
+    Err(pipeline.invalid_at(
+        at,
         format!("`{name}` is not a valid image name"),
         format!("use 1 to {max} letters, digits, `-`, `_` or `.`"),
     ))
 }
 
-fn check_region(pipeline: &Pipeline, region: &str) -> Result<(), PipelineError> {
+fn check_region(pipeline: &Pipeline, at: &[Seg<'_>], region: &str) -> Result<(), PipelineError> {
     // Region names are `<area>-<direction>-<number>` (ap-northeast-1, us-gov-west-1).
     let parts: Vec<&str> = region.split('-').collect();
     let valid = parts.len() >= 3
@@ -432,24 +503,63 @@ fn check_region(pipeline: &Pipeline, region: &str) -> Result<(), PipelineError> 
     if valid {
         return Ok(());
     }
-    Err(pipeline.invalid(
-        region,
+    Err(pipeline.invalid_at(
+        at,
         format!("`{region}` is not an AWS region name"),
         "write a region such as `ap-northeast-1`".into(),
     ))
 }
 
-/// A hint for the common serde errors, in the words of the fix.
-fn parse_hint(message: &str) -> String {
-    if message.contains("unknown field") {
-        "remove the key or fix its spelling; the expected keys are listed above".into()
-    } else if message.contains("missing field") {
-        "add the missing key".into()
-    } else if message.contains("invalid type") {
-        "give the value the type shown above".into()
-    } else if message.contains("unknown variant") {
-        "use one of the values listed above".into()
-    } else {
-        "fix the YAML at that line (indentation, quoting, a missing `:`)".into()
+/// YAML syntax first, so that an unclosed bracket is called what it is and not a wrong
+/// type, then the pipeline's structure.
+fn parse(path: &Path, text: &str) -> Result<PipelineFile, PipelineError> {
+    let invalid = |e: &serde_yaml_ng::Error, message: String, hint: String| {
+        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        PipelineError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+            hint,
+        }
+    };
+    if let Err(e) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+        let message = format!("malformed YAML: {}", without_location(&e));
+        return Err(invalid(&e, message, kiln_cloud::yaml::SYNTAX_HINT.into()));
     }
+    serde_yaml_ng::from_str(text).map_err(|e| {
+        let message = without_location(&e);
+        let hint = kiln_cloud::yaml::hint(&message).to_string();
+        invalid(&e, message, hint)
+    })
+}
+
+/// The position of `key:` that holds the value at `value`: on the value's line before
+/// it (a flow map), or the nearest line above that starts with it (a block).
+fn key_position(text: &str, value: (usize, usize), key: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let pattern = format!("{key}:");
+    for index in (0..value.0.min(lines.len())).rev() {
+        let line = lines[index];
+        let end = if index + 1 == value.0 {
+            line.char_indices()
+                .nth(value.1 - 1)
+                .map_or(line.len(), |(b, _)| b)
+        } else {
+            line.len()
+        };
+        let found = line[..end]
+            .rmatch_indices(pattern.as_str())
+            .map(|(b, _)| b)
+            .find(|&b| {
+                !line[..b]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+        if let Some(byte) = found {
+            return Some((index + 1, line[..byte].chars().count() + 1));
+        }
+    }
+    None
 }

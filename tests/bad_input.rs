@@ -1,125 +1,30 @@
-//! Bad input is refused before anything changes: the file, the line and the fix are
-//! named, the exit code is 2, and the simulated account is not even created.
+//! Bad input is refused before anything changes: every command that reads the file
+//! prints exactly the file, line and column, what is wrong and the fix, exits 2, and the
+//! simulated account (an existing one, seeded from the POC) is left exactly as it was.
 
 mod support;
 
-use support::{repo_path, Sandbox};
+use std::path::PathBuf;
 
-/// Writes a copy of the POC pipeline with `edit` applied, beside copies of nothing else:
-/// the recipes and templates are named by absolute path.
-fn pipeline_with(sandbox: &Sandbox, edit: impl Fn(String) -> String) -> String {
-    let text = std::fs::read_to_string(repo_path("examples/poc/pipeline.yaml")).unwrap();
-    let text = text
-        .replace("../../recipes", repo_path("recipes").to_str().unwrap())
-        .replace("../../templates", repo_path("templates").to_str().unwrap())
-        .replace(
-            "seed: account.yaml",
-            &format!("seed: {}", repo_path("examples/poc/account.yaml").display()),
-        );
-    let path = sandbox.write("pipeline.yaml", &edit(text));
-    path.to_str().unwrap().to_string()
-}
+use support::{position_in, Sandbox};
 
-fn assert_refused(sandbox: &Sandbox, args: &[&str], needles: &[&str]) {
-    let run = sandbox.kiln(args);
-    run.assert_code(2);
-    for needle in needles {
-        assert!(
-            run.stderr.contains(needle),
-            "stderr lacks {needle:?}:\n{}",
-            run.stderr
-        );
-    }
-    assert!(
-        !sandbox.state().exists(),
-        "the simulated account was touched"
-    );
-}
+/// Every command that reads a pipeline file, its recipes and its templates.
+const COMMANDS: [&[&str]; 4] = [&["validate"], &["plan"], &["bake"], &["pipeline", "run"]];
 
-#[test]
-fn malformed_yaml_names_file_and_line() {
-    let sandbox = Sandbox::new();
-    let file = pipeline_with(&sandbox, |t| {
-        t.replace("  region: ap-northeast-1", "  region: [ap-northeast-1")
-    });
-    assert_refused(
-        &sandbox,
-        &["pipeline", "run", &file],
-        &["pipeline.yaml:", "hint:"],
-    );
-}
+/// The exit code of bad input.
+const BAD_INPUT: i32 = 2;
 
-#[test]
-fn unknown_key_is_named_with_its_line() {
-    let sandbox = Sandbox::new();
-    let file = pipeline_with(&sandbox, |t| {
-        t.replace("  instance_type: t3.medium", "  instance_typ: t3.medium")
-    });
-    let text = std::fs::read_to_string(&file).unwrap();
-    let line = text
-        .lines()
-        .position(|l| l.contains("instance_typ:"))
-        .unwrap()
-        + 1;
-    assert_refused(
-        &sandbox,
-        &["bake", &file],
-        &[
-            "unknown field `instance_typ`",
-            &format!("pipeline.yaml:{line}:"),
-        ],
-    );
-}
-
-#[test]
-fn unknown_recipe_is_refused_with_the_available_ones() {
-    let sandbox = Sandbox::new();
-    let file = pipeline_with(&sandbox, |t| {
-        t.replace("recipes: [base-os,", "recipes: [base-oss,")
-    });
-    assert_refused(&sandbox, &["bake", &file], &["base-oss", "base-os"]);
-}
-
-#[test]
-fn a_template_with_an_undefined_variable_is_refused() {
-    let sandbox = Sandbox::new();
-    let templates = sandbox.dir.path().join("templates");
-    copy_dir(&repo_path("templates"), &templates);
-    // The Laravel `.env` template: every POC bake renders it.
-    let broken = templates.join("laravel").join("env");
-    let mut text = std::fs::read_to_string(&broken).unwrap();
-    text.push_str("\n{{ no_such_variable }}\n");
-    std::fs::write(&broken, text).unwrap();
-    let file = pipeline_with(&sandbox, |t| {
-        t.replace(
-            repo_path("templates").to_str().unwrap(),
-            templates.to_str().unwrap(),
-        )
-    });
-    let name = broken.file_name().unwrap().to_str().unwrap().to_string();
-    assert_refused(&sandbox, &["plan", &file], &["no_such_variable", &name]);
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// A refusal on an account that exists: exit code 2, exactly `message` (after the
-/// file and line) and `hint` on stderr, and the account's state unchanged.
-struct Refusal<'a> {
-    /// What the file says instead of the POC's text: (from, to).
+/// One broken input and the exact refusal it must get. In `message` and `hint`,
+/// `{recipes}` and `{templates}` stand for the sandbox's folders of them, `{available}`
+/// for the list of its templates.
+struct Case<'a> {
+    /// The file broken: `pipeline.yaml`, or a copy of a recipe or template
+    /// (`recipes/base-os.yaml`, `templates/laravel/env`).
+    file: &'a str,
+    /// What the file says instead of the POC's text: (from, to), first occurrence.
     edit: (&'a str, &'a str),
-    /// The line of the edited file the error points at: the first holding this text.
-    line_of: &'a str,
+    /// Where the error points: the first line holding `.0`, where `.1` starts in it.
+    at: (&'a str, &'a str),
     message: &'a str,
     hint: &'a str,
 }
@@ -132,112 +37,352 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn assert_refused_exactly(case: &Refusal<'_>) {
-    let _serial = serial();
-    let sandbox = Sandbox::new();
-    let file = pipeline_with(&sandbox, |t| {
-        assert!(
-            t.contains(case.edit.0),
-            "the POC pipeline has {:?}",
-            case.edit.0
-        );
-        t.replacen(case.edit.0, case.edit.1, 1)
-    });
-    let before = account_state(&sandbox);
-    let text = std::fs::read_to_string(&file).unwrap();
-    let line = 1 + text
-        .lines()
-        .position(|l| l.contains(case.line_of))
-        .unwrap_or_else(|| panic!("no line with {:?}", case.line_of));
-
-    for command in [
-        &["validate"][..],
-        &["plan"],
-        &["bake"],
-        &["pipeline", "run"],
-    ] {
-        let mut args = command.to_vec();
-        args.push(&file);
-        let run = sandbox.kiln(&args);
-        run.assert_code(2);
-        let mut lines = run.stderr.lines();
-        let first = lines.next().unwrap_or_default();
-        let at = format!("kiln: error: {file}:{line}:");
-        assert!(
-            first.starts_with(&at),
-            "{args:?}: {first:?} does not start with {at:?}"
-        );
-        assert!(
-            first.ends_with(&format!(": {}", case.message)),
-            "{args:?}: {first:?} does not end with {:?}",
-            case.message
-        );
-        let hint = lines.next().unwrap_or_default();
-        assert!(
-            hint.starts_with(&format!("  hint: {}", case.hint)),
-            "{args:?}: hint {hint:?}"
-        );
-    }
-    assert_eq!(account_state(&sandbox), before, "the account changed");
+/// A sandbox with copies of the recipes and templates, the POC pipeline naming them,
+/// and an existing simulated account.
+struct Poc {
+    sandbox: Sandbox,
+    pipeline: PathBuf,
 }
 
-/// The simulated account's whole state (made from the POC seed on first use).
-fn account_state(sandbox: &Sandbox) -> serde_json::Value {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (account, _cloud) = sandbox.cloud_of_seed().await;
-        account.snapshot_json()
-    })
+impl Poc {
+    fn new() -> Self {
+        let sandbox = Sandbox::new();
+        sandbox.copy_recipes();
+        let pipeline = sandbox.poc_pipeline("pipeline.yaml", |t| t);
+        Self { sandbox, pipeline }
+    }
+
+    fn path_of(&self, file: &str) -> PathBuf {
+        if file == "pipeline.yaml" {
+            self.pipeline.clone()
+        } else {
+            self.sandbox.path(file)
+        }
+    }
+
+    /// Applies the case's edit and returns the edited file's path and text.
+    fn break_file(&self, case: &Case<'_>) -> (PathBuf, String) {
+        let path = self.path_of(case.file);
+        let text = std::fs::read_to_string(&path).expect("file to break");
+        let (from, to) = case.edit;
+        assert!(text.contains(from), "{} has no {from:?}", case.file);
+        let text = text.replacen(from, to, 1);
+        std::fs::write(&path, &text).expect("write broken file");
+        (path, text)
+    }
+
+    fn expand(&self, text: &str) -> String {
+        let folder = |name| self.sandbox.path(name).display().to_string();
+        text.replace("{recipes}", &folder("recipes"))
+            .replace("{templates}", &folder("templates"))
+            .replace("{available}", &self.templates().join(", "))
+    }
+
+    /// Every template file, by its path under the templates folder, sorted.
+    fn templates(&self) -> Vec<String> {
+        let root = self.sandbox.path("templates");
+        let mut found = Vec::new();
+        let mut folders = vec![root.clone()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).expect("templates folder") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else {
+                    let relative = path.strip_prefix(&root).expect("under the folder");
+                    found.push(relative.display().to_string());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Runs `args` and asserts exit 2, nothing on stdout and exactly `expected` on stderr.
+    fn assert_refused(&self, args: &[&str], expected: &str) {
+        let run = self.sandbox.kiln(args);
+        run.assert_code(BAD_INPUT);
+        assert_eq!(run.stderr, expected, "{args:?}");
+        assert_eq!(run.stdout, "", "{args:?} printed a result");
+    }
+}
+
+/// Breaks the file as the case says and asserts that every command refuses it with
+/// exactly the case's message, and that the account does not change.
+fn assert_refused_exactly(case: &Case<'_>) {
+    let _serial = serial();
+    let poc = Poc::new();
+    let before = poc.sandbox.account_state();
+    let (path, text) = poc.break_file(case);
+    let (line, column) = position_in(&text, case.at.0, case.at.1);
+    let expected = format!(
+        "kiln: error: {}:{line}:{column}: {}\n  hint: {}\n",
+        path.display(),
+        poc.expand(case.message),
+        poc.expand(case.hint)
+    );
+    let file = poc.pipeline.to_str().expect("UTF-8 path");
+    for command in COMMANDS {
+        let mut args = command.to_vec();
+        args.push(file);
+        poc.assert_refused(&args, &expected);
+    }
+    assert_eq!(poc.sandbox.account_state(), before, "the account changed");
+}
+
+const UNKNOWN_KEY_HINT: &str =
+    "remove the key or fix its spelling; the expected keys are listed above";
+const SYNTAX_HINT: &str =
+    "fix the YAML at this position (indentation, a missing `:`, unbalanced brackets or quotes)";
+
+// The pipeline file: YAML, keys, types.
+
+#[test]
+fn malformed_yaml_names_file_and_line() {
+    // The unclosed bracket swallows the next line, whose `:` cannot be in a list.
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  region: ap-northeast-1", "  region: [ap-northeast-1"),
+        at: ("  source:", ":"),
+        message: "malformed YAML: did not find expected ',' or ']', while parsing a flow \
+                  sequence",
+        hint: SYNTAX_HINT,
+    });
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  instance_type: t3.medium", "\tinstance_type: t3.medium"),
+        at: ("\tinstance_type", "\t"),
+        message: "malformed YAML: found character that cannot start any token, while \
+                  scanning for the next token",
+        hint: SYNTAX_HINT,
+    });
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  instance_type: t3.medium", "  instance_typ: t3.medium"),
+        at: ("instance_typ:", "instance_typ"),
+        message: "builder: unknown field `instance_typ`, expected one of `instance_type`, \
+                  `subnet`, `instance_profile`, `root_volume`, `timeouts`",
+        hint: UNKNOWN_KEY_HINT,
+    });
 }
 
 #[test]
 fn wrong_type_is_refused_exactly() {
-    let poc = std::fs::read_to_string(repo_path("examples/poc/pipeline.yaml")).unwrap();
-    let (line, text) = poc
-        .lines()
-        .enumerate()
-        .find(|(_, l)| l.contains("size_gib: 20,"))
-        .unwrap();
-    let column = text.find("20,").unwrap() + 1;
-    assert_refused_exactly(&Refusal {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
         edit: ("size_gib: 20,", "size_gib: twenty,"),
-        line_of: "size_gib: twenty",
-        message: &format!(
-            "builder.root_volume.size_gib: invalid type: string \"twenty\", expected i32 \
-             at line {} column {column}",
-            line + 1
-        ),
+        at: ("size_gib: twenty", "twenty"),
+        message: "builder.root_volume.size_gib: invalid type: string \"twenty\", expected i32",
         hint: "give the value the type shown above",
     });
 }
 
 #[test]
-fn missing_variable_is_refused_exactly() {
-    assert_refused_exactly(&Refusal {
-        edit: ("    parameter_prefix: /poc/web\n", ""),
-        line_of: "variables:",
-        message: "variable `parameter_prefix` of recipe `boot-config` has no default and the \
-                  pipeline does not set it",
-        hint: "set `parameter_prefix` in the pipeline's variables",
+fn a_duration_that_is_not_one_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("boot: 10m", "boot: 10 parsecs"),
+        at: ("boot: 10 parsecs", "10 parsecs"),
+        message: "builder.timeouts.boot: invalid value: string \"10 parsecs\", expected a \
+                  duration",
+        hint: "write a duration such as `90s`, `10m` or `1h 30m`",
+    });
+}
+
+// Recipes and variables the pipeline names.
+
+#[test]
+fn unknown_recipe_is_refused_with_the_available_ones() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("recipes: [base-os,", "recipes: [base-oss,"),
+        at: ("recipes: [base-oss", "base-oss"),
+        message: "unknown recipe `base-oss`: there is no base-oss.yaml in this folder",
+        hint: "use one of the available recipes: base-os, boot-config, hygiene, laravel, \
+               monitoring, proxysql (recipes are read from {recipes})",
     });
 }
 
 #[test]
+fn missing_variable_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    parameter_prefix: /poc/web\n", ""),
+        at: ("  variables:", "variables"),
+        message: "variable `parameter_prefix` of recipe `boot-config` has no default and the \
+                  pipeline does not set it",
+        hint: "set `parameter_prefix` in the pipeline's variables (Parameter Store path \
+               under which this environment's parameters live (e.g. /poc/web). Baked as the \
+               fallback; an instance tag named by parameter_prefix_tag overrides it.) \
+               (recipes are read from {recipes}/boot-config.yaml:10:5)",
+    });
+}
+
+#[test]
+fn a_misspelt_variable_is_refused_with_the_right_name() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "    parameter_prefix: /poc/web",
+            "    parameter_prefx: /poc/web",
+        ),
+        at: ("parameter_prefx:", "parameter_prefx"),
+        message: "the pipeline sets variable `parameter_prefx`, which none of its recipes \
+                  (base-os, proxysql, laravel, monitoring, boot-config, hygiene) declares",
+        hint: "did you mean `parameter_prefix`? Fix the name in the pipeline (recipes are \
+               read from {recipes})",
+    });
+}
+
+// Recipe files and their templates.
+
+#[test]
+fn a_template_with_an_undefined_variable_is_refused() {
+    assert_refused_exactly(&Case {
+        file: "templates/laravel/env",
+        edit: (
+            "DB_PORT={{ proxysql_mysql_port }}",
+            "DB_PORT={{ no_such_variable }}",
+        ),
+        at: ("DB_PORT=", "no_such_variable"),
+        message: "variable `no_such_variable` is not declared by recipe `laravel`",
+        hint: "declare `no_such_variable` under `variables:` in {recipes}/laravel.yaml (with \
+               a description, and a default unless the pipeline must set it), or fix the name",
+    });
+}
+
+const TERA_HINT: &str = "fix the tag at this position; a literal `{{`, `{%` or `{#` (bash's \
+                         `${#var}`) must be wrapped in `{% raw %}...{% endraw %}`";
+
+/// What Tera says of `{{ value }` (one closing brace).
+const UNCLOSED_TAG: &str = "Tera syntax error: expected `or`, `and`, `not`, `<=`, `>=`, `<`, \
+                            `>`, `==`, `!=`, `+`, `-`, `*`, `/`, `%`, a filter, or a variable \
+                            end (`}}`)";
+
+#[test]
+fn a_tera_syntax_error_in_a_template_is_refused_at_its_line() {
+    assert_refused_exactly(&Case {
+        file: "templates/laravel/env",
+        edit: (
+            "DB_PORT={{ proxysql_mysql_port }}",
+            "DB_PORT={{ proxysql_mysql_port }",
+        ),
+        at: ("DB_PORT=", "}"),
+        message: UNCLOSED_TAG,
+        hint: TERA_HINT,
+    });
+}
+
+#[test]
+fn a_tera_syntax_error_in_a_recipe_script_is_refused_at_its_line() {
+    assert_refused_exactly(&Case {
+        file: "recipes/base-os.yaml",
+        edit: (
+            "--security --releasever={{ dnf_releasever | shell_quote }}",
+            "--security --releasever={{ dnf_releasever | shell_quote }",
+        ),
+        at: ("--security --releasever=", "}"),
+        message: UNCLOSED_TAG,
+        hint: TERA_HINT,
+    });
+}
+
+#[test]
+fn an_unknown_template_is_refused_with_the_available_ones() {
+    assert_refused_exactly(&Case {
+        file: "recipes/base-os.yaml",
+        edit: (
+            "template: base-os/kiln-imds.sh",
+            "template: base-os/nope.sh",
+        ),
+        at: ("template: base-os/nope.sh", "base-os/nope.sh"),
+        message: "unknown template `base-os/nope.sh`: no such file under {templates}",
+        hint: "use one of the available templates: {available}",
+    });
+}
+
+#[test]
+fn an_unknown_key_in_a_recipe_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "recipes/base-os.yaml",
+        edit: ("    timeout: 45m", "    timout: 45m"),
+        at: ("timout:", "timout"),
+        message: "not a valid recipe: build[0]: unknown field `timout`, expected one of \
+                  `name`, `timeout`, `run`, `file`, `packages`, `service`, `reboot`",
+        hint: "see recipes/README.md for the recipe format",
+    });
+}
+
+#[test]
+fn a_wrong_type_in_a_recipe_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "recipes/base-os.yaml",
+        edit: ("    reboot: true", "    reboot: twice"),
+        at: ("reboot: twice", "twice"),
+        message: "not a valid recipe: build[1].reboot: invalid type: string \"twice\", \
+                  expected a boolean",
+        hint: "see recipes/README.md for the recipe format",
+    });
+}
+
+#[test]
+fn malformed_yaml_in_a_recipe_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "recipes/base-os.yaml",
+        edit: (
+            "  - name: reboot-into-updates",
+            "  - name: [reboot-into-updates",
+        ),
+        at: ("    timeout: 15m", ":"),
+        message: "malformed YAML: did not find expected ',' or ']', while parsing a flow \
+                  sequence",
+        hint: "fix the YAML at this position (indentation, a missing `:`, unbalanced quotes)",
+    });
+}
+
+#[test]
+fn a_step_timeout_out_of_run_commands_range_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "recipes/base-os.yaml",
+        edit: ("timeout: 45m", "timeout: 72h"),
+        at: ("timeout: 72h", "72h"),
+        message: "timeout `72h` of step `security-updates` is out of range: Run Command's \
+                  executionTimeout accepts 1s to 48h",
+        hint: "pick a timeout between 1s and 48h; split a longer step into several",
+    });
+}
+
+#[test]
+fn a_step_name_ssm_would_reject_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "recipes/base-os.yaml",
+        edit: ("- name: security-updates", "- name: Security Updates!"),
+        at: ("- name: Security Updates!", "Security"),
+        message: "step name `Security Updates!` is not [a-z0-9-]+",
+        hint: "use lower-case letters, digits and dashes, e.g. `install-proxysql`",
+    });
+}
+
+// Names, ids and numbers AWS would refuse.
+
+#[test]
 fn image_name_aws_would_reject_is_refused_exactly() {
-    assert_refused_exactly(&Refusal {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
         edit: ("name: poc-web-base", "name: poc web base!"),
-        line_of: "name: poc web base!",
+        at: ("name: poc web base!", "poc web"),
         message: "`poc web base!` is not a valid image name",
         hint: "use 1 to 100 letters, digits, `-`, `_` or `.`",
     });
     let long = format!("name: {}", "a".repeat(101));
-    assert_refused_exactly(&Refusal {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
         edit: ("name: poc-web-base", &long),
-        line_of: &long,
+        at: (&long, "aaa"),
         message: &format!("`{}` is not a valid image name", "a".repeat(101)),
         hint: "use 1 to 100 letters, digits, `-`, `_` or `.`",
     });
@@ -245,12 +390,13 @@ fn image_name_aws_would_reject_is_refused_exactly() {
 
 #[test]
 fn malformed_ami_id_is_refused_exactly() {
-    assert_refused_exactly(&Refusal {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
         edit: (
             "parameter: /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
             "image_id: ami-12345",
         ),
-        line_of: "ami-12345",
+        at: ("image_id: ami-12345", "ami-12345"),
         message: "`ami-12345` is not a valid ami- id; AWS would refuse it",
         hint: "write an AMI id such as `ami-0a1b2c3d4e5f67890`",
     });
@@ -258,9 +404,10 @@ fn malformed_ami_id_is_refused_exactly() {
 
 #[test]
 fn malformed_instance_type_is_refused_exactly() {
-    assert_refused_exactly(&Refusal {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
         edit: ("instance_type: t3.medium", "instance_type: t3medium"),
-        line_of: "instance_type: t3medium",
+        at: ("instance_type: t3medium", "t3medium"),
         message: "`t3medium` is not an EC2 instance type",
         hint: "write a type such as `t3.medium` (family, a dot, the size)",
     });
@@ -268,191 +415,341 @@ fn malformed_instance_type_is_refused_exactly() {
 
 #[test]
 fn malformed_subnet_id_is_refused_exactly() {
-    assert_refused_exactly(&Refusal {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
         edit: ("tags: { Name: poc-private-1a }", "id: sn-0a1b2c3d"),
-        line_of: "sn-0a1b2c3d",
+        at: ("id: sn-0a1b2c3d", "sn-0a1b2c3d"),
         message: "`sn-0a1b2c3d` is not a valid subnet- id; AWS would refuse it",
         hint: "write a subnet id such as `subnet-0a1b2c3d`",
     });
 }
 
 #[test]
+fn malformed_region_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  region: ap-northeast-1", "  region: tokyo"),
+        at: ("  region: tokyo", "tokyo"),
+        message: "`tokyo` is not an AWS region name",
+        hint: "write a region such as `ap-northeast-1`",
+    });
+}
+
+#[test]
 fn budgets_and_sizes_out_of_range_are_refused_exactly() {
-    assert_refused_exactly(&Refusal {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
         edit: ("boot: 10m", "boot: 3d"),
-        line_of: "boot:",
+        at: ("boot: 3d", "3d"),
         message: "timeout `boot` of 3days is out of range",
         hint: "give it between 1s and 24h",
     });
-    assert_refused_exactly(&Refusal {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
         edit: ("size_gib: 20,", "size_gib: 0,"),
-        line_of: "size_gib:",
+        at: ("size_gib: 0", "0"),
         message: "root volume size 0 GiB is out of range",
         hint: "EBS gp3 volumes hold 1 to 16384 GiB",
     });
 }
 
 #[test]
-fn tera_syntax_error_and_unknown_template_are_refused() {
-    let _serial = serial();
-    let sandbox = Sandbox::new();
-    let templates = sandbox.dir.path().join("templates");
-    let recipes = sandbox.dir.path().join("recipes");
-    copy_dir(&repo_path("templates"), &templates);
-    copy_dir(&repo_path("recipes"), &recipes);
-    let file = pipeline_with(&sandbox, |t| {
-        t.replace(
-            repo_path("templates").to_str().unwrap(),
-            templates.to_str().unwrap(),
-        )
-        .replace(
-            repo_path("recipes").to_str().unwrap(),
-            recipes.to_str().unwrap(),
-        )
+fn group_and_template_names_aws_would_reject_are_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("group: poc-web-asg", "group: \"poc:web\""),
+        at: ("group: \"poc:web\"", "\"poc"),
+        message: "`poc:web` is not a name AWS accepts for an Auto Scaling group",
+        hint: "use 1 to 255 printable ASCII characters, without spaces or `:`",
     });
-    let before = account_state(&sandbox);
+    let long = format!("launch_template: {}", "t".repeat(129));
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("launch_template: poc-web-lt", &long),
+        at: (&long, "ttt"),
+        message: &format!(
+            "`{}` is not a launch template name or id AWS accepts",
+            "t".repeat(129)
+        ),
+        hint: "use 3 to 128 letters, digits or `().-/_`, or an id such as \
+               `lt-0a1b2c3d4e5f67890`",
+    });
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("target_group: poc-web-tg", "target_group: poc_web_tg"),
+        at: ("target_group: poc_web_tg", "poc_web_tg"),
+        message: "`poc_web_tg` is not a target group name AWS accepts",
+        hint: "use 1 to 32 letters, digits and hyphens, not starting or ending with a hyphen",
+    });
+}
 
-    let env = templates.join("laravel").join("env");
-    let original = std::fs::read_to_string(&env).unwrap();
-    std::fs::write(&env, format!("{original}{{% if %}}\n")).unwrap();
-    let line = original.lines().count() + 1;
-    let run = sandbox.kiln(&["plan", &file]);
-    run.assert_code(2);
-    let at = format!("kiln: error: {}:{line}:", env.display());
-    assert!(run.stderr.starts_with(&at), "{}", run.stderr);
-    assert!(run.stderr.contains("Tera syntax error"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("{% raw %}"),
-        "the hint says how to escape: {}",
-        run.stderr
-    );
-    std::fs::write(&env, original).unwrap();
+// Rollout settings of a target.
 
-    let base = recipes.join("base-os.yaml");
-    let text = std::fs::read_to_string(&base).unwrap();
-    std::fs::write(
-        &base,
-        text.replace("base-os/kiln-imds.sh", "base-os/nope.sh"),
-    )
-    .unwrap();
-    let run = sandbox.kiln(&["bake", &file]);
-    run.assert_code(2);
-    assert!(
-        run.stderr
-            .contains("unknown template `base-os/nope.sh`: no such file under"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("base-os/kiln-imds.sh"),
-        "the hint lists the templates"
-    );
-    std::fs::write(&base, text.replace("timeout: 45m", "timeout: 72h")).unwrap();
-    let run = sandbox.kiln(&["bake", &file]);
-    run.assert_code(2);
-    assert!(run.stderr.contains("timeout `72h`"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("pick a timeout between 1s and 48h"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(account_state(&sandbox), before, "the account changed");
+/// The POC target's strategy line, followed by `settings` (indented under the target).
+fn with_settings(settings: &str) -> String {
+    format!("    strategy: rolling\n{settings}")
 }
 
 #[test]
-fn plan_lists_every_change_and_makes_none() {
-    let _serial = serial();
-    let sandbox = Sandbox::new();
-    let file = pipeline_with(&sandbox, |t| t);
-    let before = account_state(&sandbox);
-    let run = sandbox.kiln(&["plan", &file]);
-    run.assert_code(0);
-    let expected = [
-        "  create security group kiln-bake-",
-        "  launch builder instance: t3.medium from ami-",
-        "  run ",
-        "  create image poc-web-base-",
-        "  launch test instance: t3.medium from the new image",
-        "  terminate builder and test instances",
-        "  delete security group kiln-bake-",
-        "poc-web: group poc-web-asg in ap-northeast-1",
-        "  template poc-web-lt: version ",
-        "  rolling: launch before terminate",
-    ];
-    let lines: Vec<&str> = run.stdout.lines().collect();
-    let mut at = 0;
-    for wanted in expected {
-        let found = lines[at..].iter().position(|l| l.starts_with(wanted));
-        let found = found.unwrap_or_else(|| panic!("no {wanted:?} in order:\n{}", run.stdout));
-        at += found + 1;
-    }
-    assert_eq!(account_state(&sandbox), before, "plan changed the account");
+fn an_unknown_strategy_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    strategy: rolling", "    strategy: rollin"),
+        at: ("strategy: rollin", "rollin"),
+        message: "targets[0].strategy: unknown variant `rollin`, expected one of `rolling`, \
+                  `canary`, `blue-green`, `in-place`",
+        hint: "use one of the values listed above",
+    });
 }
 
-/// Runs `args` (with the pipeline file appended) and asserts exit 2, the message, and an
-/// account left exactly as it was.
-fn assert_refused_unchanged(edit: (&str, &str), args: &[&str], needles: &[&str]) {
+#[test]
+fn an_unknown_key_in_a_strategy_block_is_refused_exactly() {
+    let settings = with_settings("    rolling:\n      min_healthy: 50\n");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    strategy: rolling\n", &settings),
+        at: ("min_healthy:", "min_healthy"),
+        message: "targets[0].rolling: unknown field `min_healthy`, expected one of \
+                  `min_healthy_percentage`, `max_healthy_percentage`, `instance_warmup`, \
+                  `boot_time`, `skip_matching`, `checkpoints`, `checkpoint_delay`, \
+                  `auto_rollback`, `protected_instances`, `standby_instances`, \
+                  `raise_max_size`",
+        hint: UNKNOWN_KEY_HINT,
+    });
+}
+
+#[test]
+fn a_percentage_out_of_range_is_refused_exactly() {
+    let settings = with_settings("    rolling: { min_healthy_percentage: 150 }\n");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    strategy: rolling\n", &settings),
+        at: ("min_healthy_percentage: 150", "150"),
+        message: "min_healthy_percentage 150 is out of range",
+        hint: "AWS accepts 0 to 100 (percent of the desired capacity kept healthy)",
+    });
+    let settings = with_settings("    canary:\n      steps: [10, 101]\n");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    strategy: rolling\n", &settings),
+        at: ("steps: [10, 101]", "101"),
+        message: "steps value 101 is not a percentage of the group",
+        hint: "give each step between 1 and 100",
+    });
+}
+
+#[test]
+fn a_warmup_out_of_range_is_refused_exactly() {
+    let settings = with_settings("    rolling:\n      instance_warmup: 2h\n");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    strategy: rolling\n", &settings),
+        at: ("instance_warmup: 2h", "2h"),
+        message: "instance_warmup 2h is out of range",
+        hint: "give it between 0s and 1h",
+    });
+}
+
+#[test]
+fn run_command_timeouts_out_of_ssm_range_are_refused_exactly() {
+    let hint = "give it between 30s and 48h: it is Run Command's delivery timeout (at least \
+                30s) and execution timeout (at most 48h)";
+    for (written, shown) in [("10s", "10s"), ("3d", "3days")] {
+        let settings = with_settings(&format!("    timeouts: {{ command: {written} }}\n"));
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("    strategy: rolling\n", &settings),
+            at: ("timeouts: { command:", written),
+            message: &format!("command {shown} is out of range"),
+            hint,
+        });
+    }
+}
+
+#[test]
+fn an_in_place_batch_larger_than_run_command_takes_is_refused_exactly() {
+    let settings = with_settings("    in_place: { script: [\"true\"], batch_size: 51 }\n");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    strategy: rolling\n", &settings),
+        at: ("batch_size: 51", "51"),
+        message: "batch_size 51 is out of range",
+        hint: "give 1 to 50: one Run Command call takes at most 50 instances",
+    });
+}
+
+// Other files kiln reads, and flags.
+
+#[test]
+fn a_faults_file_with_an_unknown_key_is_refused_and_changes_nothing() {
+    let _serial = serial();
+    let poc = Poc::new();
+    let before = poc.sandbox.account_state();
+    let faults = poc
+        .sandbox
+        .write("faults.yaml", "steps:\n  - stepp: base-os/packages\n");
+    let (line, column) = (2, 5);
+    let state = poc.sandbox.state();
+    let expected = format!(
+        "kiln: error: open simulated account {}: {}:{line}:{column}: steps[0]: unknown field \
+         `stepp`, expected one of {}\n  hint: {UNKNOWN_KEY_HINT}\n",
+        state.display(),
+        faults.display(),
+        "`step`, `exit_code`, `stdout`, `stderr`, `times`"
+    );
+    let faults = faults.to_str().expect("UTF-8 path");
+    let file = poc.pipeline.to_str().expect("UTF-8 path");
+    poc.assert_refused(&["--faults", faults, "bake", file], &expected);
+    assert_eq!(poc.sandbox.account_state(), before, "the account changed");
+}
+
+#[test]
+fn a_seed_with_an_unknown_key_creates_no_account() {
+    let sandbox = Sandbox::new();
+    let seed_text = std::fs::read_to_string(support::repo_path("examples/poc/account.yaml"))
+        .expect("POC seed")
+        .replacen("home_region:", "home_regoin:", 1);
+    let seed = sandbox.write("seed.yaml", &seed_text);
+    let pipeline = sandbox.poc_pipeline("pipeline.yaml", |t| {
+        let poc_seed = support::repo_path("examples/poc/account.yaml");
+        t.replace(&poc_seed.display().to_string(), &seed.display().to_string())
+    });
+    let (line, column) = position_in(&seed_text, "home_regoin:", "home_regoin");
+    let expected = format!(
+        "kiln: error: open simulated account {}: {}:{line}:{column}: unknown field \
+         `home_regoin`, expected one of `account_id`, `home_region`, `start_time`, \
+         `rng_seed`, `instance_profiles`, `regions`\n  hint: {UNKNOWN_KEY_HINT}\n",
+        sandbox.state().display(),
+        seed.display()
+    );
+    let run = sandbox.kiln(&["plan", pipeline.to_str().expect("UTF-8 path")]);
+    run.assert_code(BAD_INPUT);
+    assert_eq!(run.stderr, expected);
+    assert!(!sandbox.state().exists(), "an account was created");
+}
+
+#[test]
+fn a_flag_value_that_is_not_a_duration_is_refused_before_anything() {
     let _serial = serial();
     let sandbox = Sandbox::new();
-    let file = pipeline_with(&sandbox, |t| t.replacen(edit.0, edit.1, 1));
-    let before = account_state(&sandbox);
+    let before = sandbox.account_state();
+    let run = sandbox.kiln(&["prune", "--keep", "2", "--older-than", "30 parsecs"]);
+    run.assert_code(BAD_INPUT);
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        "error: invalid value '30 parsecs' for '--older-than <OLDER_THAN>': unknown time \
+         unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, \
+         months, years (and few variations)"
+    );
+    assert_eq!(sandbox.account_state(), before, "the account changed");
+}
+
+#[test]
+fn an_unknown_target_is_refused_with_the_targets_there_are() {
+    let _serial = serial();
+    let poc = Poc::new();
+    let before = poc.sandbox.account_state();
+    let text = std::fs::read_to_string(&poc.pipeline).expect("pipeline");
+    let (line, column) = position_in(&text, "targets:", "targets");
+    let expected = format!(
+        "kiln: error: {}:{line}:{column}: no target named `poc-wbe`\n  hint: targets in \
+         this file: poc-web\n",
+        poc.pipeline.display()
+    );
+    let file = poc.pipeline.to_str().expect("UTF-8 path");
+    let image = "ami-0123456789abcdef0";
+    poc.assert_refused(
+        &["rollout", file, "--image", image, "--target", "poc-wbe"],
+        &expected,
+    );
+    poc.assert_refused(&["rollback", file, "--target", "poc-wbe"], &expected);
+    assert_eq!(poc.sandbox.account_state(), before, "the account changed");
+}
+
+// Input that only the account can refuse: still before any change.
+
+/// Runs `args` (with the edited POC pipeline appended), asserts exit 2 and exactly
+/// `expected(file)` on stderr, and an account left exactly as it was.
+fn assert_refused_by_the_account(
+    edit: (&str, &str),
+    args: &[&str],
+    expected: impl Fn(&str, &str) -> String,
+) {
+    let _serial = serial();
+    let poc = Poc::new();
+    let before = poc.sandbox.account_state();
+    let text = std::fs::read_to_string(&poc.pipeline).expect("pipeline");
+    let text = text.replacen(edit.0, edit.1, 1);
+    std::fs::write(&poc.pipeline, &text).expect("write pipeline");
+    let file = poc.pipeline.to_str().expect("UTF-8 path");
     let mut args = args.to_vec();
-    args.push(&file);
-    let run = sandbox.kiln(&args);
-    run.assert_code(2);
-    for needle in needles {
-        assert!(
-            run.stderr.contains(needle),
-            "stderr lacks {needle:?}:\n{}",
-            run.stderr
-        );
-    }
-    assert_eq!(account_state(&sandbox), before, "the account changed");
+    args.push(file);
+    poc.assert_refused(&args, &expected(file, &text));
+    assert_eq!(poc.sandbox.account_state(), before, "the account changed");
 }
 
 #[test]
 fn a_misspelt_group_is_refused_before_the_bake() {
-    assert_refused_unchanged(
+    assert_refused_by_the_account(
         ("group: poc-web-asg", "group: poc-web-asgx"),
         &["pipeline", "run"],
-        &["Auto Scaling group poc-web-asgx in ap-northeast-1: not found"],
+        |_, _| {
+            "kiln: error: Auto Scaling group poc-web-asgx in ap-northeast-1: not found; check \
+             the name in the pipeline file and the region\n"
+                .to_string()
+        },
     );
 }
 
 #[test]
 fn a_gate_on_an_alarm_that_does_not_exist_is_refused_before_the_bake() {
-    assert_refused_unchanged(
+    assert_refused_by_the_account(
         ("alarms: [poc-web-5xx,", "alarms: [poc-web-5xxx,"),
         &["pipeline", "run"],
-        &[
-            "gates on alarm(s) `poc-web-5xxx` that do not exist in ap-northeast-1",
-            "hint:",
-        ],
-    );
-}
-
-#[test]
-fn rolling_out_an_image_that_does_not_exist_changes_nothing() {
-    assert_refused_unchanged(
-        ("", ""),
-        &["rollout", "--image", "ami-0123456789abcdef0"],
-        &["image ami-0123456789abcdef0 does not exist in ap-northeast-1"],
-    );
-    assert_refused_unchanged(
-        ("", ""),
-        &["rollout", "--image", "new"],
-        &["`new` is not an AMI id"],
+        |file, text| {
+            let (line, column) = position_in(text, "alarms: [", "poc-web-5xxx");
+            format!(
+                "kiln: error: target `poc-web` (group poc-web-asg): {file}:{line}:{column}: \
+                 target `poc-web` gates on alarm(s) `poc-web-5xxx` that do not exist in \
+                 ap-northeast-1\n  hint: fix the alarm names, or create the alarms first\n"
+            )
+        },
     );
 }
 
 #[test]
 fn a_region_the_account_does_not_have_is_bad_input() {
-    assert_refused_unchanged(
+    assert_refused_by_the_account(
         ("  region: ap-northeast-1", "  region: ap-northeast-9"),
         &["bake"],
-        &[
-            "region ap-northeast-9 is not one this account has",
-            "hint: fix the region name",
-        ],
+        |file, text| {
+            let (line, column) = position_in(text, "region: ap-northeast-9", "ap-northeast-9");
+            format!(
+                "kiln: error: {file}:{line}:{column}: region ap-northeast-9 is not one this \
+                 account has: DescribeRegions ap-northeast-9 in ap-northeast-9: InvalidRegion: \
+                 the simulated account has no such region; add it to the seed\n  hint: \
+                 fix the region name (such as ap-northeast-1); on the simulated account, a \
+                 region must be in its seed\n"
+            )
+        },
     );
+}
+
+#[test]
+fn rolling_out_an_image_that_does_not_exist_changes_nothing() {
+    assert_refused_by_the_account(
+        ("", ""),
+        &["rollout", "--image", "ami-0123456789abcdef0"],
+        |_, _| {
+            "kiln: error: image ami-0123456789abcdef0 does not exist in ap-northeast-1; check \
+             the id and the region (`kiln images`)\n"
+                .to_string()
+        },
+    );
+    assert_refused_by_the_account(("", ""), &["rollout", "--image", "new"], |_, _| {
+        "kiln: error: `new` is not an AMI id; give one such as ami-0123456789abcdef0 (see \
+         `kiln images`)\n"
+            .to_string()
+    });
 }

@@ -11,6 +11,10 @@
 //! bake never finished), and image snapshots no image refers to any more. A resource is
 //! removed only when its run is over ([`RunState`]); an image that a launch template
 //! version refers to is never removed (PITFALLS 13).
+//!
+//! [`survey_with_journals`] adds what the local journals of runs that are over still hold
+//! in the region (an image or snapshot whose tags alone would not say its run never
+//! finished: a killed run's image held until its copies were done), under the same rules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -22,7 +26,7 @@ use kiln_cloud::{
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::journal::ResourceKind;
+use crate::journal::{Record, ResourceKind};
 use crate::naming;
 use crate::wait::{
     retry_throttled, wait_until, Poll, INSTANCE_POLL, SECURITY_GROUP_BUDGET, SECURITY_GROUP_RETRY,
@@ -40,6 +44,8 @@ pub use kiln_cloud::journal::RunState;
 pub struct Found {
     pub kind: ResourceKind,
     pub id: String,
+    /// The region the resource is in.
+    pub region: String,
     pub run_id: String,
     pub reason: String,
 }
@@ -147,6 +153,7 @@ async fn survey_instances(
         };
         let role = &instance.tags[TAG_ROLE];
         let found = Found {
+            region: cloud.region.clone(),
             kind: ResourceKind::Instance,
             id: instance.id.to_string(),
             run_id: run_id.to_string(),
@@ -170,6 +177,7 @@ async fn survey_groups(
             continue;
         };
         let found = Found {
+            region: cloud.region.clone(),
             kind: ResourceKind::SecurityGroup,
             id: group.id.to_string(),
             run_id: run_id.to_string(),
@@ -232,6 +240,7 @@ fn survey_image(
         _ => return false,
     };
     let found = Found {
+        region: survey.region.clone(),
         kind: ResourceKind::Image,
         id: image.id.to_string(),
         run_id: run_id.to_string(),
@@ -250,6 +259,7 @@ fn survey_image(
             .filter_map(|d| d.snapshot_id.clone())
         {
             survey.remove.push(Found {
+                region: survey.region.clone(),
                 kind: ResourceKind::Snapshot,
                 id: snapshot.to_string(),
                 run_id: run_id.to_string(),
@@ -279,6 +289,7 @@ async fn survey_snapshots(
             continue;
         }
         let found = Found {
+            region: cloud.region.clone(),
             kind: ResourceKind::Snapshot,
             id: snapshot.id.to_string(),
             run_id: run_id.to_string(),
@@ -287,6 +298,130 @@ async fn survey_snapshots(
         let keep = judge.keep_reason(run_id, snapshot.start_time);
         place(survey, found, keep);
     }
+    Ok(())
+}
+
+/// [`survey`], plus what `records` (the open records of local journals) hold in this
+/// region that the tags did not show: images (with their snapshots) and snapshots of
+/// runs that are over. Other kinds of record are left to their own sweeps.
+pub async fn survey_with_journals(
+    cloud: &Cloud,
+    judge: &RunJudge<'_>,
+    records: &[Record],
+) -> kiln_cloud::CloudResult<Survey> {
+    let mut survey = survey(cloud, judge).await?;
+    let listed: BTreeSet<(ResourceKind, String)> = survey
+        .remove
+        .iter()
+        .chain(&survey.kept)
+        .map(|f| (f.kind, f.id.clone()))
+        .collect();
+    let open: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.region == cloud.region && !listed.contains(&(r.kind, r.id.clone())))
+        .filter(|r| matches!(r.kind, ResourceKind::Image | ResourceKind::Snapshot))
+        .collect();
+    if open.is_empty() {
+        return Ok(survey);
+    }
+    let filter = ImageFilter {
+        owners: vec!["self".to_string()],
+        ..ImageFilter::default()
+    };
+    let images: Vec<Image> = retry_throttled(|| cloud.compute.describe_images(&filter))
+        .await?
+        .into_iter()
+        .filter(|i| i.state != ImageState::Deregistered)
+        .collect();
+    let in_use = images_in_use(cloud).await?;
+    for record in open.iter().filter(|r| r.kind == ResourceKind::Image) {
+        if let Some(image) = images.iter().find(|i| i.id.as_str() == record.id) {
+            journal_image(image, record, &in_use, judge, &mut survey);
+        }
+    }
+    let removed: BTreeSet<String> = survey.remove.iter().map(|f| f.id.clone()).collect();
+    let referenced: BTreeSet<SnapshotId> = images
+        .iter()
+        .filter(|i| !removed.contains(i.id.as_str()))
+        .flat_map(|i| i.block_devices.iter().filter_map(|d| d.snapshot_id.clone()))
+        .collect();
+    for record in open.iter().filter(|r| r.kind == ResourceKind::Snapshot) {
+        let id = SnapshotId::new(&record.id);
+        if removed.contains(&record.id) || referenced.contains(&id) {
+            continue;
+        }
+        journal_snapshot(cloud, &id, record, judge, &mut survey).await?;
+    }
+    Ok(survey)
+}
+
+/// Places an image a journal holds, with its snapshots when it goes.
+fn journal_image(
+    image: &Image,
+    record: &Record,
+    in_use: &BTreeMap<ImageId, String>,
+    judge: &RunJudge<'_>,
+    survey: &mut Survey,
+) {
+    let found = Found {
+        kind: ResourceKind::Image,
+        id: image.id.to_string(),
+        region: survey.region.clone(),
+        run_id: record.run_id.clone(),
+        reason: format!(
+            "{} (held by the journal of a run that never finished)",
+            image.name
+        ),
+    };
+    let keep = match in_use.get(&image.id) {
+        Some(user) => Some(format!("in use by {user}")),
+        None => judge.keep_reason(&record.run_id, image.creation_date),
+    };
+    let removed = keep.is_none();
+    place(survey, found, keep);
+    if removed {
+        for snapshot in image
+            .block_devices
+            .iter()
+            .filter_map(|d| d.snapshot_id.clone())
+        {
+            survey.remove.push(Found {
+                kind: ResourceKind::Snapshot,
+                id: snapshot.to_string(),
+                region: survey.region.clone(),
+                run_id: record.run_id.clone(),
+                reason: format!("snapshot of {}", image.id),
+            });
+        }
+    }
+}
+
+/// Places a snapshot a journal holds, if it still exists.
+async fn journal_snapshot(
+    cloud: &Cloud,
+    id: &SnapshotId,
+    record: &Record,
+    judge: &RunJudge<'_>,
+    survey: &mut Survey,
+) -> kiln_cloud::CloudResult<()> {
+    let (ids, any) = (std::slice::from_ref(id), Tags::new());
+    let found = match retry_throttled(|| cloud.compute.describe_snapshots(ids, &any)).await {
+        Ok(found) => found,
+        Err(e) if e.is(ErrorKind::NotFound) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let Some(snapshot) = found.into_iter().find(|s| &s.id == id) else {
+        return Ok(());
+    };
+    let found = Found {
+        kind: ResourceKind::Snapshot,
+        id: id.to_string(),
+        region: cloud.region.clone(),
+        run_id: record.run_id.clone(),
+        reason: "snapshot held by the journal of a run that never finished".into(),
+    };
+    let keep = judge.keep_reason(&record.run_id, snapshot.start_time);
+    place(survey, found, keep);
     Ok(())
 }
 

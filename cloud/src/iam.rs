@@ -27,6 +27,7 @@ pub const OPERATOR_ACTIONS: &[(&str, &[&str])] = &[
             "DescribeInstances",
             "DescribeLaunchTemplateVersions",
             "DescribeLaunchTemplates",
+            "DescribeRegions",
             "DescribeSecurityGroups",
             "DescribeSnapshots",
             "DescribeSubnets",

@@ -9,6 +9,7 @@ pub mod ports;
 pub mod progress;
 pub mod sim;
 pub mod types;
+pub mod yaml;
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -229,6 +229,8 @@ pub trait Account: Send + Sync {
     /// The account id, for tags and launch permissions.
     fn account_id(&self) -> &str;
     async fn region(&self, name: &str) -> CloudResult<Cloud>;
+    /// Every region the account can use (EC2 DescribeRegions: the enabled ones), sorted.
+    async fn regions(&self) -> CloudResult<Vec<String>>;
     /// Whether this is the simulated account (its outputs say so).
     fn is_simulated(&self) -> bool;
 }

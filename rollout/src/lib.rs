@@ -43,6 +43,7 @@ mod events;
 mod gates;
 mod inplace;
 mod ledger;
+mod limits;
 mod lock;
 mod outcome;
 mod plan;
@@ -63,6 +64,7 @@ pub use bluegreen::{
 pub use error::{Refusal, RolloutError, StopReason};
 pub use gates::{probe_command, FIX_COMMENT, PROBE_COMMENT};
 pub use inplace::{InPlacePlan, TAG_DRIFT};
+pub use limits::{Field, SpecProblem};
 pub use lock::{LockHolder, LOCK_TAG};
 pub use outcome::{status as outcome_status, RolloutOutcome};
 pub use plan::{

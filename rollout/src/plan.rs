@@ -109,6 +109,14 @@ pub async fn plan(
     spec: &RolloutSpec,
     image: &ImageId,
 ) -> Result<RolloutPlan, RolloutError> {
+    // A setting AWS would refuse is refused before the account is read.
+    if let Some(problem) = spec.problems().into_iter().next() {
+        return Err(RolloutError::Invalid {
+            what: format!("target {} (group {})", spec.target, spec.group),
+            region: cloud.region.clone(),
+            detail: problem.to_string(),
+        });
+    }
     // After a blue/green switch the target is served by the green group: every strategy
     // acts on the group that takes the traffic, never on the one left at weight 0.
     let named_group = spec.group.clone();

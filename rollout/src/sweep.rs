@@ -70,6 +70,8 @@ pub fn run_started(run_id: &str) -> Option<Timestamp> {
 pub struct Found {
     pub kind: ResourceKind,
     pub id: String,
+    /// The region the resource is in.
+    pub region: String,
     pub run_id: String,
     pub reason: String,
 }
@@ -102,6 +104,7 @@ struct Traffic {
 
 /// What the region holds that the decisions read.
 struct Region {
+    name: String,
     groups: Vec<Group>,
     target_groups: Vec<TargetGroup>,
     traffic: Traffic,
@@ -122,6 +125,7 @@ fn place(survey: &mut Survey, found: Found, keep: Option<String>) {
 /// Lists what rollouts left in the cloud's region; changes nothing.
 pub async fn survey(cloud: &Cloud, judge: &RunJudge<'_>) -> CloudResult<Survey> {
     let region = Region {
+        name: cloud.region.clone(),
         groups: cloud.scaling.describe_groups(&[]).await?,
         target_groups: cloud.load_balancing.describe_target_groups(&[]).await?,
         traffic: traffic(cloud).await?,
@@ -178,6 +182,7 @@ fn survey_rules(region: &Region, judge: &RunJudge<'_>, survey: &mut Survey) {
         let found = Found {
             kind: ResourceKind::ListenerRule,
             id: rule.arn.to_string(),
+            region: region.name.clone(),
             reason: format!(
                 "testers' rule (priority {}) of a rollout that is over",
                 rule.priority
@@ -239,6 +244,7 @@ fn survey_groups(region: &Region, judge: &RunJudge<'_>, survey: &mut Survey) {
         let found = Found {
             kind: ResourceKind::AutoScalingGroup,
             id: g.name.clone(),
+            region: region.name.clone(),
             reason: "green group of a rollout that never switched to it".into(),
             run_id,
         };
@@ -255,6 +261,7 @@ fn survey_target_groups(region: &Region, judge: &RunJudge<'_>, survey: &mut Surv
         let found = Found {
             kind: ResourceKind::TargetGroup,
             id: tg.arn.to_string(),
+            region: region.name.clone(),
             reason: format!("green target group {} of a rollout that is over", tg.name),
             run_id,
         };
@@ -303,6 +310,7 @@ async fn survey_versions(
             let found = Found {
                 kind: ResourceKind::LaunchTemplateVersion,
                 id: template_version_id(template.id.as_str(), v.version),
+                region: region.name.clone(),
                 run_id: run_id.to_string(),
                 reason: format!(
                     "version {} of {}, used by nothing",

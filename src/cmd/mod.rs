@@ -16,7 +16,7 @@ pub mod validate;
 
 use std::path::Path;
 
-use kiln_builder::recipe::{self, RecipeError, RecipeErrorKind, RecipeSource, Rendered};
+use kiln_builder::recipe::{self, RecipeError, RecipeErrorKind, RecipeSource, Rendered, Seg};
 use kiln_builder::{BakeSpec, BuilderSettings, RootVolumeSettings, SourceImage, SubnetSelector};
 use kiln_cloud::{Cloud, ImageId, SubnetId, TemplateRef};
 use kiln_rollout::{RolloutSpec, Strategy};
@@ -76,16 +76,24 @@ pub fn load(file: &Path) -> anyhow::Result<Loaded> {
 /// A recipe error caused by what the pipeline file says (a recipe it lists, a variable
 /// it sets or leaves out) points at the pipeline's line; the others at the recipe's.
 fn in_pipeline(pipeline: &Pipeline, image: &ImageSection, error: RecipeError) -> anyhow::Error {
-    let needle = match error.kind() {
+    let mut at = pipeline.section_path(image);
+    let named = |name: &&String| error.problem().contains(&format!("`{name}`"));
+    let at_key = match error.kind() {
         RecipeErrorKind::UnknownRecipe | RecipeErrorKind::MissingRequirement => {
-            "recipes:".to_string()
+            at.push(Seg::Key("recipes"));
+            at.extend(image.recipes.iter().position(|r| named(&r)).map(Seg::Index));
+            false
         }
-        RecipeErrorKind::UnknownVariable => image
-            .variables
-            .keys()
-            .find(|name| error.problem().contains(&format!("`{name}`")))
-            .map_or_else(|| "variables:".to_string(), |name| format!("{name}:")),
-        RecipeErrorKind::MissingVariable => "variables:".to_string(),
+        RecipeErrorKind::UnknownVariable => {
+            at.push(Seg::Key("variables"));
+            at.extend(image.variables.keys().find(named).map(|n| Seg::Key(n)));
+            // The name is what is wrong: point at it, not at its value.
+            true
+        }
+        RecipeErrorKind::MissingVariable => {
+            at.push(Seg::Key("variables"));
+            true
+        }
         _ => return error.into(),
     };
     let hint = format!(
@@ -93,9 +101,11 @@ fn in_pipeline(pipeline: &Pipeline, image: &ImageSection, error: RecipeError) ->
         error.hint(),
         error.location()
     );
-    pipeline
-        .invalid(&needle, error.problem().to_string(), hint)
-        .into()
+    let problem = error.problem().to_string();
+    if at_key {
+        return pipeline.invalid_key(&at, problem, hint).into();
+    }
+    pipeline.invalid_at(&at, problem, hint).into()
 }
 
 /// The region commands act in: `--region`, else the pipeline's.
@@ -123,13 +133,19 @@ pub async fn open(
         Ok(cloud) => cloud,
         // A region the account does not have is the pipeline's (or --region's) mistake.
         Err(e) if e.is(kiln_cloud::ErrorKind::NotFound) => {
-            let error = pipeline.invalid(
-                &format!("region: {region}"),
-                format!("region {region} is not one this account has: {e}"),
-                "fix the region name (such as ap-northeast-1); on the simulated account, a \
-                 region must be in its seed"
+            let message = format!("region {region} is not one this account has: {e}");
+            let hint = "fix the region name (such as ap-northeast-1); on the simulated account, \
+                        a region must be in its seed";
+            let error = match &global.region {
+                Some(_) => anyhow::anyhow!("--region {region}: {message}\n  hint: {hint}"),
+                None => pipeline
+                    .invalid_at(
+                        &[Seg::Key("image"), Seg::Key("region")],
+                        message,
+                        hint.into(),
+                    )
                     .into(),
-            );
+            };
             return Err(Exit::new(exit::BAD_INPUT, error).into());
         }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("open region {region}"))),
@@ -230,8 +246,10 @@ pub fn rollout_spec(
         StrategyName::InPlace => match &target.in_place {
             Some(settings) => Strategy::InPlace(settings.clone()),
             None => {
-                let error = pipeline.invalid(
-                    &format!("name: {}", target.name),
+                let mut at = pipeline.target_path(&target.name);
+                at.push(Seg::Key("strategy"));
+                let error = pipeline.invalid_at(
+                    &at,
                     format!("target `{}` has no `in_place` settings", target.name),
                     "add `in_place: { script: [...] }` with the fix to run on each instance".into(),
                 );

@@ -1,6 +1,7 @@
 //! `kiln rollout FILE --image ID`: roll an image out to the pipeline's targets.
 
 use anyhow::Context;
+use kiln_builder::recipe::Seg;
 use kiln_builder::FileJournal;
 use kiln_cloud::{Cloud, ImageId};
 use kiln_rollout::{RolloutError, RolloutOutcome, StopReason};
@@ -215,25 +216,21 @@ async fn check_alarms(
         .iter()
         .filter(|name| !found.iter().any(|alarm| &alarm.name == *name))
         .collect();
-    match missing.first() {
-        None => Ok(()),
-        Some(first) => Err(pipeline
-            .invalid(
-                first,
-                format!(
-                    "target `{}` gates on alarm(s) {} that do not exist in {}",
-                    target.name,
-                    missing
-                        .iter()
-                        .map(|m| format!("`{m}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    cloud.region
-                ),
-                "fix the alarm names, or create the alarms first".into(),
-            )
-            .into()),
-    }
+    let Some(first) = missing.first() else {
+        return Ok(());
+    };
+    let mut at = pipeline.target_path(&target.name);
+    at.extend([Seg::Key("gates"), Seg::Key("alarms")]);
+    at.extend(names.iter().position(|n| n == *first).map(Seg::Index));
+    let list: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
+    let message = format!(
+        "target `{}` gates on alarm(s) {} that do not exist in {}",
+        target.name,
+        list.join(", "),
+        cloud.region
+    );
+    let hint = "fix the alarm names, or create the alarms first".into();
+    Err(pipeline.invalid_at(&at, message, hint).into())
 }
 
 /// Plans and runs one target's rollout, mapping a failure to its exit code.

@@ -62,6 +62,63 @@ impl Sandbox {
         (account, cloud)
     }
 
+    /// Copies of the POC's recipes and templates in this sandbox (`recipes/`,
+    /// `templates/`), for a test to break; [`Sandbox::poc_pipeline`] names them once made.
+    pub fn copy_recipes(&self) -> (PathBuf, PathBuf) {
+        let (recipes, templates) = (self.path("recipes"), self.path("templates"));
+        copy_dir(&repo_path("recipes"), &recipes);
+        copy_dir(&repo_path("templates"), &templates);
+        (recipes, templates)
+    }
+
+    /// A POC pipeline (`examples/poc/<name>`) written into the sandbox with `edit`
+    /// applied; its recipes, templates and seed named by absolute path (the sandbox's
+    /// copies of recipes and templates when made).
+    pub fn poc_pipeline(&self, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+        let folder = |name: &str| {
+            let copy = self.path(name);
+            let dir = if copy.exists() { copy } else { repo_path(name) };
+            dir.to_str().expect("UTF-8 path").to_string()
+        };
+        let example = repo_path("examples/poc").join(name);
+        let text = std::fs::read_to_string(example).expect("POC pipeline");
+        let seed = repo_path("examples/poc/account.yaml");
+        let text = text
+            .replace("../../recipes", &folder("recipes"))
+            .replace("../../templates", &folder("templates"))
+            .replace("seed: account.yaml", &format!("seed: {}", seed.display()));
+        self.write(name, &edit(text))
+    }
+
+    /// The whole state of the simulated account, made from the POC seed on first use:
+    /// what a test compares before and after a command that must change nothing.
+    pub fn account_state(&self) -> serde_json::Value {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let (account, _cloud) = self.cloud_of_seed().await;
+            account.snapshot_json()
+        })
+    }
+
+    /// The value of a Parameter Store parameter of the POC region (the account made from
+    /// the POC seed on first use).
+    pub fn parameter(&self, name: &str) -> Option<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let (_account, cloud) = self.cloud_of_seed().await;
+            let parameter = cloud.parameters.get_parameter(name, false).await;
+            parameter.expect("read parameter").map(|p| p.value)
+        })
+    }
+
     /// The ports of the POC region of the account this sandbox's state file holds.
     pub async fn cloud(&self) -> (SimAccount, Cloud) {
         let account = SimAccount::open(&self.state(), None, None).expect("open state");
@@ -130,6 +187,34 @@ pub async fn own_images(cloud: &Cloud) -> Vec<kiln::cloud::Image> {
         .describe_images(&filter)
         .await
         .expect("describe images")
+}
+
+/// Copies a folder and everything under it.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    for entry in std::fs::read_dir(from).expect("read folder") {
+        let entry = entry.expect("folder entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy file");
+        }
+    }
+}
+
+/// The 1-based line of the first line of `text` holding `line_of`, and the column where
+/// `column_of` starts in it: where an error about that text must point.
+pub fn position_in(text: &str, line_of: &str, column_of: &str) -> (usize, usize) {
+    let (index, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(line_of))
+        .unwrap_or_else(|| panic!("no line holds {line_of:?}"));
+    let byte = line
+        .find(column_of)
+        .unwrap_or_else(|| panic!("{column_of:?} is not on line {line:?}"));
+    (index + 1, line[..byte].chars().count() + 1)
 }
 
 pub fn repo_path(relative: &str) -> PathBuf {

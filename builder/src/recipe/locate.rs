@@ -26,6 +26,8 @@ pub fn locate(source: &str, path: &[Seg<'_>]) -> Option<(usize, usize)> {
     }
 }
 
+pub use kiln_cloud::yaml::without_location;
+
 struct Probe<'p, 'a> {
     path: &'p [Seg<'a>],
 }

@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{RecipeError, RecipeErrorKind, SourceLocation};
+pub use locate::{locate, without_location, Seg};
 pub use model::{DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
 pub use script::CHUNK_CONTENT_BYTES;
 pub use template::shell_quote;
 
-use locate::Seg;
 use model::{Recipe, StepDoc};
 use template::{Origin, RecipeContext, Text};
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::{RecipeError, RecipeErrorKind, SourceLocation};
-use super::locate::{locate, Seg};
+use super::locate::{locate, without_location, Seg};
 
 /// Run Command's `executionTimeout` accepts 1 s to 172800 s (48 h).
 pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -240,23 +240,6 @@ fn parse(file: &Path, source: &str) -> Result<RecipeDoc, RecipeError> {
             format!("see {FORMAT_DOC} for the recipe format"),
         )
     })
-}
-
-/// serde_yaml_ng writes " at line L column C" into its messages; the location is
-/// shown once, in front, so every such mention is dropped.
-fn without_location(error: &serde_yaml_ng::Error) -> String {
-    let mut text = error.to_string();
-    while let Some(start) = text.find(" at line ") {
-        let rest = &text[start + " at line ".len()..];
-        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let line_len = digits(rest);
-        let Some(after) = rest[line_len..].strip_prefix(" column ") else {
-            break;
-        };
-        let end = start + " at line ".len() + line_len + " column ".len() + digits(after);
-        text.replace_range(start..end, "");
-    }
-    text
 }
 
 fn check(recipe: &Recipe) -> Result<(), RecipeError> {

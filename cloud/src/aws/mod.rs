@@ -216,6 +216,28 @@ impl Account for AwsAccount {
         Ok(cloud.clone())
     }
 
+    async fn regions(&self) -> CloudResult<Vec<String>> {
+        let call = || error::Call {
+            operation: "DescribeRegions",
+            resource: "the account's regions".to_string(),
+            region: &self.home_region,
+        };
+        // Without AllRegions AWS lists only the regions enabled for the account: the
+        // ones kiln can have touched.
+        let out = aws_sdk_ec2::Client::new(&self.config)
+            .describe_regions()
+            .send()
+            .await
+            .map_err(|e| error::from_sdk(call(), e))?;
+        let mut names: Vec<String> = out
+            .regions()
+            .iter()
+            .filter_map(|r| r.region_name().map(String::from))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     fn is_simulated(&self) -> bool {
         false
     }

@@ -62,12 +62,13 @@ use model::State;
 /// What can go wrong opening or saving the simulated account.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("{origin}:{line}:{column}: {message}")]
+    #[error("{origin}:{line}:{column}: {message}\n  hint: {hint}")]
     Parse {
         origin: String,
         line: usize,
         column: usize,
         message: String,
+        hint: String,
     },
     #[error("seed {origin}: {message}; fix the seed file")]
     Seed { origin: String, message: String },
@@ -100,12 +101,14 @@ pub enum SimError {
 
 impl SimError {
     fn parse(origin: &str, e: &serde_yaml_ng::Error) -> Self {
-        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        let message = crate::yaml::without_location(e);
         Self::Parse {
             origin: origin.to_string(),
             line,
             column,
-            message: e.to_string(),
+            hint: crate::yaml::hint(&message).to_string(),
+            message,
         }
     }
 }
@@ -391,6 +394,11 @@ impl Account for SimAccount {
             ));
         }
         Ok(port::cloud(self.inner.clone(), name))
+    }
+
+    async fn regions(&self) -> CloudResult<Vec<String>> {
+        // The state's regions are a BTreeMap: already sorted.
+        Ok(self.inner.lock().state.regions.keys().cloned().collect())
     }
 
     fn is_simulated(&self) -> bool {

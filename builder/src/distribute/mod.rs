@@ -7,23 +7,41 @@
 //! Copies into one destination region are bounded by [`MAX_COPIES_PER_REGION`]
 //! (PITFALLS 15). A copy that already exists (same name and input hash) is reused, so a
 //! monthly run that reuses its image re-copies nothing.
+//!
+//! Copies come first, sharing and channels after, so that no channel points at an image
+//! that a cancelled distribution is about to remove. Every copy started here is tagged
+//! with the distributing run's id and `kiln:status=pending`, and written to the run's
+//! journal (with its snapshots, once EC2 names them) the moment CopyImage returns; a killed
+//! run's copy is therefore found by `kiln gc` in its region. What happens to a copy:
+//! - its region's copy fails or times out: the copy and its snapshots are removed there;
+//!   the copies that succeeded elsewhere are kept (a retry reuses them), and the report
+//!   says which region failed;
+//! - the distribution is cancelled before every copy is done: every copy it started, in
+//!   every region, is removed, finished or not, and nothing is shared or published;
+//! - every copy is done: the good ones are tagged `kiln:status=ready` and forgotten by
+//!   the journal (they are the result), then shared and published.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::{join_all, Either};
+use futures_util::future::join_all;
 use kiln_cloud::{
-    Account, Cloud, CopyImage, ErrorKind, Event, Image, ImageFilter, ImageId, ImageState,
-    LaunchPermissions, Level, ParameterType, Progress, PutParameter, Tags,
+    Account, Cloud, ErrorKind, Event, Image, ImageFilter, ImageId, LaunchPermissions, Level,
+    ParameterType, Progress, PutParameter, Tags, Timestamp, TAG_RUN_ID,
 };
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::bake::BakeOutcome;
+use crate::journal::{Journal, MemoryJournal, Record, ResourceKind};
 use crate::naming;
 use crate::plan::BakedImage;
-use crate::wait::{retry_throttled, wait_until, Poll, WaitError, IMAGE_POLL};
+use crate::wait::retry_throttled;
+
+mod copy;
+use copy::Copy;
 
 /// At most this many image copies run at once into one destination region. EBS allows
 /// only a few concurrent snapshot copies per destination region and account (20 in
@@ -110,6 +128,9 @@ pub struct DistributionReport {
     pub regions: Vec<RegionOutcome>,
     /// Seconds the whole distribution took on the cloud's clock.
     pub seconds: u64,
+    /// True when it was cancelled before its copies became the result: every copy it
+    /// started was removed, and nothing was shared or published.
+    pub cancelled: bool,
 }
 
 impl DistributionReport {
@@ -117,6 +138,7 @@ impl DistributionReport {
     pub fn merge(mut self, later: DistributionReport) -> Self {
         self.regions.extend(later.regions);
         self.seconds = self.seconds.max(later.seconds);
+        self.cancelled |= later.cancelled;
         self
     }
 
@@ -154,8 +176,8 @@ enum RegionError {
         reason: String,
     },
     #[error(
-        "copy {copy} into {region} was not available after {waited:?}; it may still finish: \
-         distribute again later (it will be reused) or raise the copy budget"
+        "copy {copy} into {region} was not available after {waited:?} and was removed; raise \
+         the copy budget (distribute.copy_timeout) and distribute again"
     )]
     CopyTimedOut {
         copy: ImageId,
@@ -164,8 +186,12 @@ enum RegionError {
     },
     #[error("refused: {0}")]
     Refused(String),
-    #[error("cancelled in {0}")]
-    Cancelled(String),
+    #[error("cancelled in {region}{note}")]
+    Cancelled {
+        region: String,
+        /// What the cancellation removed or could not remove there.
+        note: String,
+    },
 }
 
 fn cloud_error(action: impl Into<String>) -> impl FnOnce(kiln_cloud::CloudError) -> RegionError {
@@ -211,41 +237,101 @@ pub async fn distribute_limited(
     cancel: &CancellationToken,
     limits: &CopyLimits,
 ) -> DistributionReport {
+    let journal = MemoryJournal::new();
+    let run = CopyRun {
+        run_id: None,
+        journal: &journal,
+    };
+    distribute_run(account, image, spec, progress, cancel, limits, &run).await
+}
+
+/// The run a distribution belongs to: the copies it starts carry its id and are written
+/// to its journal the moment they exist.
+pub struct CopyRun<'a> {
+    /// The `kiln:run-id` of new copies; `None` keeps the source image's.
+    pub run_id: Option<String>,
+    pub journal: &'a dyn Journal,
+}
+
+/// [`distribute_limited`] for a run: copies are tagged with `run.run_id` and journaled
+/// in `run.journal` until they are the result or removed (see the module's rules).
+pub async fn distribute_run(
+    account: &dyn Account,
+    image: &BakedImage,
+    spec: &DistributeSpec,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+    limits: &CopyLimits,
+    run: &CopyRun<'_>,
+) -> DistributionReport {
     let home = match account.region(&image.region).await {
         Ok(home) => home,
         Err(e) => return whole_failure(image, spec, e.to_string()),
     };
     let started = home.clock.now();
+    let copy_tags = match source_tags(&home, image).await {
+        Ok(tags) => copy_tags(tags, image, run),
+        Err(e) => return whole_failure(image, spec, e.to_string()),
+    };
     let job = Job {
         home: &home,
         image,
         spec,
         progress,
         cancel,
+        journal: run.journal,
+        copy_tags,
     };
 
-    let source_tags = match job.source_tags().await {
-        Ok(tags) => tags,
-        Err(e) => return whole_failure(image, spec, e.to_string()),
-    };
-    let mut tasks = Vec::new();
-    if !spec.copies_only {
-        tasks.push(Either::Left(job.home_region()));
-    }
-    for region in destinations(image, spec) {
+    let copies = destinations(image, spec).into_iter().map(|region| {
         let semaphore = limits.of(&region);
-        let task = job.copy_region(account, region, semaphore, &source_tags);
-        tasks.push(Either::Right(task));
-    }
-    let regions = join_all(tasks).await;
+        job.copy_region(account, region, semaphore)
+    });
+    let copies = join_all(copies).await;
+    // The commit point: cancelled before it, the run keeps no copy; after it, the few
+    // seconds of sharing and publishing run to the end.
+    let cancelled = cancel.is_cancelled();
+    let copies = job.settle(copies, cancelled).await;
+    let regions = job.publish_all(copies, cancelled).await;
     let report = DistributionReport {
         image_name: image_family(image),
         version: image.version.clone(),
         regions,
         seconds: elapsed_secs(&home, started),
+        cancelled,
     };
     job.summarize(&report);
     report
+}
+
+/// The source image's tags, carried over to every copy; a failed image is refused.
+async fn source_tags(home: &Cloud, image: &BakedImage) -> Result<Tags, RegionError> {
+    let found = read_image(home, &image.id).await?;
+    let Some(found) = found else {
+        return Err(RegionError::Refused(format!(
+            "image {} does not exist in {} (deregistered?)",
+            image.id, image.region
+        )));
+    };
+    if is_failed(&found) {
+        return Err(RegionError::Refused(format!(
+            "image {} in {} failed its test (kiln:status=failed) and is never distributed",
+            image.id, image.region
+        )));
+    }
+    Ok(found.tags)
+}
+
+/// A new copy's tags: the source's, with where it came from, the distributing run, and
+/// `pending` until the copy is the result (a killed run's copy is then swept by gc).
+fn copy_tags(mut tags: Tags, image: &BakedImage, run: &CopyRun<'_>) -> Tags {
+    let from = format!("{}/{}", image.region, image.id);
+    tags.insert(naming::TAG_COPIED_FROM.into(), from);
+    if let Some(run_id) = &run.run_id {
+        tags.insert(TAG_RUN_ID.into(), run_id.clone());
+    }
+    tags.insert(naming::TAG_STATUS.into(), naming::STATUS_PENDING.into());
+    tags
 }
 
 /// The other regions, in the order given, without duplicates or the home region.
@@ -293,7 +379,56 @@ fn whole_failure(image: &BakedImage, spec: &DistributeSpec, error: String) -> Di
         version: image.version.clone(),
         regions,
         seconds: 0,
+        cancelled: false,
     }
+}
+
+/// A freshly baked image's distribution as part of its run: the image is held in the
+/// run's journal until every copy is done. A run cancelled before then leaves nothing:
+/// its copies and the image itself are removed (what a killed run held, `kiln gc` finds
+/// in the journal). A run that gets there keeps the image whatever happened in single
+/// regions. A reused image (`outcome.reused`) is never held nor removed.
+pub async fn distribute_baked(
+    account: &dyn Account,
+    outcome: &BakeOutcome,
+    spec: &DistributeSpec,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+    limits: &CopyLimits,
+    run: &CopyRun<'_>,
+) -> DistributionReport {
+    let image = &outcome.image;
+    let held = !outcome.reused;
+    let run_id = run.run_id.clone().unwrap_or_default();
+    if held {
+        run.journal.record(Record {
+            kind: ResourceKind::Image,
+            id: image.id.to_string(),
+            region: image.region.clone(),
+            run_id: run_id.clone(),
+        });
+    }
+    let mut report = distribute_run(account, image, spec, progress, cancel, limits, run).await;
+    if !held {
+        return report;
+    }
+    if !report.cancelled {
+        run.journal.forget(ResourceKind::Image, image.id.as_str());
+        return report;
+    }
+    let removal = match account.region(&image.region).await {
+        Ok(home) => copy::remove_image(&home, &image.id, &[], run.journal, &run_id).await,
+        Err(e) => Err(format!("image {} not removed: {e}", image.id)),
+    };
+    let note = match removal {
+        Ok(()) => format!("cancelled in {}: image {} removed", image.region, image.id),
+        Err(e) => format!("cancelled in {}: {e}", image.region),
+    };
+    if let Some(home) = report.regions.iter_mut().find(|r| r.region == image.region) {
+        home.image = None;
+        home.error = Some(note);
+    }
+    report
 }
 
 /// One distribution in progress.
@@ -303,157 +438,129 @@ struct Job<'a> {
     spec: &'a DistributeSpec,
     progress: &'a dyn Progress,
     cancel: &'a CancellationToken,
+    journal: &'a dyn Journal,
+    /// What every new copy is tagged with.
+    copy_tags: Tags,
+}
+
+/// One destination region after the copy phase.
+struct Copied {
+    region: String,
+    /// `None` when the region could not even be opened.
+    cloud: Option<Cloud>,
+    started: Timestamp,
+    result: Result<Copy, RegionError>,
 }
 
 impl Job<'_> {
-    /// The source image's tags, carried over to every copy; a failed image is refused.
-    async fn source_tags(&self) -> Result<Tags, RegionError> {
-        let found = read_image(self.home, &self.image.id).await?;
-        let Some(found) = found else {
-            return Err(RegionError::Refused(format!(
-                "image {} does not exist in {} (deregistered?)",
-                self.image.id, self.image.region
-            )));
-        };
-        if is_failed(&found) {
-            return Err(RegionError::Refused(format!(
-                "image {} in {} failed its test (kiln:status=failed) and is never distributed",
-                self.image.id, self.image.region
-            )));
-        }
-        Ok(found.tags)
-    }
-
     /// The image's own region: launch permissions and channel, no copy.
-    async fn home_region(&self) -> RegionOutcome {
+    async fn home_region(&self, cancelled: bool) -> RegionOutcome {
         let started = self.home.clock.now();
-        let result = self.share_and_publish(self.home, &self.image.id).await;
-        self.outcome(
-            self.home,
-            started,
-            Some(self.image.id.clone()),
-            false,
-            result,
-        )
+        let result = if cancelled {
+            Err(RegionError::Cancelled {
+                region: self.home.region.clone(),
+                note: ": nothing shared or published".into(),
+            })
+        } else {
+            self.share_and_publish(self.home, &self.image.id).await
+        };
+        let id = Some(self.image.id.clone());
+        self.outcome(self.home, started, id, false, result)
     }
 
-    /// Copies into `region` (or reuses a copy), then shares and publishes there.
+    /// Copies into `region` (or finds a copy there), within the region's copy bound.
     async fn copy_region(
         &self,
         account: &dyn Account,
         region: String,
         semaphore: Arc<Semaphore>,
-        tags: &Tags,
-    ) -> RegionOutcome {
+    ) -> Copied {
         let cloud = match account.region(&region).await {
             Ok(cloud) => cloud,
             Err(e) => {
-                return failed_outcome(region, 0, e.to_string());
+                let action = format!("opening {region}");
+                return Copied {
+                    started: self.home.clock.now(),
+                    region,
+                    cloud: None,
+                    result: Err(cloud_error(action)(e)),
+                };
             }
         };
         let started = cloud.clock.now();
-        let copied = async {
-            let _permit = semaphore
-                .acquire()
-                .await
-                .map_err(|_| RegionError::Refused(format!("copy limiter of {region} closed")))?;
-            self.copy_into(&cloud, tags).await
-        }
-        .await;
-        let (id, reused) = match copied {
-            Ok(found) => found,
-            Err(e) => return self.outcome(&cloud, started, None, false, Err(e)),
-        };
-        let result = self.share_and_publish(&cloud, &id).await;
-        self.outcome(&cloud, started, Some(id), reused, result)
-    }
-
-    /// The copy's id, and whether it already existed.
-    async fn copy_into(&self, cloud: &Cloud, tags: &Tags) -> Result<(ImageId, bool), RegionError> {
-        if let Some(existing) = self.existing_copy(cloud).await? {
-            self.emit(cloud, Level::Info, format!("reusing copy {existing}"));
-            self.wait_copy(cloud, &existing).await?;
-            return Ok((existing, true));
-        }
-        let mut tags = tags.clone();
-        let from = format!("{}/{}", self.image.region, self.image.id);
-        tags.insert(naming::TAG_COPIED_FROM.into(), from);
-        let key = self.spec.kms_keys.get(&cloud.region).cloned();
-        let request = CopyImage {
-            source_region: self.image.region.clone(),
-            source_image_id: self.image.id.clone(),
-            name: self.image.name.clone(),
-            description: format!("{} copied by kiln from {}", self.image.name, self.image.id),
-            encrypted: self.spec.encrypted || key.is_some(),
-            kms_key_id: key,
-            tags,
-        };
-        let action = format!("copying {} into {}", self.image.id, cloud.region);
-        let copy = retry_throttled(|| cloud.compute.copy_image(&request))
-            .await
-            .map_err(cloud_error(action))?;
-        self.emit(cloud, Level::Info, format!("copy {copy} started"));
-        if let Err(e) = self.wait_copy(cloud, &copy).await {
-            if matches!(e, RegionError::CopyFailed { .. }) {
-                // A failed copy holds the name; remove it so that the next run can copy.
-                let _ = cloud.compute.deregister_image(&copy).await;
-            }
-            return Err(e);
-        }
-        Ok((copy, false))
-    }
-
-    /// A copy already in the region: the same AMI name and input hash.
-    async fn existing_copy(&self, cloud: &Cloud) -> Result<Option<ImageId>, RegionError> {
-        let filter = ImageFilter {
-            owners: vec!["self".into()],
-            name: Some(self.image.name.clone()),
-            tags: Tags::from([(naming::TAG_INPUT_HASH.into(), self.image.input_hash.clone())]),
-            ..ImageFilter::default()
-        };
-        let action = format!(
-            "looking for a copy of {} in {}",
-            self.image.name, cloud.region
-        );
-        let images = retry_throttled(|| cloud.compute.describe_images(&filter))
-            .await
-            .map_err(cloud_error(action))?;
-        Ok(images
-            .into_iter()
-            .find(|i| matches!(i.state, ImageState::Available | ImageState::Pending))
-            .map(|i| i.id))
-    }
-
-    /// Waits for a copy to be available, within the copy budget.
-    async fn wait_copy(&self, cloud: &Cloud, copy: &ImageId) -> Result<(), RegionError> {
-        let budget = self.spec.copy_budget.unwrap_or(DEFAULT_COPY_BUDGET);
-        let result = wait_until(budget, IMAGE_POLL, self.cancel, || async {
-            let Some(found) = read_image(cloud, copy).await? else {
-                return Ok(Poll::Pending);
-            };
-            match found.state {
-                ImageState::Available => Ok(Poll::Ready(())),
-                ImageState::Pending | ImageState::Transient => Ok(Poll::Pending),
-                state => Err(RegionError::CopyFailed {
-                    copy: copy.clone(),
-                    source_image: format!("{}/{}", self.image.region, self.image.id),
-                    region: cloud.region.clone(),
-                    reason: found
-                        .state_reason
-                        .unwrap_or_else(|| format!("state {state:?}").to_lowercase()),
-                }),
-            }
-        })
-        .await;
-        match result {
-            Ok(()) => Ok(()),
-            Err(WaitError::Failed(e)) => Err(e),
-            Err(WaitError::Cancelled) => Err(RegionError::Cancelled(cloud.region.clone())),
-            Err(WaitError::TimedOut) => Err(RegionError::CopyTimedOut {
-                copy: copy.clone(),
-                region: cloud.region.clone(),
-                waited: budget,
+        let result = tokio::select! {
+            permit = semaphore.acquire() => match permit {
+                Ok(_permit) => self.copy_into(&cloud).await,
+                Err(_) => Err(RegionError::Refused(format!("copy limiter of {region} closed"))),
+            },
+            _ = self.cancel.cancelled() => Err(RegionError::Cancelled {
+                region: region.clone(),
+                note: ": before its copy started".into(),
             }),
+        };
+        Copied {
+            region,
+            cloud: Some(cloud),
+            started,
+            result,
+        }
+    }
+
+    /// Once every copy is done: cancelled, every copy this run started is removed;
+    /// else the good ones become the result.
+    async fn settle(&self, copies: Vec<Copied>, cancelled: bool) -> Vec<Copied> {
+        join_all(copies.into_iter().map(|c| self.settle_one(c, cancelled))).await
+    }
+
+    async fn settle_one(&self, mut copied: Copied, cancelled: bool) -> Copied {
+        let (Some(cloud), Ok(copy)) = (&copied.cloud, &copied.result) else {
+            return copied;
+        };
+        if cancelled {
+            let note = match (copy.reused, self.remove_copy(cloud, copy).await) {
+                (true, _) => format!(": copy {} existed before and is kept", copy.id),
+                (false, Ok(())) => format!(": copy {} removed", copy.id),
+                (false, Err(e)) => format!(": {e}"),
+            };
+            let region = copied.region.clone();
+            copied.result = Err(RegionError::Cancelled { region, note });
+        } else if let Err(e) = self.keep_copy(cloud, copy).await {
+            if !copy.reused {
+                let _ = self.remove_copy(cloud, copy).await;
+            }
+            copied.result = Err(e);
+        }
+        copied
+    }
+
+    /// Shares and publishes in the home region and every region with a good copy.
+    async fn publish_all(&self, copies: Vec<Copied>, cancelled: bool) -> Vec<RegionOutcome> {
+        let home = async {
+            match self.spec.copies_only {
+                true => None,
+                false => Some(self.home_region(cancelled).await),
+            }
+        };
+        let others = join_all(copies.into_iter().map(|c| self.publish_copy(c)));
+        let (home, others) = tokio::join!(home, others);
+        home.into_iter().chain(others).collect()
+    }
+
+    async fn publish_copy(&self, copied: Copied) -> RegionOutcome {
+        let Some(cloud) = &copied.cloud else {
+            let error = copied
+                .result
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            return failed_outcome(copied.region, 0, error);
+        };
+        match copied.result {
+            Ok(copy) => {
+                let result = self.share_and_publish(cloud, &copy.id).await;
+                self.outcome(cloud, copied.started, Some(copy.id), copy.reused, result)
+            }
+            Err(e) => self.outcome(cloud, copied.started, None, false, Err(e)),
         }
     }
 

@@ -1,0 +1,339 @@
+//! The values AWS accepts for a rollout's settings, checked without calling it.
+//!
+//! AWS refuses an out-of-range percentage or timeout only when the call is made, which for
+//! a pipeline is after an hour of baking; the settings are checked when the file is read.
+//! Each problem names the field (a path below the settings it was found in), so that the
+//! caller can point at the line that holds it.
+
+use std::time::Duration;
+
+use crate::spec::{
+    BlueGreenSettings, CanarySettings, Gates, InPlaceSettings, RollingSettings, Timeouts,
+};
+
+/// Healthy percentages of an instance refresh (StartInstanceRefresh).
+const MIN_HEALTHY: std::ops::RangeInclusive<i32> = 0..=100;
+const MAX_HEALTHY: std::ops::RangeInclusive<i32> = 100..=200;
+/// AWS allows at most this many points between the two healthy percentages.
+const HEALTHY_SPREAD: i32 = 100;
+/// Checkpoint and traffic percentages: a share of the group or of the requests.
+const PERCENT: std::ops::RangeInclusive<i32> = 1..=100;
+/// A group's default instance warm-up accepts 0 to 3600 s; a refresh's warm-up (and the
+/// boot time it is derived from) is held to the same range.
+const WARMUP_MAX: Duration = Duration::from_secs(3600);
+/// CheckpointDelay accepts 0 to 172800 s (48 h).
+const CHECKPOINT_DELAY_MAX: Duration = Duration::from_secs(172_800);
+/// Run Command: TimeoutSeconds (delivery) accepts 30 s to 2592000 s and the shell
+/// document's executionTimeout 1 s to 172800 s; kiln uses `timeouts.command` for both.
+const COMMAND_MIN: Duration = Duration::from_secs(30);
+const COMMAND_MAX: Duration = Duration::from_secs(172_800);
+/// SendCommand takes at most 50 instance ids per call.
+const BATCH_MAX: usize = 50;
+/// Listener rule priorities are 1 to 50000.
+const RULE_PRIORITY: std::ops::RangeInclusive<i32> = 1..=50_000;
+/// CloudWatch alarm names are 1 to 255 characters.
+const ALARM_NAME_MAX: usize = 255;
+
+/// One part of a field's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Key(&'static str),
+    Index(usize),
+}
+
+/// A setting AWS would refuse: where (below the settings checked), what, and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecProblem {
+    pub field: Vec<Field>,
+    pub message: String,
+    pub hint: String,
+}
+
+impl SpecProblem {
+    fn new(field: Vec<Field>, message: String, hint: impl Into<String>) -> Self {
+        Self {
+            field,
+            message,
+            hint: hint.into(),
+        }
+    }
+
+    /// The same problem, one level further down (`refresh.min_healthy_percentage`).
+    fn under(mut self, key: &'static str) -> Self {
+        self.field.insert(0, Field::Key(key));
+        self
+    }
+}
+
+fn secs(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn out_of_range(key: &'static str, value: String, hint: String) -> SpecProblem {
+    SpecProblem::new(
+        vec![Field::Key(key)],
+        format!("{key} {value} is out of range"),
+        hint,
+    )
+}
+
+/// Percentages in 1..=100, strictly ascending.
+fn percent_steps(key: &'static str, steps: &[i32], what: &str) -> Option<SpecProblem> {
+    for (i, step) in steps.iter().enumerate() {
+        let field = vec![Field::Key(key), Field::Index(i)];
+        if !PERCENT.contains(step) {
+            return Some(SpecProblem::new(
+                field,
+                format!("{key} value {step} is not a percentage of {what}"),
+                "give each step between 1 and 100",
+            ));
+        }
+        if i > 0 && steps[i - 1] >= *step {
+            return Some(SpecProblem::new(
+                field,
+                format!(
+                    "{key} are not in ascending order ({} then {step})",
+                    steps[i - 1]
+                ),
+                "list each percentage once, smallest first",
+            ));
+        }
+    }
+    None
+}
+
+impl RollingSettings {
+    /// What AWS would refuse in these refresh preferences, first problem first.
+    pub fn problems(&self) -> Vec<SpecProblem> {
+        let (min, max) = (self.min_healthy_percentage, self.max_healthy_percentage);
+        let mut out = Vec::new();
+        if !MIN_HEALTHY.contains(&min) {
+            let hint = "AWS accepts 0 to 100 (percent of the desired capacity kept healthy)";
+            out.push(out_of_range(
+                "min_healthy_percentage",
+                min.to_string(),
+                hint.into(),
+            ));
+        } else if !MAX_HEALTHY.contains(&max) {
+            let hint = "AWS accepts 100 to 200 (percent of the desired capacity in service \
+                        or launching)";
+            out.push(out_of_range(
+                "max_healthy_percentage",
+                max.to_string(),
+                hint.into(),
+            ));
+        } else if max - min > HEALTHY_SPREAD {
+            out.push(SpecProblem::new(
+                vec![Field::Key("max_healthy_percentage")],
+                format!(
+                    "max_healthy_percentage {max} is more than {HEALTHY_SPREAD} above \
+                     min_healthy_percentage {min}"
+                ),
+                format!(
+                    "AWS allows at most {HEALTHY_SPREAD} between them: lower \
+                     max_healthy_percentage to {} or raise min_healthy_percentage",
+                    min + HEALTHY_SPREAD
+                ),
+            ));
+        }
+        let warmup_hint = || format!("give it between 0s and {}", secs(WARMUP_MAX));
+        if let Some(w) = self.instance_warmup.filter(|w| *w > WARMUP_MAX) {
+            out.push(out_of_range("instance_warmup", secs(w), warmup_hint()));
+        }
+        if self.boot_time > WARMUP_MAX {
+            out.push(out_of_range(
+                "boot_time",
+                secs(self.boot_time),
+                warmup_hint(),
+            ));
+        }
+        out.extend(percent_steps("checkpoints", &self.checkpoints, "the group"));
+        if let Some(d) = self.checkpoint_delay.filter(|d| *d > CHECKPOINT_DELAY_MAX) {
+            let hint = format!("AWS accepts 0s to {}", secs(CHECKPOINT_DELAY_MAX));
+            out.push(out_of_range("checkpoint_delay", secs(d), hint));
+        }
+        out
+    }
+}
+
+impl CanarySettings {
+    /// What AWS would refuse in the canary's steps and refresh.
+    pub fn problems(&self) -> Vec<SpecProblem> {
+        let mut out: Vec<SpecProblem> = percent_steps("steps", &self.steps, "the group")
+            .into_iter()
+            .collect();
+        out.extend(percent_steps(
+            "traffic_steps",
+            &self.traffic_steps,
+            "the requests",
+        ));
+        if self.bake > CHECKPOINT_DELAY_MAX {
+            let hint = format!(
+                "AWS pauses a checkpoint 0s to {}",
+                secs(CHECKPOINT_DELAY_MAX)
+            );
+            out.push(out_of_range("bake", secs(self.bake), hint));
+        }
+        out.extend(
+            self.refresh
+                .problems()
+                .into_iter()
+                .map(|p| p.under("refresh")),
+        );
+        out
+    }
+}
+
+impl BlueGreenSettings {
+    /// What AWS would refuse in the traffic steps and the testers' rule.
+    pub fn problems(&self) -> Vec<SpecProblem> {
+        let mut out: Vec<SpecProblem> =
+            percent_steps("traffic_steps", &self.traffic_steps, "the requests")
+                .into_iter()
+                .collect();
+        if let Some(preview) = &self.preview {
+            if !RULE_PRIORITY.contains(&preview.priority) {
+                let hint = format!(
+                    "listener rule priorities are {} to {}",
+                    RULE_PRIORITY.start(),
+                    RULE_PRIORITY.end()
+                );
+                let p = out_of_range("priority", preview.priority.to_string(), hint);
+                out.push(p.under("preview"));
+            }
+        }
+        out
+    }
+}
+
+impl InPlaceSettings {
+    /// What Run Command would refuse in the batches.
+    pub fn problems(&self) -> Vec<SpecProblem> {
+        if (1..=BATCH_MAX).contains(&self.batch_size) {
+            return Vec::new();
+        }
+        let hint = format!(
+            "give 1 to {BATCH_MAX}: one Run Command call takes at most {BATCH_MAX} instances"
+        );
+        vec![out_of_range(
+            "batch_size",
+            self.batch_size.to_string(),
+            hint,
+        )]
+    }
+}
+
+impl Gates {
+    /// Alarm names CloudWatch would refuse.
+    pub fn problems(&self) -> Vec<SpecProblem> {
+        let bad = self
+            .alarms
+            .iter()
+            .position(|a| a.is_empty() || a.chars().count() > ALARM_NAME_MAX);
+        bad.map(|i| {
+            SpecProblem::new(
+                vec![Field::Key("alarms"), Field::Index(i)],
+                format!(
+                    "alarm name `{}` is not one CloudWatch accepts",
+                    self.alarms[i]
+                ),
+                format!("alarm names are 1 to {ALARM_NAME_MAX} characters"),
+            )
+        })
+        .into_iter()
+        .collect()
+    }
+}
+
+impl Timeouts {
+    /// The Run Command timeout must suit both of Run Command's timeouts.
+    pub fn problems(&self) -> Vec<SpecProblem> {
+        if (COMMAND_MIN..=COMMAND_MAX).contains(&self.command) {
+            return Vec::new();
+        }
+        let hint = "give it between 30s and 48h: it is Run Command's delivery timeout (at \
+                    least 30s) and execution timeout (at most 48h)";
+        vec![out_of_range("command", secs(self.command), hint.into())]
+    }
+}
+
+impl crate::spec::RolloutSpec {
+    /// Every setting of the spec AWS would refuse; a field's path starts at the
+    /// strategy's settings, `gates` or `timeouts`.
+    pub fn problems(&self) -> Vec<SpecProblem> {
+        use crate::spec::Strategy;
+        let strategy = match &self.strategy {
+            Strategy::Rolling(s) => s.problems(),
+            Strategy::Canary(s) => s.problems(),
+            Strategy::BlueGreen(s) => s.problems(),
+            Strategy::InPlace(s) => s.problems(),
+        };
+        let gates = self.gates.problems().into_iter().map(|p| p.under("gates"));
+        let timeouts = self.timeouts.problems();
+        let timeouts = timeouts.into_iter().map(|p| p.under("timeouts"));
+        strategy.into_iter().chain(gates).chain(timeouts).collect()
+    }
+}
+
+impl std::fmt::Display for SpecProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, part) in self.field.iter().enumerate() {
+            match part {
+                Field::Key(key) if i == 0 => write!(f, "{key}")?,
+                Field::Key(key) => write!(f, ".{key}")?,
+                Field::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        write!(f, ": {} ({})", self.message, self.hint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_accepted() {
+        assert!(RollingSettings::default().problems().is_empty());
+        assert!(CanarySettings::default().problems().is_empty());
+        assert!(BlueGreenSettings::default().problems().is_empty());
+        assert!(Gates::default().problems().is_empty());
+        assert!(Timeouts::default().problems().is_empty());
+    }
+
+    #[test]
+    fn a_nested_problem_names_its_whole_path() {
+        let mut canary = CanarySettings::default();
+        canary.refresh.min_healthy_percentage = 101;
+        let problems = canary.problems();
+        assert_eq!(
+            problems[0].field,
+            vec![Field::Key("refresh"), Field::Key("min_healthy_percentage")]
+        );
+        assert_eq!(
+            problems[0].message,
+            "min_healthy_percentage 101 is out of range"
+        );
+    }
+
+    #[test]
+    fn the_bounds_themselves_are_accepted() {
+        let edge = RollingSettings {
+            min_healthy_percentage: 0,
+            max_healthy_percentage: 100,
+            instance_warmup: Some(WARMUP_MAX),
+            checkpoints: vec![1, 100],
+            checkpoint_delay: Some(CHECKPOINT_DELAY_MAX),
+            ..RollingSettings::default()
+        };
+        assert_eq!(edge.problems(), Vec::new());
+        let timeouts = Timeouts {
+            command: COMMAND_MIN - Duration::from_secs(1),
+            ..Timeouts::default()
+        };
+        assert_eq!(
+            timeouts.problems()[0].message,
+            "command 29s is out of range"
+        );
+    }
+}
