@@ -1,19 +1,24 @@
 //! The image lifecycle on the simulated account: distribution to several regions in
-//! parallel (one failing), channels and promotion, the catalogue and retention.
+//! parallel (one failing), a run interrupted while it copies, channels and promotion,
+//! the catalogue and retention.
 
 mod support;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kiln_builder::catalogue::{self, CatalogueError, PruneSpec};
-use kiln_builder::distribute::{self, DistributeSpec};
+use kiln_builder::distribute::{self, CopyLimits, CopyRun, DistributeSpec, DistributionReport};
 use kiln_builder::naming::{self, TAG_INPUT_HASH, TAG_VERSION};
-use kiln_builder::{bake, plan, BakedImage};
+use kiln_builder::{
+    bake, bake_with_journal, plan, BakeOutcome, BakedImage, Journal, MemoryJournal, Record,
+    ResourceKind,
+};
 use kiln_cloud::progress::Silent;
 use kiln_cloud::sim::{Faults, SimAccount};
 use kiln_cloud::{
-    Account, Cloud, ImageId, LaunchPermissions, NewTemplateVersion, SnapshotId, TemplateRef,
+    Account, Cloud, Event, ImageId, ImageState, LaunchPermissions, NewTemplateVersion, Progress,
+    SnapshotId, TemplateRef,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -345,4 +350,214 @@ async fn prune_spares_images_in_use_and_removes_old_ones_with_every_snapshot() {
             entry.snapshots.len()
         );
     }
+}
+
+/// The destinations of the run tests: the POC seed's two other regions.
+const TWO: [&str; 2] = ["ap-northeast-3", "us-west-2"];
+
+/// Cancels the run once `copies` copies have started, and keeps their ids.
+struct CancelAtCopies {
+    copies: usize,
+    started: Mutex<Vec<(String, ImageId)>>,
+    cancel: CancellationToken,
+}
+
+impl Progress for CancelAtCopies {
+    fn event(&self, event: Event) {
+        let id = event
+            .message
+            .strip_prefix("copy ")
+            .and_then(|m| m.strip_suffix(" started"));
+        let (Some(id), "distribute") = (id, event.phase.as_str()) else {
+            return;
+        };
+        let region = event.subject.rsplit(' ').next().unwrap_or_default();
+        let mut started = self.started.lock().unwrap();
+        started.push((region.to_string(), ImageId::new(id)));
+        if started.len() == self.copies {
+            self.cancel.cancel();
+        }
+    }
+}
+
+/// A journal that also keeps every record ever made, to see what was journaled.
+#[derive(Default)]
+struct Ledger {
+    open: MemoryJournal,
+    all: Mutex<Vec<Record>>,
+}
+
+impl Journal for Ledger {
+    fn record(&self, record: Record) {
+        self.all.lock().unwrap().push(record.clone());
+        self.open.record(record);
+    }
+
+    fn forget(&self, kind: ResourceKind, id: &str) {
+        self.open.forget(kind, id);
+    }
+}
+
+/// Bakes the fixture into `journal` and distributes it to [`TWO`] as one run.
+async fn bake_and_distribute(
+    account: &SimAccount,
+    journal: &Ledger,
+    progress: &CancelAtCopies,
+) -> (String, BakeOutcome, DistributionReport) {
+    let cloud = account.region(REGION).await.expect("home region");
+    let plan = plan(&cloud, &spec(fixture_rendered())).await.expect("plan");
+    let cancel = &progress.cancel;
+    let outcome = bake_with_journal(&cloud, &plan, &Silent, cancel, journal);
+    let outcome = outcome.await.expect("bake");
+    let spec = DistributeSpec {
+        regions: TWO.iter().map(|r| r.to_string()).collect(),
+        channel: Some("poc".into()),
+        ..DistributeSpec::default()
+    };
+    let run = CopyRun {
+        run_id: Some(plan.run_id.clone()),
+        journal,
+    };
+    let limits = CopyLimits::default();
+    let report =
+        distribute::distribute_baked(account, &outcome, &spec, progress, cancel, &limits, &run)
+            .await;
+    (plan.run_id, outcome, report)
+}
+
+async fn channel_in(account: &SimAccount, region: &str) -> Option<String> {
+    let cloud = account.region(region).await.expect("region");
+    let channel = cloud
+        .parameters
+        .get_parameter("/kiln/poc-web-base/poc", false)
+        .await;
+    channel.expect("read channel").map(|p| p.value)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_interrupted_while_copying_leaves_nothing_in_any_region() {
+    let account = account_with_faults("");
+    let journal = Ledger::default();
+    let watch = CancelAtCopies {
+        copies: TWO.len(),
+        started: Mutex::new(Vec::new()),
+        cancel: CancellationToken::new(),
+    };
+    let (run_id, outcome, report) = bake_and_distribute(&account, &journal, &watch).await;
+
+    let started = watch.started.lock().unwrap().clone();
+    assert_eq!(
+        started.len(),
+        2,
+        "both copies were under way when cancelled"
+    );
+    assert!(report.cancelled, "{report:#?}");
+    for region in &report.regions {
+        let error = region.error.as_deref().unwrap_or_default();
+        assert!(error.contains("cancelled in"), "{region:#?}");
+        assert!(region.image.is_none(), "{region:#?}");
+    }
+    let journaled = journal.all.lock().unwrap().clone();
+    for (region, copy) in &started {
+        let recorded = journaled
+            .iter()
+            .any(|r| r.id == copy.as_str() && &r.region == region && r.run_id == run_id);
+        assert!(
+            recorded,
+            "copy {copy} in {region} was not journaled: {journaled:#?}"
+        );
+        let cloud = account.region(region).await.expect("region");
+        let state = describe_image(&cloud, copy).await.map(|i| i.state);
+        assert!(
+            state.is_none_or(|s| s == ImageState::Deregistered),
+            "{copy} in {region}: {state:?}"
+        );
+    }
+    assert!(
+        journaled.iter().any(|r| r.id == outcome.image.id.as_str()),
+        "the image is held by the journal while it is distributed"
+    );
+    assert_eq!(
+        journal.open.open_records(),
+        Vec::new(),
+        "the journal is empty"
+    );
+    let left = run_leftovers(&account, &run_id, &[]).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    for region in [REGION, TWO[0], TWO[1]] {
+        assert_eq!(channel_in(&account, region).await, None, "{region}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_copy_is_removed_and_the_run_keeps_the_image_and_the_other_copy() {
+    let faults = format!(
+        "copy_fails: [{{region: {}, reason: KMS key disabled}}]",
+        TWO[1]
+    );
+    let account = account_with_faults(&faults);
+    let journal = Ledger::default();
+    let watch = CancelAtCopies {
+        copies: usize::MAX,
+        started: Mutex::new(Vec::new()),
+        cancel: CancellationToken::new(),
+    };
+    let (run_id, outcome, report) = bake_and_distribute(&account, &journal, &watch).await;
+
+    assert!(!report.cancelled);
+    let failed: Vec<&str> = report.failed().iter().map(|r| r.region.as_str()).collect();
+    assert_eq!(failed, [TWO[1]], "{report:#?}");
+    let error = report.failed()[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("KMS key disabled") && error.contains(TWO[1]),
+        "{error}"
+    );
+    let started = watch.started.lock().unwrap().clone();
+    let bad_copy = &started
+        .iter()
+        .find(|(r, _)| r == TWO[1])
+        .expect("copy started")
+        .1;
+    let journaled = journal.all.lock().unwrap().clone();
+    let snapshots_of_bad = journaled
+        .iter()
+        .filter(|r| r.kind == ResourceKind::Snapshot && r.region == TWO[1])
+        .count();
+    assert!(
+        snapshots_of_bad > 0,
+        "the failed copy's snapshots were journaled"
+    );
+    assert!(journaled
+        .iter()
+        .any(|r| r.id == bad_copy.as_str() && r.region == TWO[1]));
+
+    let good = report
+        .regions
+        .iter()
+        .find(|r| r.region == TWO[0])
+        .expect("region");
+    let good_copy = good.image.clone().expect("the good region has its copy");
+    let kept = [outcome.image.id.clone(), good_copy.clone()];
+    let left = run_leftovers(&account, &run_id, &kept).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(
+        journal.open.open_records(),
+        Vec::new(),
+        "the journal is empty"
+    );
+
+    let cloud = account.region(TWO[0]).await.expect("region");
+    let copy = describe_image(&cloud, &good_copy).await.expect("good copy");
+    assert_eq!(copy.tags[naming::TAG_STATUS], naming::STATUS_READY);
+    assert_eq!(copy.tags[kiln_cloud::TAG_RUN_ID], run_id);
+    let home = account.region(REGION).await.expect("home");
+    let image = describe_image(&home, &outcome.image.id)
+        .await
+        .expect("image kept");
+    assert_eq!(image.state, ImageState::Available);
+    assert_eq!(
+        channel_in(&account, TWO[0]).await,
+        Some(good_copy.to_string())
+    );
+    assert_eq!(channel_in(&account, TWO[1]).await, None);
 }

@@ -1,8 +1,11 @@
 //! `kiln bake FILE`: bake the pipeline's image, or reuse one with the same inputs.
 
 use anyhow::Context;
+use std::sync::Arc;
+
 use kiln_builder::distribute::{
-    distribute, distribute_limited, CopyLimits, DistributeSpec, DistributionReport,
+    distribute, distribute_baked, distribute_run, CopyLimits, CopyRun, DistributeSpec,
+    DistributionReport,
 };
 use kiln_builder::{BakeError, BakeOutcome, FileJournal};
 use kiln_cloud::{Account, Cloud, LaunchPermissions};
@@ -176,12 +179,15 @@ pub async fn bake_all(
     Ok(done)
 }
 
-/// A layer baked, and published in its own region.
+/// A layer baked, and published in its own region unless it is the image itself (whose
+/// whole distribution comes after, the image held by the run until its copies are done).
 struct Layer {
     outcome: BakeOutcome,
     run_id: String,
     run_uuid: String,
     home: Option<DistributionReport>,
+    /// The run's journal, open until the layer's distribution is done.
+    journal: Arc<FileJournal>,
 }
 
 /// The copies of a layer to the other regions, in progress.
@@ -200,7 +206,8 @@ struct LayerContext<'a> {
     last: bool,
 }
 
-/// Plans and bakes one layer, then shares and publishes it in its own region.
+/// Plans and bakes one layer; a layer below the image is then shared and published in
+/// its own region at once, since the layer above starts from its channel.
 async fn bake_layer(
     ctx: &LayerContext<'_>,
     loaded: &super::Loaded,
@@ -216,8 +223,9 @@ async fn bake_layer(
         .map_err(exit_for)?;
     crate::secrets::add_to_plan(&mut plan, &secrets);
     let run_uuid = run_uuid.get_or_insert_with(|| plan.run_id.clone()).clone();
-    let outcome = bake_journaled(ctx.global, ctx.cloud, &plan, ctx.reporter, ctx.cancel).await?;
-    let home = match ctx.spec {
+    let (outcome, journal) =
+        bake_journaled(ctx.global, ctx.cloud, &plan, ctx.reporter, ctx.cancel).await?;
+    let home = match ctx.spec.filter(|_| !ctx.last) {
         Some(spec) => {
             let home_only = spec.home_only();
             let report = distribute(
@@ -235,43 +243,71 @@ async fn bake_layer(
         .as_ref()
         .and_then(|d| d.failed().first().cloned().cloned())
     {
-        if !ctx.last {
-            anyhow::bail!(
-                "image {} could not be published in {}: {}; the layers above it were not baked",
-                outcome.image.name,
-                failed.region,
-                failed.error.unwrap_or_default()
-            );
-        }
+        close_journal(Arc::new(journal), ctx.cloud, "failed");
+        anyhow::bail!(
+            "image {} could not be published in {}: {}; the layers above it were not baked",
+            outcome.image.name,
+            failed.region,
+            failed.error.unwrap_or_default()
+        );
     }
     Ok(Layer {
         outcome,
         run_id: plan.run_id,
         run_uuid,
         home,
+        journal: Arc::new(journal),
     })
 }
 
-/// The copies of `layer` to the other regions, started when first polled.
+/// The rest of `layer`'s distribution, started when first polled: the copies of a layer
+/// below; the whole distribution of the image itself (held by its run until the copies
+/// are done, see [`distribute_baked`]).
 fn copies_of<'a>(ctx: &LayerContext<'a>, layer: &Layer, limits: &'a CopyLimits) -> Copies<'a> {
-    let Some(spec) = ctx.spec.filter(|s| !s.regions.is_empty()) else {
+    let Some(spec) = ctx.spec.filter(|s| ctx.last || !s.regions.is_empty()) else {
         return Box::pin(async { None });
     };
-    let (account, reporter, cancel) = (ctx.account, ctx.reporter, ctx.cancel);
-    let image = layer.outcome.image.clone();
-    let copies = spec.copies();
+    let (account, reporter, cancel, last) = (ctx.account, ctx.reporter, ctx.cancel, ctx.last);
+    let outcome = layer.outcome.clone();
+    let journal = layer.journal.clone();
+    let run_id = layer.run_id.clone();
+    let spec = if last { spec.clone() } else { spec.copies() };
     Box::pin(async move {
-        Some(distribute_limited(account, &image, &copies, reporter, cancel, limits).await)
+        let run = CopyRun {
+            run_id: Some(run_id),
+            journal: journal.as_ref(),
+        };
+        let image = &outcome.image;
+        let report = match last {
+            true => {
+                distribute_baked(account, &outcome, &spec, reporter, cancel, limits, &run).await
+            }
+            false => distribute_run(account, image, &spec, reporter, cancel, limits, &run).await,
+        };
+        Some(report)
     })
 }
 
-/// A layer with its whole distribution, appended to the manifest.
+/// A layer with its whole distribution, appended to the manifest; its run's journal is
+/// closed. A distribution cancelled before its copies were done is an interruption.
 fn finish(
     args: &BakeArgs,
     cloud: &Cloud,
     layer: Layer,
     copies: Option<DistributionReport>,
 ) -> anyhow::Result<Baked> {
+    let cancelled = copies.as_ref().is_some_and(|c| c.cancelled);
+    let outcome = if cancelled { "interrupted" } else { "ok" };
+    let summary = cancelled.then(|| cleanup_text(&layer.journal, outcome, &cloud.region));
+    close_journal(layer.journal, cloud, outcome);
+    if let Some(summary) = summary {
+        eprint!("{summary}");
+        let error = anyhow::anyhow!(
+            "interrupted while distributing {}: what the run had made was removed",
+            layer.outcome.image.name
+        );
+        return Err(Exit::new(exit::INTERRUPTED, error).into());
+    }
     let distribution = match (layer.home, copies) {
         (Some(home), Some(copies)) => Some(home.merge(copies)),
         (home, copies) => home.or(copies),
@@ -290,23 +326,30 @@ fn finish(
     })
 }
 
+fn close_journal(journal: Arc<FileJournal>, cloud: &Cloud, outcome: &str) {
+    // The distribution that shared it is done, so this is the last reference.
+    let Ok(journal) = Arc::try_unwrap(journal) else {
+        tracing::warn!("the run journal is still shared; left open for `kiln gc`");
+        return;
+    };
+    let path = journal.path().display().to_string();
+    if let Err(e) = journal.finish(cloud.clock.now(), outcome) {
+        tracing::warn!(journal = %path, error = %e, "cannot close the run journal");
+    }
+}
+
 /// Bakes one plan, mapping a failure to the exit code a pipeline branches on. Every
 /// resource the bake makes is journaled on disk the moment it exists
 /// ([`crate::journal::dir`]), so that `kiln gc` can remove what a killed run left; an
-/// unsuccessful bake says what it removed and what it could not.
+/// unsuccessful bake says what it removed and what it could not. A successful bake
+/// hands its journal on, open, to the image's distribution.
 pub async fn bake_journaled(
     global: &GlobalArgs,
     cloud: &Cloud,
     plan: &kiln_builder::BakePlan,
     reporter: &Reporter,
     cancel: &CancellationToken,
-) -> anyhow::Result<BakeOutcome> {
-    if plan.reuse.is_some() {
-        // Nothing is created: no journal to keep.
-        return kiln_builder::bake(cloud, plan, reporter, cancel)
-            .await
-            .map_err(exit_for);
-    }
+) -> anyhow::Result<(BakeOutcome, FileJournal)> {
     let dir = crate::journal::dir(global);
     let journal =
         FileJournal::create(&dir, &plan.run_id, cloud.clock.now()).with_context(|| {
@@ -317,18 +360,20 @@ pub async fn bake_journaled(
             )
         })?;
     let result = kiln_builder::bake_with_journal(cloud, plan, reporter, cancel, &journal).await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) if e.is_cancelled() => "interrupted",
-        Err(_) => "failed",
+    let error = match result {
+        Ok(outcome) => return Ok((outcome, journal)),
+        Err(error) => error,
     };
-    if result.is_err() {
-        eprint!("{}", cleanup_text(&journal, outcome, &cloud.region));
-    }
+    let outcome = if error.is_cancelled() {
+        "interrupted"
+    } else {
+        "failed"
+    };
+    eprint!("{}", cleanup_text(&journal, outcome, &cloud.region));
     if let Err(e) = journal.finish(cloud.clock.now(), outcome) {
         tracing::warn!(journal = %dir.display(), error = %e, "cannot close the run journal");
     }
-    result.map_err(exit_for)
+    Err(exit_for(error))
 }
 
 /// What an unsuccessful bake removed and what it left, for the person or the CI log.
@@ -336,7 +381,10 @@ fn cleanup_text(journal: &FileJournal, outcome: &str, region: &str) -> String {
     let list = |records: Vec<kiln_builder::Record>| {
         records
             .iter()
-            .map(|r| format!("{} {}", r.kind, r.id))
+            .map(|r| match r.region == region {
+                true => format!("{} {}", r.kind, r.id),
+                false => format!("{} {} in {}", r.kind, r.id, r.region),
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };

@@ -10,7 +10,7 @@ use kiln_cloud::{
 };
 
 use super::{cloud_error, read_image, Job, RegionError, DEFAULT_COPY_BUDGET};
-use crate::journal::{Record, ResourceKind};
+use crate::journal::{Journal, Record, ResourceKind};
 use crate::naming;
 use crate::wait::{retry_throttled, wait_until, Poll, WaitError, IMAGE_POLL};
 
@@ -192,52 +192,13 @@ impl Job<'_> {
     /// Deregisters a copy this run started and deletes every snapshot of it; what could
     /// not be removed stays in the journal for `kiln gc`, and is the error.
     pub(super) async fn remove_copy(&self, cloud: &Cloud, copy: &Copy) -> Result<(), String> {
-        let mut snapshots: BTreeSet<SnapshotId> = copy.snapshots.iter().cloned().collect();
-        if let Ok(Some(found)) = read_image(cloud, &copy.id).await {
-            let named = found
-                .block_devices
-                .into_iter()
-                .filter_map(|d| d.snapshot_id);
-            for snapshot in named {
-                if snapshots.insert(snapshot.clone()) {
-                    self.record(cloud, ResourceKind::Snapshot, snapshot.as_str());
-                }
-            }
+        let run_id = self.copy_tags.get(TAG_RUN_ID).cloned().unwrap_or_default();
+        let removal = remove_image(cloud, &copy.id, &copy.snapshots, self.journal, &run_id).await;
+        match &removal {
+            Ok(()) => self.emit(cloud, Level::Info, format!("copy {} removed", copy.id)),
+            Err(e) => self.emit(cloud, Level::Warn, e.clone()),
         }
-        match retry_throttled(|| cloud.compute.deregister_image(&copy.id)).await {
-            Ok(()) => {}
-            Err(e) if e.is(ErrorKind::NotFound) => {}
-            Err(e) => return Err(self.left(cloud, format!("copy {} not removed: {e}", copy.id))),
-        }
-        self.journal.forget(ResourceKind::Image, copy.id.as_str());
-        let mut failed = Vec::new();
-        for snapshot in &snapshots {
-            match retry_throttled(|| cloud.compute.delete_snapshot(snapshot)).await {
-                Ok(()) => {}
-                Err(e) if e.is(ErrorKind::NotFound) => {}
-                Err(e) => {
-                    failed.push(format!("{snapshot}: {e}"));
-                    continue;
-                }
-            }
-            self.journal
-                .forget(ResourceKind::Snapshot, snapshot.as_str());
-        }
-        self.emit(cloud, Level::Info, format!("copy {} removed", copy.id));
-        match failed.is_empty() {
-            true => Ok(()),
-            false => Err(self.left(
-                cloud,
-                format!("snapshots not removed: {}", failed.join("; ")),
-            )),
-        }
-    }
-
-    /// Reports what a removal left (it stays journaled) and returns the message.
-    fn left(&self, cloud: &Cloud, what: String) -> String {
-        let message = format!("{what}; run `kiln gc` to remove it");
-        self.emit(cloud, Level::Warn, message.clone());
-        message
+        removal
     }
 
     fn record(&self, cloud: &Cloud, kind: ResourceKind, id: &str) {
@@ -248,5 +209,60 @@ impl Job<'_> {
             region: cloud.region.clone(),
             run_id,
         });
+    }
+}
+
+/// Deregisters an image of the run and deletes every snapshot of it (those `known` and
+/// those the image names, journaled before anything is deleted); each is forgotten by
+/// the journal once gone. What could not be removed stays journaled, and is the error.
+pub(super) async fn remove_image(
+    cloud: &Cloud,
+    image: &ImageId,
+    known: &[SnapshotId],
+    journal: &dyn Journal,
+    run_id: &str,
+) -> Result<(), String> {
+    let mut snapshots: BTreeSet<SnapshotId> = known.iter().cloned().collect();
+    if let Ok(Some(found)) = read_image(cloud, image).await {
+        for snapshot in found
+            .block_devices
+            .into_iter()
+            .filter_map(|d| d.snapshot_id)
+        {
+            if snapshots.insert(snapshot.clone()) {
+                journal.record(Record {
+                    kind: ResourceKind::Snapshot,
+                    id: snapshot.to_string(),
+                    region: cloud.region.clone(),
+                    run_id: run_id.to_string(),
+                });
+            }
+        }
+    }
+    let left = |what: String| format!("{what} in {}; run `kiln gc` to remove it", cloud.region);
+    match retry_throttled(|| cloud.compute.deregister_image(image)).await {
+        Ok(()) => {}
+        Err(e) if e.is(ErrorKind::NotFound) => {}
+        Err(e) => return Err(left(format!("image {image} not removed: {e}"))),
+    }
+    journal.forget(ResourceKind::Image, image.as_str());
+    let mut failed = Vec::new();
+    for snapshot in &snapshots {
+        match retry_throttled(|| cloud.compute.delete_snapshot(snapshot)).await {
+            Ok(()) => {}
+            Err(e) if e.is(ErrorKind::NotFound) => {}
+            Err(e) => {
+                failed.push(format!("{snapshot}: {e}"));
+                continue;
+            }
+        }
+        journal.forget(ResourceKind::Snapshot, snapshot.as_str());
+    }
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(left(format!(
+            "snapshots of {image} not removed: {}",
+            failed.join("; ")
+        ))),
     }
 }

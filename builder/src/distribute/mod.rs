@@ -34,7 +34,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::journal::{Journal, MemoryJournal};
+use crate::bake::BakeOutcome;
+use crate::journal::{Journal, MemoryJournal, Record, ResourceKind};
 use crate::naming;
 use crate::plan::BakedImage;
 use crate::wait::retry_throttled;
@@ -127,6 +128,9 @@ pub struct DistributionReport {
     pub regions: Vec<RegionOutcome>,
     /// Seconds the whole distribution took on the cloud's clock.
     pub seconds: u64,
+    /// True when it was cancelled before its copies became the result: every copy it
+    /// started was removed, and nothing was shared or published.
+    pub cancelled: bool,
 }
 
 impl DistributionReport {
@@ -134,6 +138,7 @@ impl DistributionReport {
     pub fn merge(mut self, later: DistributionReport) -> Self {
         self.regions.extend(later.regions);
         self.seconds = self.seconds.max(later.seconds);
+        self.cancelled |= later.cancelled;
         self
     }
 
@@ -283,13 +288,17 @@ pub async fn distribute_run(
         job.copy_region(account, region, semaphore)
     });
     let copies = join_all(copies).await;
-    let copies = job.settle(copies).await;
-    let regions = job.publish_all(copies).await;
+    // The commit point: cancelled before it, the run keeps no copy; after it, the few
+    // seconds of sharing and publishing run to the end.
+    let cancelled = cancel.is_cancelled();
+    let copies = job.settle(copies, cancelled).await;
+    let regions = job.publish_all(copies, cancelled).await;
     let report = DistributionReport {
         image_name: image_family(image),
         version: image.version.clone(),
         regions,
         seconds: elapsed_secs(&home, started),
+        cancelled,
     };
     job.summarize(&report);
     report
@@ -370,7 +379,56 @@ fn whole_failure(image: &BakedImage, spec: &DistributeSpec, error: String) -> Di
         version: image.version.clone(),
         regions,
         seconds: 0,
+        cancelled: false,
     }
+}
+
+/// A freshly baked image's distribution as part of its run: the image is held in the
+/// run's journal until every copy is done. A run cancelled before then leaves nothing:
+/// its copies and the image itself are removed (what a killed run held, `kiln gc` finds
+/// in the journal). A run that gets there keeps the image whatever happened in single
+/// regions. A reused image (`outcome.reused`) is never held nor removed.
+pub async fn distribute_baked(
+    account: &dyn Account,
+    outcome: &BakeOutcome,
+    spec: &DistributeSpec,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+    limits: &CopyLimits,
+    run: &CopyRun<'_>,
+) -> DistributionReport {
+    let image = &outcome.image;
+    let held = !outcome.reused;
+    let run_id = run.run_id.clone().unwrap_or_default();
+    if held {
+        run.journal.record(Record {
+            kind: ResourceKind::Image,
+            id: image.id.to_string(),
+            region: image.region.clone(),
+            run_id: run_id.clone(),
+        });
+    }
+    let mut report = distribute_run(account, image, spec, progress, cancel, limits, run).await;
+    if !held {
+        return report;
+    }
+    if !report.cancelled {
+        run.journal.forget(ResourceKind::Image, image.id.as_str());
+        return report;
+    }
+    let removal = match account.region(&image.region).await {
+        Ok(home) => copy::remove_image(&home, &image.id, &[], run.journal, &run_id).await,
+        Err(e) => Err(format!("image {} not removed: {e}", image.id)),
+    };
+    let note = match removal {
+        Ok(()) => format!("cancelled in {}: image {} removed", image.region, image.id),
+        Err(e) => format!("cancelled in {}: {e}", image.region),
+    };
+    if let Some(home) = report.regions.iter_mut().find(|r| r.region == image.region) {
+        home.image = None;
+        home.error = Some(note);
+    }
+    report
 }
 
 /// One distribution in progress.
@@ -396,9 +454,9 @@ struct Copied {
 
 impl Job<'_> {
     /// The image's own region: launch permissions and channel, no copy.
-    async fn home_region(&self) -> RegionOutcome {
+    async fn home_region(&self, cancelled: bool) -> RegionOutcome {
         let started = self.home.clock.now();
-        let result = if self.cancel.is_cancelled() {
+        let result = if cancelled {
             Err(RegionError::Cancelled {
                 region: self.home.region.clone(),
                 note: ": nothing shared or published".into(),
@@ -450,8 +508,7 @@ impl Job<'_> {
 
     /// Once every copy is done: cancelled, every copy this run started is removed;
     /// else the good ones become the result.
-    async fn settle(&self, copies: Vec<Copied>) -> Vec<Copied> {
-        let cancelled = self.cancel.is_cancelled();
+    async fn settle(&self, copies: Vec<Copied>, cancelled: bool) -> Vec<Copied> {
         join_all(copies.into_iter().map(|c| self.settle_one(c, cancelled))).await
     }
 
@@ -477,11 +534,11 @@ impl Job<'_> {
     }
 
     /// Shares and publishes in the home region and every region with a good copy.
-    async fn publish_all(&self, copies: Vec<Copied>) -> Vec<RegionOutcome> {
+    async fn publish_all(&self, copies: Vec<Copied>, cancelled: bool) -> Vec<RegionOutcome> {
         let home = async {
             match self.spec.copies_only {
                 true => None,
-                false => Some(self.home_region().await),
+                false => Some(self.home_region(cancelled).await),
             }
         };
         let others = join_all(copies.into_iter().map(|c| self.publish_copy(c)));

@@ -9,7 +9,10 @@ use std::time::Duration;
 use kiln_builder::recipe::{Phase, Rendered, Step};
 use kiln_builder::{BakeSpec, BuilderSettings, RootVolumeSettings, SourceImage, SubnetSelector};
 use kiln_cloud::sim::{Faults, SimAccount};
-use kiln_cloud::{Cloud, Event, Image, ImageFilter, ImageId, Progress};
+use kiln_cloud::{
+    Cloud, Event, Image, ImageFilter, ImageId, ImageState, InstanceFilter, Progress, Tags,
+    TAG_RUN_ID,
+};
 use tokio_util::sync::CancellationToken;
 
 pub const REGION: &str = "ap-northeast-1";
@@ -31,14 +34,78 @@ pub const FIXTURE_STEPS: [&str; 7] = [
 
 /// The POC account with `faults` (YAML, may be empty) loaded.
 pub async fn cloud_with_faults(faults: &str) -> Cloud {
+    let account = account_with_faults(faults);
+    use kiln_cloud::Account as _;
+    account.region(REGION).await.expect("region")
+}
+
+/// The POC account (three regions) with `faults` (YAML, may be empty) loaded.
+pub fn account_with_faults(faults: &str) -> SimAccount {
     let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/poc/account.yaml");
     let seed = std::fs::read_to_string(seed).expect("the POC seed is readable");
     let account = SimAccount::from_seed_str(&seed).expect("POC seed");
     if !faults.trim().is_empty() {
         account.set_faults(Faults::from_yaml_str(faults).expect("faults"));
     }
-    use kiln_cloud::Account as _;
-    account.region(REGION).await.expect("region")
+    account
+}
+
+/// Every resource tagged with `run_id` still there, in every region of the account, as
+/// `region id`: instances not terminated, security groups, images not deregistered and
+/// snapshots, except the images in `kept` (and their snapshots).
+pub async fn run_leftovers(
+    account: &dyn kiln_cloud::Account,
+    run_id: &str,
+    kept: &[ImageId],
+) -> Vec<String> {
+    let mut left = Vec::new();
+    for region in account.regions().await.expect("regions") {
+        let cloud = account.region(&region).await.expect("region");
+        let ids = leftovers_in(&cloud, run_id, kept).await;
+        left.extend(ids.into_iter().map(|id| format!("{region} {id}")));
+    }
+    left
+}
+
+async fn leftovers_in(cloud: &Cloud, run_id: &str, kept: &[ImageId]) -> Vec<String> {
+    let run = Tags::from([(TAG_RUN_ID.to_string(), run_id.to_string())]);
+    let mut left = Vec::new();
+    let filter = InstanceFilter {
+        tags: run.clone(),
+        exclude_terminated: true,
+        ..InstanceFilter::default()
+    };
+    let instances = cloud.compute.describe_instances(&filter).await.unwrap();
+    left.extend(instances.into_iter().map(|i| i.id.to_string()));
+    let groups = cloud.compute.describe_security_groups(&[], &run).await;
+    left.extend(groups.unwrap().into_iter().map(|g| g.id.to_string()));
+    let images = ImageFilter {
+        owners: vec!["self".into()],
+        tags: run.clone(),
+        ..ImageFilter::default()
+    };
+    let images = cloud.compute.describe_images(&images).await.unwrap();
+    let mut kept_snapshots = Vec::new();
+    for image in images
+        .iter()
+        .filter(|i| i.state != ImageState::Deregistered)
+    {
+        if kept.contains(&image.id) {
+            let snapshots = image
+                .block_devices
+                .iter()
+                .filter_map(|d| d.snapshot_id.clone());
+            kept_snapshots.extend(snapshots);
+        } else {
+            left.push(image.id.to_string());
+        }
+    }
+    let snapshots = cloud.compute.describe_snapshots(&[], &run).await.unwrap();
+    let snapshots = snapshots
+        .into_iter()
+        .filter(|s| !kept_snapshots.contains(&s.id));
+    left.extend(snapshots.map(|s| s.id.to_string()));
+    left
 }
 
 fn step(recipe: &str, name: &str, phase: Phase, lines: &[&str]) -> Step {
