@@ -213,22 +213,27 @@ async fn missing_resource(
 ) -> anyhow::Result<Option<crate::pipeline::PipelineError>> {
     let (scaling, elb) = (&cloud.scaling, &cloud.load_balancing);
     let group = found(
-        scaling.describe_groups(&[target.group.clone()]).await,
+        scaling
+            .describe_groups(std::slice::from_ref(&target.group))
+            .await,
         |g| g.name == target.group,
     )?;
     let template = TemplateRef::Name(target.launch_template.clone());
     let template = cloud.compute.describe_launch_template(&template).await;
     let template = found(template.map(|t| vec![t]), |_| true)?;
     let target_group = match &target.target_group {
-        Some(name) => found(elb.describe_target_groups(&[name.clone()]).await, |t| {
-            &t.name == name
-        })?,
+        Some(name) => found(
+            elb.describe_target_groups(std::slice::from_ref(name)).await,
+            |t| &t.name == name,
+        )?,
         None => true,
     };
     let load_balancer = match &target.load_balancer {
-        Some(name) => found(elb.describe_load_balancers(&[name.clone()]).await, |l| {
-            &l.name == name
-        })?,
+        Some(name) => found(
+            elb.describe_load_balancers(std::slice::from_ref(name))
+                .await,
+            |l| &l.name == name,
+        )?,
         None => true,
     };
     let checks = [
