@@ -670,10 +670,19 @@ fn an_unknown_target_is_refused_with_the_targets_there_are() {
 // Input that only the account can refuse: still before any change.
 
 /// Runs `args` (with the edited POC pipeline appended), asserts exit 2 and exactly
-/// `expected(file)` on stderr, and an account left exactly as it was.
+/// `expected(file, text)` on stderr, and an account left exactly as it was.
 fn assert_refused_by_the_account(
     edit: (&str, &str),
     args: &[&str],
+    expected: impl Fn(&str, &str) -> String,
+) {
+    assert_refused_by_the_account_in(edit, &[args], expected);
+}
+
+/// [`assert_refused_by_the_account`] for each of several commands.
+fn assert_refused_by_the_account_in(
+    edit: (&str, &str),
+    commands: &[&[&str]],
     expected: impl Fn(&str, &str) -> String,
 ) {
     let _serial = serial();
@@ -683,30 +692,61 @@ fn assert_refused_by_the_account(
     let text = text.replacen(edit.0, edit.1, 1);
     std::fs::write(&poc.pipeline, &text).expect("write pipeline");
     let file = poc.pipeline.to_str().expect("UTF-8 path");
-    let mut args = args.to_vec();
-    args.push(file);
-    poc.assert_refused(&args, &expected(file, &text));
+    for args in commands {
+        let mut args = args.to_vec();
+        args.push(file);
+        poc.assert_refused(&args, &expected(file, &text));
+    }
     assert_eq!(poc.sandbox.account_state(), before, "the account changed");
+}
+
+/// The commands that read the account before they change it.
+const ACCOUNT_COMMANDS: [&[&str]; 3] = [&["plan"], &["bake"], &["pipeline", "run"]];
+
+/// What a name the region does not have is refused with, at its value in the file.
+fn missing(what: &str, key: &str, name: &str) -> impl Fn(&str, &str) -> String {
+    let (what, key, name) = (what.to_string(), key.to_string(), name.to_string());
+    move |file, text| {
+        let (line, column) = position_in(text, &format!("{key}: {name}"), &name);
+        format!(
+            "kiln: error: {file}:{line}:{column}: {what} `{name}` does not exist in \
+             ap-northeast-1\n  hint: fix the name, or the region it is looked for in (the \
+             image's `region:`, or --region)\n"
+        )
+    }
 }
 
 #[test]
 fn a_misspelt_group_is_refused_before_the_bake() {
-    assert_refused_by_the_account(
+    assert_refused_by_the_account_in(
         ("group: poc-web-asg", "group: poc-web-asgx"),
+        &[&["plan"], &["pipeline", "run"]],
+        missing("Auto Scaling group", "group", "poc-web-asgx"),
+    );
+}
+
+#[test]
+fn a_misspelt_launch_template_or_target_group_is_refused_before_the_bake() {
+    assert_refused_by_the_account(
+        (
+            "launch_template: poc-web-lt",
+            "launch_template: poc-web-ltx",
+        ),
         &["pipeline", "run"],
-        |_, _| {
-            "kiln: error: Auto Scaling group poc-web-asgx in ap-northeast-1: not found; check \
-             the name in the pipeline file and the region\n"
-                .to_string()
-        },
+        missing("launch template", "launch_template", "poc-web-ltx"),
+    );
+    assert_refused_by_the_account_in(
+        ("target_group: poc-web-tg", "target_group: poc-web-tgx"),
+        &[&["plan"], &["pipeline", "run"]],
+        missing("target group", "target_group", "poc-web-tgx"),
     );
 }
 
 #[test]
 fn a_gate_on_an_alarm_that_does_not_exist_is_refused_before_the_bake() {
-    assert_refused_by_the_account(
+    assert_refused_by_the_account_in(
         ("alarms: [poc-web-5xx,", "alarms: [poc-web-5xxx,"),
-        &["pipeline", "run"],
+        &[&["plan"], &["pipeline", "run"]],
         |file, text| {
             let (line, column) = position_in(text, "alarms: [", "poc-web-5xxx");
             format!(
@@ -720,9 +760,9 @@ fn a_gate_on_an_alarm_that_does_not_exist_is_refused_before_the_bake() {
 
 #[test]
 fn a_region_the_account_does_not_have_is_bad_input() {
-    assert_refused_by_the_account(
+    assert_refused_by_the_account_in(
         ("  region: ap-northeast-1", "  region: ap-northeast-9"),
-        &["bake"],
+        &ACCOUNT_COMMANDS,
         |file, text| {
             let (line, column) = position_in(text, "region: ap-northeast-9", "ap-northeast-9");
             format!(

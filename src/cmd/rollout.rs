@@ -3,7 +3,7 @@
 use anyhow::Context;
 use kiln_builder::recipe::Seg;
 use kiln_builder::FileJournal;
-use kiln_cloud::{Cloud, ImageId};
+use kiln_cloud::{Cloud, ImageId, TemplateRef};
 use kiln_rollout::{RolloutError, RolloutOutcome, StopReason};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -187,7 +187,14 @@ pub async fn check_targets(
             let context = format!("target `{}` (group {})", target.name, target.group);
             Exit::new(exit::BAD_INPUT, e.context(context))
         };
-        match kiln_rollout::plan(cloud, &spec, image).await {
+        let planned = kiln_rollout::plan(cloud, &spec, image).await;
+        if planned.is_err() {
+            // A name the region does not have is refused at its line in the file.
+            if let Some(missing) = missing_resource(cloud, pipeline, target).await? {
+                return Err(Exit::new(exit::BAD_INPUT, missing).into());
+            }
+        }
+        match planned {
             Ok(_) => {}
             Err(RolloutError::Cloud(e)) if e.is(kiln_cloud::ErrorKind::NotFound) => {
                 return Err(refused(e.into()).into());
@@ -199,6 +206,87 @@ pub async fn check_targets(
             .map_err(refused)?;
     }
     Ok(())
+}
+
+/// The first resource a target names that its region does not have (group, launch
+/// template, target group, load balancer), as an error at its line; `None` when all exist.
+async fn missing_resource(
+    cloud: &Cloud,
+    pipeline: &Pipeline,
+    target: &crate::pipeline::TargetSection,
+) -> anyhow::Result<Option<crate::pipeline::PipelineError>> {
+    let (scaling, elb) = (&cloud.scaling, &cloud.load_balancing);
+    let group = found(
+        scaling
+            .describe_groups(std::slice::from_ref(&target.group))
+            .await,
+        |g| g.name == target.group,
+    )?;
+    let template = TemplateRef::Name(target.launch_template.clone());
+    let template = cloud.compute.describe_launch_template(&template).await;
+    let template = found(template.map(|t| vec![t]), |_| true)?;
+    let target_group = match &target.target_group {
+        Some(name) => found(
+            elb.describe_target_groups(std::slice::from_ref(name)).await,
+            |t| &t.name == name,
+        )?,
+        None => true,
+    };
+    let load_balancer = match &target.load_balancer {
+        Some(name) => found(
+            elb.describe_load_balancers(std::slice::from_ref(name))
+                .await,
+            |l| &l.name == name,
+        )?,
+        None => true,
+    };
+    let checks = [
+        (group, "group", "Auto Scaling group", &target.group),
+        (
+            template,
+            "launch_template",
+            "launch template",
+            &target.launch_template,
+        ),
+        (
+            target_group,
+            "target_group",
+            "target group",
+            &target.target_group.clone().unwrap_or_default(),
+        ),
+        (
+            load_balancer,
+            "load_balancer",
+            "load balancer",
+            &target.load_balancer.clone().unwrap_or_default(),
+        ),
+    ];
+    let Some((_, key, what, name)) = checks.into_iter().find(|(exists, ..)| !exists) else {
+        return Ok(None);
+    };
+    let mut at = pipeline.target_path(&target.name);
+    at.push(Seg::Key(key));
+    Ok(Some(
+        pipeline.invalid_at(
+            &at,
+            format!("{what} `{name}` does not exist in {}", cloud.region),
+            "fix the name, or the region it is looked for in (the image's `region:`, or \
+         --region)"
+                .into(),
+        ),
+    ))
+}
+
+/// Whether a description found what `matches`; not found is `false`, not an error.
+fn found<T>(
+    described: Result<Vec<T>, kiln_cloud::CloudError>,
+    matches: impl Fn(&T) -> bool,
+) -> anyhow::Result<bool> {
+    match described {
+        Ok(items) => Ok(items.iter().any(matches)),
+        Err(e) if e.is(kiln_cloud::ErrorKind::NotFound) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Every alarm a gate names must exist, or the gate could never stop the rollout.
