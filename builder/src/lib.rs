@@ -26,7 +26,9 @@ pub use bake::{bake, bake_with_journal, BakeOutcome};
 pub use error::BakeError;
 pub use journal::{Journal, MemoryJournal, Record, ResourceKind};
 pub use journal_file::{read_journals, FileJournal, RunJournal};
-pub use plan::{plan, BakePlan, BakedImage, PlannedChange, PlannedStep, StepPhase};
+pub use plan::{
+    plan, plan_layer, BakePlan, BakedImage, LayerSource, PlannedChange, PlannedStep, StepPhase,
+};
 pub use spec::{
     BakeSpec, BuilderSettings, RootVolumeSettings, SourceImage, SubnetSelector, Timeouts,
 };

@@ -177,9 +177,28 @@ pub struct BakePlan {
     /// The tags the new image (and its snapshots) will carry.
     pub image_tags: Tags,
     pub changes: Vec<PlannedChange>,
+    /// Why the image is reused or baked: inputs unchanged, no image yet, a new source
+    /// image, changed recipes or variables, or a layer below baked anew.
+    pub reason: String,
     #[serde(skip)]
     pub secrets: Secrets,
 }
+
+/// Where a layer's source will be when the run reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerSource {
+    /// As the spec says, read now (a parameter, an id, a channel).
+    AsWritten,
+    /// An image that exists: the layer below, reused, which the run publishes to the
+    /// channel this layer reads before it gets here.
+    Image(ImageId),
+    /// The image the layer below will bake, which does not exist yet: named `ami_name`,
+    /// made from `stand_in`, whose root device it keeps.
+    Pending { ami_name: String, stand_in: ImageId },
+}
+
+/// The input hash of a layer whose source does not exist yet.
+pub const HASH_PENDING: &str = "(known once the layer below is baked)";
 
 impl BakePlan {
     /// Steps of the given phases, in bake order, with their position among all steps.
@@ -195,20 +214,44 @@ impl BakePlan {
 
 /// Plans a bake without changing anything.
 pub async fn plan(cloud: &Cloud, spec: &BakeSpec) -> Result<BakePlan, BakeError> {
+    plan_layer(cloud, spec, &LayerSource::AsWritten).await
+}
+
+/// Plans the bake of one layer of a run, whose source may be the layer below's image
+/// (existing, or still to be baked). Changes nothing.
+pub async fn plan_layer(
+    cloud: &Cloud,
+    spec: &BakeSpec,
+    source: &LayerSource,
+) -> Result<BakePlan, BakeError> {
     validate(spec)?;
-    let (source_image, root_device) = resolve_source(cloud, &spec.source).await?;
+    let (source_image, root_device) = layer_source(cloud, spec, source).await?;
     let builder = resolve_builder(cloud, spec, root_device).await?;
-    let hash = input_hash(&HashInputs {
-        source_image: &source_image,
-        image_name: &spec.image_name,
-        files: &spec.rendered.inputs,
-        variables: &spec.variables,
-        root_volume: &spec.builder.root_volume,
-    });
-    let reuse = find_reusable(cloud, &spec.image_name, &hash).await?;
+    let pending = matches!(source, LayerSource::Pending { .. });
+    let hash = match pending {
+        true => HASH_PENDING.to_string(),
+        false => input_hash(&HashInputs {
+            source_image: &source_image,
+            image_name: &spec.image_name,
+            files: &spec.rendered.inputs,
+            variables: &spec.variables,
+            root_volume: &spec.builder.root_volume,
+        }),
+    };
+    let reuse = match pending {
+        true => None,
+        false => find_reusable(cloud, &spec.image_name, &hash).await?,
+    };
     let version = match &reuse {
         Some(image) => image.version.clone(),
         None => decide_version(cloud, spec).await?,
+    };
+    let reason = match (source, &reuse) {
+        (LayerSource::Pending { ami_name, .. }, _) => {
+            format!("its source is baked anew in this run ({ami_name})")
+        }
+        (_, Some(image)) => format!("inputs unchanged: {} has the same input hash", image.id),
+        (_, None) => rebuild_reason(cloud, &spec.image_name, &source_image).await?,
     };
 
     let mut plan = BakePlan {
@@ -228,6 +271,7 @@ pub async fn plan(cloud: &Cloud, spec: &BakeSpec) -> Result<BakePlan, BakeError>
         timeouts: spec.timeouts,
         image_tags: Tags::new(),
         changes: Vec::new(),
+        reason,
         secrets: secret_values(spec),
     };
     if let Some(image) = &plan.reuse {
@@ -236,6 +280,67 @@ pub async fn plan(cloud: &Cloud, spec: &BakeSpec) -> Result<BakePlan, BakeError>
     plan.image_tags = image_tags(&plan);
     plan.changes = changes(&plan);
     Ok(plan)
+}
+
+/// The source image's id (a stand-in's name for one still to be baked) and root device.
+async fn layer_source(
+    cloud: &Cloud,
+    spec: &BakeSpec,
+    source: &LayerSource,
+) -> Result<(ImageId, String), BakeError> {
+    match source {
+        LayerSource::AsWritten => resolve_source(cloud, &spec.source).await,
+        LayerSource::Image(id) => resolve_source(cloud, &SourceImage::Id(id.clone())).await,
+        LayerSource::Pending { ami_name, stand_in } => {
+            let (_, root) = resolve_source(cloud, &SourceImage::Id(stand_in.clone())).await?;
+            Ok((ImageId::new(format!("(new image {ami_name})")), root))
+        }
+    }
+}
+
+/// Why no image can be reused: none of this family yet, a new source image, or changed
+/// recipes, templates or variables (compared with the newest image of the family).
+async fn rebuild_reason(
+    cloud: &Cloud,
+    image_name: &str,
+    source: &ImageId,
+) -> Result<String, BakeError> {
+    let filter = ImageFilter {
+        owners: vec!["self".to_string()],
+        tags: Tags::from([(
+            kiln_cloud::TAG_MANAGED_BY.to_string(),
+            image_name.to_string(),
+        )]),
+        ..ImageFilter::default()
+    };
+    let images = retry_throttled(|| cloud.compute.describe_images(&filter))
+        .await
+        .map_err(|e| BakeError::cloud(format!("listing the images of {image_name}"), e))?;
+    let newest = images
+        .into_iter()
+        .filter(|i| {
+            let status = i.tags.get(naming::TAG_STATUS).map(String::as_str);
+            status != Some(naming::STATUS_FAILED) && status != Some(naming::STATUS_PENDING)
+        })
+        .max_by_key(|i| i.creation_date);
+    let Some(newest) = newest else {
+        return Ok(format!("no image of {image_name} in {} yet", cloud.region));
+    };
+    let was = newest
+        .tags
+        .get(naming::TAG_SOURCE_IMAGE)
+        .cloned()
+        .unwrap_or_default();
+    if was != source.as_str() {
+        return Ok(format!(
+            "the source image changed: {} was baked from {was}, the source is now {source}",
+            newest.name
+        ));
+    }
+    Ok(format!(
+        "recipes, templates or variables changed since {} (same source image)",
+        newest.name
+    ))
 }
 
 /// The values the pipeline gave to variables the recipes mark secret. Secrets are normally

@@ -27,14 +27,24 @@ impl fmt::Display for RolloutPlan {
             .source_image
             .as_ref()
             .map_or("?".into(), |i| i.to_string());
+        if self.no_change {
+            // `rollout` returns before the lock: no version, no refresh, no gate.
+            writeln!(
+                f,
+                "  template {}: stays at version {} ({from}), no new version\n  nothing to \
+                 change: every instance runs {}",
+                t.name, t.source_version, self.image
+            )?;
+            return self
+                .notes
+                .iter()
+                .try_for_each(|n| writeln!(f, "  note: {n}"));
+        }
         writeln!(
             f,
             "  template {}: version {} ({from}) -> new version (likely {}) with {}",
             t.name, t.source_version, t.expected_new_version, self.image
         )?;
-        if self.no_change {
-            writeln!(f, "  nothing to change")?;
-        }
         if let Some(r) = &self.refresh {
             write_refresh(f, self.spec.strategy.name(), r)?;
         }

@@ -489,7 +489,7 @@ pub fn distribution_text(report: Option<&DistributionReport>) -> String {
         .collect()
 }
 
-fn exit_for(error: BakeError) -> anyhow::Error {
+pub fn exit_for(error: BakeError) -> anyhow::Error {
     let code = match &error {
         e if e.is_cancelled() => exit::INTERRUPTED,
         BakeError::InvalidSpec { .. } => exit::BAD_INPUT,

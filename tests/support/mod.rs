@@ -104,6 +104,21 @@ impl Sandbox {
         })
     }
 
+    /// The value of a Parameter Store parameter of the POC region (the account made from
+    /// the POC seed on first use).
+    pub fn parameter(&self, name: &str) -> Option<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let (_account, cloud) = self.cloud_of_seed().await;
+            let parameter = cloud.parameters.get_parameter(name, false).await;
+            parameter.expect("read parameter").map(|p| p.value)
+        })
+    }
+
     /// The ports of the POC region of the account this sandbox's state file holds.
     pub async fn cloud(&self) -> (SimAccount, Cloud) {
         let account = SimAccount::open(&self.state(), None, None).expect("open state");
