@@ -483,6 +483,37 @@ fn group_and_template_names_aws_would_reject_are_refused_exactly() {
     });
 }
 
+#[test]
+fn a_version_channel_or_account_aws_would_reject_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "  secret_parameters:",
+            "  version: 1.0 beta\n  secret_parameters:",
+        ),
+        at: ("version: 1.0 beta", "1.0 beta"),
+        message: "`1.0 beta` is not a valid image version",
+        hint: "use 1 to 24 letters, digits, `_`, `.` or `-` (such as `1.0.0`)",
+    });
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  channel: poc", "  channel: poc/prod"),
+        at: ("channel: poc/prod", "poc/prod"),
+        message: "`poc/prod` is not a channel name Parameter Store accepts",
+        hint: "use 1 to 64 letters, digits, `_`, `.` or `-` (such as `prod`)",
+    });
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "  channel: poc",
+            "  channel: poc\n  accounts: [\"4444-5555-6666\"]",
+        ),
+        at: ("accounts: [", "\"4444"),
+        message: "`4444-5555-6666` is not an AWS account id",
+        hint: "write the 12 digits of the account, quoted (\"444455556666\")",
+    });
+}
+
 // Rollout settings of a target.
 
 /// The POC target's strategy line, followed by `settings` (indented under the target).
@@ -578,7 +609,72 @@ fn an_in_place_batch_larger_than_run_command_takes_is_refused_exactly() {
     });
 }
 
+#[test]
+fn a_testers_rule_aws_would_reject_is_refused_exactly() {
+    let settings = with_settings(
+        "    blue_green:\n      preview: { source_ips: [203.0.113.0/33], hold: 30m }\n",
+    );
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    strategy: rolling\n", &settings),
+        at: ("source_ips: [", "203.0.113.0/33"),
+        message: "`203.0.113.0/33` is not a CIDR block",
+        hint: "write an address and a prefix length, such as `203.0.113.0/24`",
+    });
+}
+
 // Other files kiln reads, and flags.
+
+#[test]
+fn catalogue_commands_refuse_a_bad_channel_or_region_before_any_change() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let before = sandbox.account_state();
+    let run = sandbox.kiln(&[
+        "promote",
+        "poc-web-base",
+        "2026.01.05-1",
+        "--to",
+        "bad one!",
+    ]);
+    run.assert_code(BAD_INPUT);
+    assert_eq!(
+        run.stderr,
+        "kiln: error: --to bad one!: `bad one!` is not a channel name Parameter Store \
+         accepts\n  hint: use 1 to 64 letters, digits, `_`, `.` or `-` (such as `prod`)\n"
+    );
+    let regions = "ap-northeast-1,mars-1";
+    let unknown = "kiln: error: region mars-1 is not one this account has: DescribeRegions \
+                   mars-1 in mars-1: InvalidRegion: the simulated account has no such region; \
+                   add it to the seed\n  hint: fix the name in --regions or --region (such as \
+                   ap-northeast-1); on the simulated account, a region must be in its seed\n";
+    for args in [
+        &[
+            "promote",
+            "poc-web-base",
+            "2026.01.05-1",
+            "--to",
+            "prod",
+            "--regions",
+            regions,
+        ][..],
+        &["images", "--regions", regions],
+        &[
+            "prune",
+            "--keep",
+            "1",
+            "--older-than",
+            "1d",
+            "--regions",
+            regions,
+        ],
+    ] {
+        let run = sandbox.kiln(args);
+        run.assert_code(BAD_INPUT);
+        assert_eq!(run.stderr, unknown, "{args:?}");
+    }
+    assert_eq!(sandbox.account_state(), before, "the account changed");
+}
 
 #[test]
 fn a_faults_file_with_an_unknown_key_is_refused_and_changes_nothing() {

@@ -135,7 +135,10 @@ pub async fn run(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<()> {
         confirm(args, count)?;
         join_all(listed.iter().map(sweep_region)).await
     };
-    forget_finished_runs(&journals, &local, &reports, &unswept);
+    if !args.dry_run {
+        // A dry run changes nothing, local journals included: the real run needs them.
+        forget_finished_runs(&journals, &local, &reports, &unswept);
+    }
     let home = account.home_region().to_string();
     finish(global, args, home, listed, reports, unswept)
 }

@@ -91,6 +91,17 @@ impl SimRegion {
     fn throttle(&self, op: &'static str) -> CloudResult<()> {
         let mut live = self.inner.lock();
         self.inner.advance(&mut live);
+        if live.state.faults.denied_regions.contains(&self.region) {
+            let msg = "explicit deny in a service control policy (simulated fault)";
+            return Err(CloudError::new(
+                ErrorKind::AccessDenied,
+                op,
+                op,
+                &self.region,
+                "UnauthorizedOperation",
+                msg,
+            ));
+        }
         let now = live.state.meta.now;
         if !live.state.faults.throttle_now(op, now) {
             return Ok(());
