@@ -1,14 +1,19 @@
-//! Interrupted bakes leave nothing: a bake killed with SIGKILL is swept by `kiln gc`,
-//! and a bake sent SIGTERM cleans up by itself, says what it removed and exits 130.
-//! Both run the real `kiln` binary on a simulated account.
+//! Interrupted bakes leave nothing: a bake killed with SIGKILL is swept by `kiln gc`
+//! (in every region it copied to, with no region named), and a bake sent SIGTERM cleans
+//! up by itself, says what it removed and exits 130. A dry run across regions changes
+//! nothing; a region that cannot be listed does not stop the others. All run the real
+//! `kiln` binary on a simulated account.
 
 mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use kiln::cloud::{ImageFilter, ImageState, InstanceFilter, InstanceState, Tags, TAG_RUN_ID};
-use support::{repo_path, Sandbox, POC_PIPELINE};
+use kiln::cloud::sim::SimAccount;
+use kiln::cloud::{
+    Account, ImageFilter, ImageState, InstanceFilter, InstanceState, Tags, TAG_RUN_ID,
+};
+use support::{repo_path, Sandbox, POC_PIPELINE, POC_REGION};
 
 /// One test at a time: a child forked by one test would inherit, until it execs, the
 /// state-file lock another test holds in this process, and make a `kiln` call fail as
@@ -21,11 +26,16 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// Starts `kiln --sim STATE bake` on the POC pipeline with stderr piped.
 fn spawn_bake(sandbox: &Sandbox) -> Child {
+    spawn_bake_of(sandbox, &repo_path(POC_PIPELINE))
+}
+
+/// Starts `kiln --sim STATE bake PIPELINE` with stderr piped.
+fn spawn_bake_of(sandbox: &Sandbox, pipeline: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
         .arg("--sim")
         .arg(sandbox.state())
         .args(["--no-progress", "bake"])
-        .arg(repo_path(POC_PIPELINE))
+        .arg(pipeline)
         .env_remove("AWS_REGION")
         .env_remove("KILN_STATE_DIR")
         .stdout(Stdio::null())
@@ -72,10 +82,24 @@ fn journal_of(sandbox: &Sandbox, run_id: &str) -> std::path::PathBuf {
         .join(format!("{run_id}.jsonl"))
 }
 
-/// Nothing of the run is left: no live instance, no security group, no image that is
-/// not deregistered, no snapshot.
+/// Nothing of the run is left in the POC region: no live instance, no security group, no
+/// image that is not deregistered, no snapshot.
 async fn assert_nothing_of_run(sandbox: &Sandbox, run_id: &str) {
     let (_account, cloud) = sandbox.cloud().await;
+    assert_nothing_of_run_in(&cloud, run_id).await;
+}
+
+/// [`assert_nothing_of_run`] in every region of the account.
+async fn assert_nothing_of_run_anywhere(sandbox: &Sandbox, run_id: &str) {
+    let (account, _cloud) = sandbox.cloud().await;
+    for region in account.regions().await.unwrap() {
+        let cloud = account.region(&region).await.unwrap();
+        assert_nothing_of_run_in(&cloud, run_id).await;
+    }
+}
+
+async fn assert_nothing_of_run_in(cloud: &kiln::cloud::Cloud, run_id: &str) {
+    let region = &cloud.region;
     let run = Tags::from([(TAG_RUN_ID.to_string(), run_id.to_string())]);
     let instances = cloud
         .compute
@@ -89,13 +113,16 @@ async fn assert_nothing_of_run(sandbox: &Sandbox, run_id: &str) {
         .iter()
         .filter(|i| i.state != InstanceState::Terminated)
         .collect();
-    assert!(alive.is_empty(), "instances left: {alive:?}");
+    assert!(alive.is_empty(), "instances left in {region}: {alive:?}");
     let groups = cloud
         .compute
         .describe_security_groups(&[], &run)
         .await
         .unwrap();
-    assert!(groups.is_empty(), "security groups left: {groups:?}");
+    assert!(
+        groups.is_empty(),
+        "security groups left in {region}: {groups:?}"
+    );
     let images = cloud
         .compute
         .describe_images(&ImageFilter {
@@ -109,9 +136,15 @@ async fn assert_nothing_of_run(sandbox: &Sandbox, run_id: &str) {
         .iter()
         .filter(|i| i.state != ImageState::Deregistered)
         .collect();
-    assert!(registered.is_empty(), "images left: {registered:?}");
+    assert!(
+        registered.is_empty(),
+        "images left in {region}: {registered:?}"
+    );
     let snapshots = cloud.compute.describe_snapshots(&[], &run).await.unwrap();
-    assert!(snapshots.is_empty(), "snapshots left: {snapshots:?}");
+    assert!(
+        snapshots.is_empty(),
+        "snapshots left in {region}: {snapshots:?}"
+    );
 }
 
 /// Kills the bake with SIGKILL at the first line `at` matches; `kiln gc --yes` must then
@@ -234,6 +267,197 @@ fn sigterm_makes_the_bake_clean_up_and_exit_130() {
         !journal_of(&sandbox, &run_id).exists(),
         "a run that cleaned up keeps no journal"
     );
+}
+
+/// The regions the distributing pipeline copies to, beside the POC region.
+const COPY_REGIONS: [&str; 2] = ["ap-northeast-3", "us-west-2"];
+
+/// The POC pipeline, copying its image to [`COPY_REGIONS`], written into the sandbox.
+fn distributing_pipeline(sandbox: &Sandbox) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo_path(POC_PIPELINE)).expect("POC pipeline");
+    let regions = format!("distribute:\n  regions: [{}]\n", COPY_REGIONS.join(", "));
+    let text = text
+        .replace("distribute:\n", &regions)
+        .replace("../../recipes", &repo_path("recipes").display().to_string())
+        .replace(
+            "../../templates",
+            &repo_path("templates").display().to_string(),
+        )
+        .replace(
+            "seed: account.yaml",
+            &format!("seed: {}", repo_path("examples/poc/account.yaml").display()),
+        );
+    assert!(text.contains("regions: [ap-northeast-3"), "{text}");
+    sandbox.write("distributing.yaml", &text)
+}
+
+/// Bakes the distributing pipeline and kills it with SIGKILL once both copies are under
+/// way; returns the run id.
+fn killed_while_copying(sandbox: &Sandbox) -> String {
+    let mut child = spawn_bake_of(sandbox, &distributing_pipeline(sandbox));
+    let mut lines = stderr_lines(&mut child);
+    let started = std::cell::Cell::new(0);
+    let copying = |l: &str| {
+        if l.contains("copy ami-") && l.ends_with("started") {
+            started.set(started.get() + 1);
+        }
+        started.get() == COPY_REGIONS.len()
+    };
+    let run_id = read_until(&mut lines, &copying);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap the child");
+    assert!(!run_id.is_empty(), "the bake announced its run id");
+    run_id
+}
+
+/// Images of the run still registered in `region`.
+async fn images_of_run_in(sandbox: &Sandbox, region: &str, run_id: &str) -> usize {
+    let (account, _cloud) = sandbox.cloud().await;
+    let cloud = account.region(region).await.unwrap();
+    let filter = ImageFilter {
+        owners: vec!["self".into()],
+        tags: Tags::from([(TAG_RUN_ID.to_string(), run_id.to_string())]),
+        ..ImageFilter::default()
+    };
+    let images = cloud.compute.describe_images(&filter).await.unwrap();
+    images
+        .iter()
+        .filter(|i| i.state != ImageState::Deregistered)
+        .count()
+}
+
+#[test]
+fn a_bake_killed_while_copying_is_swept_in_every_region_by_gc() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let run_id = killed_while_copying(&sandbox);
+    let journal = std::fs::read_to_string(journal_of(&sandbox, &run_id)).expect("journal");
+    for region in COPY_REGIONS {
+        assert!(
+            journal.contains(&format!("\"region\":\"{region}\"")),
+            "the copy into {region} is journaled:\n{journal}"
+        );
+        let left = tokio_block(images_of_run_in(&sandbox, region, &run_id));
+        assert_eq!(left, 1, "the killed run left its copy in {region}");
+    }
+
+    let gc = sandbox.kiln(&["--output", "json", "gc", "--yes"]);
+    gc.assert_code(0);
+    let json = gc.json();
+    assert_eq!(
+        json["region"], POC_REGION,
+        "the single region field stays: home"
+    );
+    let swept: Vec<&str> = json["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .map(|r| r["region"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(swept, [POC_REGION, COPY_REGIONS[0], COPY_REGIONS[1]]);
+    for region in json["regions"].as_array().expect("regions") {
+        let removed = region["removed"].to_string();
+        assert!(removed.contains("\"image\""), "{region}");
+        assert!(removed.contains(&run_id), "{region}");
+    }
+    tokio_block(assert_nothing_of_run_anywhere(&sandbox, &run_id));
+    assert!(
+        !journal_of(&sandbox, &run_id).exists(),
+        "gc forgets the swept run's journal"
+    );
+    let again = sandbox.kiln(&["gc", "--dry-run"]);
+    again.assert_code(0);
+    assert_eq!(
+        again.stdout.matches("nothing to remove").count(),
+        1,
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn gc_dry_run_across_regions_changes_nothing() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let run_id = killed_while_copying(&sandbox);
+    let (account, cloud) = tokio_block(sandbox.cloud());
+    let before = account.snapshot_json();
+    drop((account, cloud));
+
+    let listed = sandbox.kiln(&["--output", "json", "gc", "--dry-run", "--all-regions"]);
+    listed.assert_code(0);
+    let json = listed.json();
+    let regions = json["regions"].as_array().expect("regions");
+    assert_eq!(regions.len(), 3, "{json}");
+    for region in regions {
+        assert!(
+            !region["to_remove"].as_array().expect("list").is_empty(),
+            "{region}"
+        );
+        assert!(
+            region["removed"].as_array().expect("list").is_empty(),
+            "{region}"
+        );
+    }
+    let flat = json["to_remove"].as_array().expect("to_remove");
+    let per_region: usize = regions
+        .iter()
+        .map(|r| r["to_remove"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(flat.len(), per_region);
+    assert!(
+        flat.iter().all(|f| f["run_id"] == run_id.as_str()),
+        "{json}"
+    );
+
+    let (account, _cloud) = tokio_block(sandbox.cloud());
+    let mut after = account.snapshot_json();
+    after["meta"]["now"] = before["meta"]["now"].clone();
+    assert_eq!(before, after, "a dry run across regions changes nothing");
+    assert!(
+        journal_of(&sandbox, &run_id).exists(),
+        "a dry run keeps the journal"
+    );
+}
+
+#[test]
+fn a_region_that_cannot_be_listed_is_reported_and_the_others_are_swept() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let run_id = killed_while_copying(&sandbox);
+    let denied = sandbox.write("denied.yaml", "denied_regions: [us-west-2]\n");
+    let denied = denied.display().to_string();
+
+    let gc = sandbox.kiln(&["--faults", &denied, "--output", "json", "gc", "--yes"]);
+    gc.assert_code(1);
+    assert!(gc.stderr.contains("not swept: us-west-2"), "{}", gc.stderr);
+    let json = gc.json();
+    assert_eq!(json["unswept"][0]["region"], "us-west-2", "{json}");
+    let swept: Vec<&str> = json["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .map(|r| r["region"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(swept, [POC_REGION, "ap-northeast-3"]);
+    assert!(
+        journal_of(&sandbox, &run_id).exists(),
+        "kept: us-west-2 was not swept"
+    );
+    // The faults stay in the state: lift the deny before reading us-west-2.
+    let allowed = sandbox.write("allowed.yaml", "{}\n");
+    drop(SimAccount::open(&sandbox.state(), None, Some(&allowed)).expect("open"));
+    for region in [POC_REGION, "ap-northeast-3"] {
+        let left = tokio_block(images_of_run_in(&sandbox, region, &run_id));
+        assert_eq!(left, 0, "{region}");
+    }
+    let left = tokio_block(images_of_run_in(&sandbox, "us-west-2", &run_id));
+    assert_eq!(left, 1, "the copy in the denied region is still there");
+
+    let gc = sandbox.kiln(&["gc", "--yes"]);
+    gc.assert_code(0);
+    tokio_block(assert_nothing_of_run_anywhere(&sandbox, &run_id));
+    assert!(!journal_of(&sandbox, &run_id).exists());
 }
 
 fn tokio_block<F: std::future::Future>(future: F) -> F::Output {

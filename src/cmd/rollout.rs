@@ -1,6 +1,8 @@
 //! `kiln rollout FILE --image ID`: roll an image out to the pipeline's targets.
 
+use anyhow::Context;
 use kiln_builder::recipe::Seg;
+use kiln_builder::FileJournal;
 use kiln_cloud::{Cloud, ImageId, TemplateRef};
 use kiln_rollout::{RolloutError, RolloutOutcome, StopReason};
 use serde::Serialize;
@@ -66,7 +68,7 @@ pub async fn run(
     )
     .await?;
     let reporter = Reporter::new(global, global.sim.is_some());
-    let outcome = roll_out_all(&cloud, &pipeline, &image, args, &reporter, cancel).await;
+    let outcome = roll_out_all(global, &cloud, &pipeline, &image, args, &reporter, cancel).await;
     reporter.finish();
     let result = RolloutsResult {
         image: image.to_string(),
@@ -93,6 +95,7 @@ async fn image_of(
 }
 
 async fn roll_out_all(
+    global: &GlobalArgs,
     cloud: &Cloud,
     pipeline: &Pipeline,
     image: &ImageId,
@@ -110,6 +113,7 @@ async fn roll_out_all(
             continue;
         }
         let outcome = roll_out(
+            global,
             cloud,
             pipeline,
             target,
@@ -304,7 +308,9 @@ async fn check_alarms(
 }
 
 /// Plans and runs one target's rollout, mapping a failure to its exit code.
+#[allow(clippy::too_many_arguments)] // one per input of a rollout, each passed as is
 pub async fn roll_out(
+    global: &GlobalArgs,
     cloud: &Cloud,
     pipeline: &Pipeline,
     target: &crate::pipeline::TargetSection,
@@ -317,9 +323,74 @@ pub async fn roll_out(
     let plan = kiln_rollout::plan(cloud, &spec, image)
         .await
         .map_err(exit_for)?;
-    kiln_rollout::rollout(cloud, &plan, reporter, cancel)
-        .await
-        .map_err(exit_for)
+    roll_out_journaled(global, cloud, &plan, reporter, cancel).await
+}
+
+/// Runs one plan with every resource it creates journaled on disk the moment it exists
+/// ([`crate::journal::dir`]), so that `kiln gc` can remove what a killed run left; an
+/// unsuccessful rollout says what it removed and what is still there.
+async fn roll_out_journaled(
+    global: &GlobalArgs,
+    cloud: &Cloud,
+    plan: &kiln_rollout::RolloutPlan,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> anyhow::Result<RolloutOutcome> {
+    if plan.no_change {
+        // Nothing is created: no journal to keep.
+        return kiln_rollout::rollout(cloud, plan, reporter, cancel)
+            .await
+            .map_err(exit_for);
+    }
+    let dir = crate::journal::dir(global);
+    let journal =
+        FileJournal::create(&dir, &plan.run_id, cloud.clock.now()).with_context(|| {
+            format!(
+                "cannot write the run journal in {}; pass --state-dir DIR (or set KILN_STATE_DIR) \
+             to keep it elsewhere",
+                dir.display()
+            )
+        })?;
+    let result = kiln_rollout::rollout_with_journal(cloud, plan, reporter, cancel, &journal).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.stop_reason() == Some(&StopReason::Cancelled) => "interrupted",
+        Err(_) => "failed",
+    };
+    if result.is_err() {
+        eprint!("{}", cleanup_text(&journal, outcome, &cloud.region));
+    }
+    if let Err(e) = journal.finish(cloud.clock.now(), outcome) {
+        tracing::warn!(journal = %dir.display(), error = %e, "cannot close the run journal");
+    }
+    result.map_err(exit_for)
+}
+
+/// What an unsuccessful rollout removed and what it left, for the person or the CI log.
+fn cleanup_text(journal: &FileJournal, outcome: &str, region: &str) -> String {
+    let list = |records: Vec<kiln_builder::Record>| {
+        records
+            .iter()
+            .map(|r| format!("{} {}", r.kind, r.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let removed = journal.removed();
+    let mut text = if removed.is_empty() {
+        format!("kiln: rollout {outcome}; it had created nothing to remove in {region}\n")
+    } else {
+        let list = list(removed);
+        format!("kiln: rollout {outcome}; cleaned up in {region}: removed {list}\n")
+    };
+    let open = journal.open_records();
+    if !open.is_empty() {
+        text.push_str(&format!(
+            "kiln: still present in {region}: {}; run `kiln gc` (journal {})\n",
+            list(open),
+            journal.path().display()
+        ));
+    }
+    text
 }
 
 /// The exit code a rollout or rollback error ends the process with.

@@ -35,6 +35,9 @@ pub struct Faults {
     pub throttle_storm: Option<StormFault>,
     /// Regions where image copies fail.
     pub copy_fails: Vec<CopyFault>,
+    /// Regions where every call is denied (as a service control policy that denies a
+    /// region does): nothing there can be listed or changed.
+    pub denied_regions: Vec<String>,
     /// Steps that run longer than any timeout.
     pub step_hangs: Vec<String>,
     /// Steps whose output is this many characters long (SSM cuts it).

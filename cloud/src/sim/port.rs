@@ -91,6 +91,17 @@ impl SimRegion {
     fn throttle(&self, op: &'static str) -> CloudResult<()> {
         let mut live = self.inner.lock();
         self.inner.advance(&mut live);
+        if live.state.faults.denied_regions.contains(&self.region) {
+            let msg = "explicit deny in a service control policy (simulated fault)";
+            return Err(CloudError::new(
+                ErrorKind::AccessDenied,
+                op,
+                op,
+                &self.region,
+                "UnauthorizedOperation",
+                msg,
+            ));
+        }
         let now = live.state.meta.now;
         if !live.state.faults.throttle_now(op, now) {
             return Ok(());
@@ -240,6 +251,16 @@ impl Compute for SimRegion {
     async fn describe_launch_templates(&self) -> CloudResult<Vec<LaunchTemplate>> {
         self.call("DescribeLaunchTemplates", templates::describe_all)
             .await
+    }
+    async fn delete_launch_template_versions(
+        &self,
+        template: &TemplateRef,
+        versions: &[i64],
+    ) -> CloudResult<()> {
+        self.call("DeleteLaunchTemplateVersions", |w| {
+            templates::delete_versions(w, template, versions)
+        })
+        .await
     }
     async fn create_tags(&self, resource_ids: &[String], tags: &Tags) -> CloudResult<()> {
         self.call("CreateTags", |w| {
