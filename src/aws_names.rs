@@ -27,6 +27,13 @@ const GROUP_NAME_MAX: usize = 255;
 const TEMPLATE_NAME: std::ops::RangeInclusive<usize> = 3..=128;
 /// Target group and load balancer names: 1 to 32 characters.
 const ELB_NAME_MAX: usize = 32;
+/// A channel is the last part of a Parameter Store name (`/kiln/<image>/<channel>`);
+/// kept short so that the whole name stays far below Parameter Store's limit.
+const CHANNEL_MAX: usize = 64;
+/// A version is appended to the image name (at most 100) in the AMI name (at most 128).
+const VERSION_MAX: usize = 24;
+/// AWS account ids are 12 digits.
+const ACCOUNT_ID_DIGITS: usize = 12;
 
 /// Checks every AWS name and number of the file.
 pub fn check(pipeline: &Pipeline) -> Result<(), PipelineError> {
@@ -43,12 +50,91 @@ pub fn check(pipeline: &Pipeline) -> Result<(), PipelineError> {
             )?;
         }
     }
+    check_sections(pipeline)?;
+    check_distribute(pipeline)?;
     check_builder(pipeline)?;
     check_budgets(pipeline)?;
     for (index, target) in pipeline.file.targets.iter().enumerate() {
         check_target(pipeline, index, target)?;
     }
     Ok(())
+}
+
+/// Each image's version and the channel it reads its source from.
+fn check_sections(pipeline: &Pipeline) -> Result<(), PipelineError> {
+    for section in pipeline.sections() {
+        let at = |keys: &[&'static str]| {
+            let mut at = pipeline.section_path(section);
+            at.extend(keys.iter().map(|k| Seg::Key(k)));
+            at
+        };
+        if let Some(version) = &section.version {
+            if let Some((message, hint)) = version_problem(version) {
+                return Err(pipeline.invalid_at(&at(&["version"]), message, hint));
+            }
+        }
+        if let SourceSection::Channel(source) = &section.source {
+            if let Some((message, hint)) = channel_problem(&source.channel) {
+                let at = at(&["source", "channel", "channel"]);
+                return Err(pipeline.invalid_at(&at, message, hint));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The channel published to and the accounts shared with.
+fn check_distribute(pipeline: &Pipeline) -> Result<(), PipelineError> {
+    let distribute = &pipeline.file.distribute;
+    if let Some((message, hint)) = distribute.channel.as_deref().and_then(channel_problem) {
+        let at = [Seg::Key("distribute"), Seg::Key("channel")];
+        return Err(pipeline.invalid_at(&at, message, hint));
+    }
+    for (index, account) in distribute.accounts.iter().enumerate() {
+        let valid =
+            account.len() == ACCOUNT_ID_DIGITS && account.chars().all(|c| c.is_ascii_digit());
+        if !valid {
+            let at = [
+                Seg::Key("distribute"),
+                Seg::Key("accounts"),
+                Seg::Index(index),
+            ];
+            return Err(pipeline.invalid_at(
+                &at,
+                format!("`{account}` is not an AWS account id"),
+                "write the 12 digits of the account, quoted (\"444455556666\")".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A channel name Parameter Store accepts as the last part of `/kiln/<image>/<channel>`.
+pub fn channel_problem(channel: &str) -> Option<(String, String)> {
+    let valid = (1..=CHANNEL_MAX).contains(&channel.len())
+        && channel
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    (!valid).then(|| {
+        (
+            format!("`{channel}` is not a channel name Parameter Store accepts"),
+            format!("use 1 to {CHANNEL_MAX} letters, digits, `_`, `.` or `-` (such as `prod`)"),
+        )
+    })
+}
+
+/// A version AMI names accept after the image name.
+fn version_problem(version: &str) -> Option<(String, String)> {
+    let valid = (1..=VERSION_MAX).contains(&version.len())
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    (!valid).then(|| {
+        (
+            format!("`{version}` is not a valid image version"),
+            format!("use 1 to {VERSION_MAX} letters, digits, `_`, `.` or `-` (such as `1.0.0`)"),
+        )
+    })
 }
 
 fn check_builder(pipeline: &Pipeline) -> Result<(), PipelineError> {

@@ -483,6 +483,37 @@ fn group_and_template_names_aws_would_reject_are_refused_exactly() {
     });
 }
 
+#[test]
+fn a_version_channel_or_account_aws_would_reject_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "  secret_parameters:",
+            "  version: 1.0 beta\n  secret_parameters:",
+        ),
+        at: ("version: 1.0 beta", "1.0 beta"),
+        message: "`1.0 beta` is not a valid image version",
+        hint: "use 1 to 24 letters, digits, `_`, `.` or `-` (such as `1.0.0`)",
+    });
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  channel: poc", "  channel: poc/prod"),
+        at: ("channel: poc/prod", "poc/prod"),
+        message: "`poc/prod` is not a channel name Parameter Store accepts",
+        hint: "use 1 to 64 letters, digits, `_`, `.` or `-` (such as `prod`)",
+    });
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "  channel: poc",
+            "  channel: poc\n  accounts: [\"4444-5555-6666\"]",
+        ),
+        at: ("accounts: [", "\"4444"),
+        message: "`4444-5555-6666` is not an AWS account id",
+        hint: "write the 12 digits of the account, quoted (\"444455556666\")",
+    });
+}
+
 // Rollout settings of a target.
 
 /// The POC target's strategy line, followed by `settings` (indented under the target).
@@ -578,7 +609,72 @@ fn an_in_place_batch_larger_than_run_command_takes_is_refused_exactly() {
     });
 }
 
+#[test]
+fn a_testers_rule_aws_would_reject_is_refused_exactly() {
+    let settings = with_settings(
+        "    blue_green:\n      preview: { source_ips: [203.0.113.0/33], hold: 30m }\n",
+    );
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    strategy: rolling\n", &settings),
+        at: ("source_ips: [", "203.0.113.0/33"),
+        message: "`203.0.113.0/33` is not a CIDR block",
+        hint: "write an address and a prefix length, such as `203.0.113.0/24`",
+    });
+}
+
 // Other files kiln reads, and flags.
+
+#[test]
+fn catalogue_commands_refuse_a_bad_channel_or_region_before_any_change() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let before = sandbox.account_state();
+    let run = sandbox.kiln(&[
+        "promote",
+        "poc-web-base",
+        "2026.01.05-1",
+        "--to",
+        "bad one!",
+    ]);
+    run.assert_code(BAD_INPUT);
+    assert_eq!(
+        run.stderr,
+        "kiln: error: --to bad one!: `bad one!` is not a channel name Parameter Store \
+         accepts\n  hint: use 1 to 64 letters, digits, `_`, `.` or `-` (such as `prod`)\n"
+    );
+    let regions = "ap-northeast-1,mars-1";
+    let unknown = "kiln: error: region mars-1 is not one this account has: DescribeRegions \
+                   mars-1 in mars-1: InvalidRegion: the simulated account has no such region; \
+                   add it to the seed\n  hint: fix the name in --regions or --region (such as \
+                   ap-northeast-1); on the simulated account, a region must be in its seed\n";
+    for args in [
+        &[
+            "promote",
+            "poc-web-base",
+            "2026.01.05-1",
+            "--to",
+            "prod",
+            "--regions",
+            regions,
+        ][..],
+        &["images", "--regions", regions],
+        &[
+            "prune",
+            "--keep",
+            "1",
+            "--older-than",
+            "1d",
+            "--regions",
+            regions,
+        ],
+    ] {
+        let run = sandbox.kiln(args);
+        run.assert_code(BAD_INPUT);
+        assert_eq!(run.stderr, unknown, "{args:?}");
+    }
+    assert_eq!(sandbox.account_state(), before, "the account changed");
+}
 
 #[test]
 fn a_faults_file_with_an_unknown_key_is_refused_and_changes_nothing() {
@@ -670,10 +766,19 @@ fn an_unknown_target_is_refused_with_the_targets_there_are() {
 // Input that only the account can refuse: still before any change.
 
 /// Runs `args` (with the edited POC pipeline appended), asserts exit 2 and exactly
-/// `expected(file)` on stderr, and an account left exactly as it was.
+/// `expected(file, text)` on stderr, and an account left exactly as it was.
 fn assert_refused_by_the_account(
     edit: (&str, &str),
     args: &[&str],
+    expected: impl Fn(&str, &str) -> String,
+) {
+    assert_refused_by_the_account_in(edit, &[args], expected);
+}
+
+/// [`assert_refused_by_the_account`] for each of several commands.
+fn assert_refused_by_the_account_in(
+    edit: (&str, &str),
+    commands: &[&[&str]],
     expected: impl Fn(&str, &str) -> String,
 ) {
     let _serial = serial();
@@ -683,30 +788,61 @@ fn assert_refused_by_the_account(
     let text = text.replacen(edit.0, edit.1, 1);
     std::fs::write(&poc.pipeline, &text).expect("write pipeline");
     let file = poc.pipeline.to_str().expect("UTF-8 path");
-    let mut args = args.to_vec();
-    args.push(file);
-    poc.assert_refused(&args, &expected(file, &text));
+    for args in commands {
+        let mut args = args.to_vec();
+        args.push(file);
+        poc.assert_refused(&args, &expected(file, &text));
+    }
     assert_eq!(poc.sandbox.account_state(), before, "the account changed");
+}
+
+/// The commands that read the account before they change it.
+const ACCOUNT_COMMANDS: [&[&str]; 3] = [&["plan"], &["bake"], &["pipeline", "run"]];
+
+/// What a name the region does not have is refused with, at its value in the file.
+fn missing(what: &str, key: &str, name: &str) -> impl Fn(&str, &str) -> String {
+    let (what, key, name) = (what.to_string(), key.to_string(), name.to_string());
+    move |file, text| {
+        let (line, column) = position_in(text, &format!("{key}: {name}"), &name);
+        format!(
+            "kiln: error: {file}:{line}:{column}: {what} `{name}` does not exist in \
+             ap-northeast-1\n  hint: fix the name, or the region it is looked for in (the \
+             image's `region:`, or --region)\n"
+        )
+    }
 }
 
 #[test]
 fn a_misspelt_group_is_refused_before_the_bake() {
-    assert_refused_by_the_account(
+    assert_refused_by_the_account_in(
         ("group: poc-web-asg", "group: poc-web-asgx"),
+        &[&["plan"], &["pipeline", "run"]],
+        missing("Auto Scaling group", "group", "poc-web-asgx"),
+    );
+}
+
+#[test]
+fn a_misspelt_launch_template_or_target_group_is_refused_before_the_bake() {
+    assert_refused_by_the_account(
+        (
+            "launch_template: poc-web-lt",
+            "launch_template: poc-web-ltx",
+        ),
         &["pipeline", "run"],
-        |_, _| {
-            "kiln: error: Auto Scaling group poc-web-asgx in ap-northeast-1: not found; check \
-             the name in the pipeline file and the region\n"
-                .to_string()
-        },
+        missing("launch template", "launch_template", "poc-web-ltx"),
+    );
+    assert_refused_by_the_account_in(
+        ("target_group: poc-web-tg", "target_group: poc-web-tgx"),
+        &[&["plan"], &["pipeline", "run"]],
+        missing("target group", "target_group", "poc-web-tgx"),
     );
 }
 
 #[test]
 fn a_gate_on_an_alarm_that_does_not_exist_is_refused_before_the_bake() {
-    assert_refused_by_the_account(
+    assert_refused_by_the_account_in(
         ("alarms: [poc-web-5xx,", "alarms: [poc-web-5xxx,"),
-        &["pipeline", "run"],
+        &[&["plan"], &["pipeline", "run"]],
         |file, text| {
             let (line, column) = position_in(text, "alarms: [", "poc-web-5xxx");
             format!(
@@ -720,9 +856,9 @@ fn a_gate_on_an_alarm_that_does_not_exist_is_refused_before_the_bake() {
 
 #[test]
 fn a_region_the_account_does_not_have_is_bad_input() {
-    assert_refused_by_the_account(
+    assert_refused_by_the_account_in(
         ("  region: ap-northeast-1", "  region: ap-northeast-9"),
-        &["bake"],
+        &ACCOUNT_COMMANDS,
         |file, text| {
             let (line, column) = position_in(text, "region: ap-northeast-9", "ap-northeast-9");
             format!(

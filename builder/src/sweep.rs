@@ -36,16 +36,8 @@ use crate::wait::{
 /// security group: EC2 ends an instance within minutes.
 pub const TERMINATE_BUDGET: Duration = Duration::from_secs(10 * 60);
 
-/// What is known locally about a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    /// Its process is alive: leave its resources alone.
-    Live,
-    /// It finished, or its process is gone.
-    Over,
-    /// No local journal: the run is over once it is older than the grace period.
-    Unknown,
-}
+/// What is known locally about a run (shared with the rollout sweep).
+pub use kiln_cloud::journal::RunState;
 
 /// One resource found, and why it is (or is not) removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -19,6 +19,7 @@ pub const OPERATOR_ACTIONS: &[(&str, &[&str])] = &[
             "CreateLaunchTemplateVersion",
             "CreateSecurityGroup",
             "CreateTags",
+            "DeleteLaunchTemplateVersions",
             "DeleteSecurityGroup",
             "DeleteSnapshot",
             "DeregisterImage",

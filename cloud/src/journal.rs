@@ -21,6 +21,37 @@ pub enum ResourceKind {
     Instance,
     Image,
     Snapshot,
+    /// A numbered launch template version; its id is `<template id>:<version>`
+    /// ([`template_version_id`]).
+    LaunchTemplateVersion,
+    /// An Auto Scaling group, by name (blue/green's green group).
+    AutoScalingGroup,
+    /// A target group, by ARN.
+    TargetGroup,
+    /// A listener rule, by ARN (blue/green's testers' rule).
+    ListenerRule,
+}
+
+/// The record id of a launch template version: `lt-0abc:7`.
+pub fn template_version_id(template: &str, version: i64) -> String {
+    format!("{template}:{version}")
+}
+
+/// The template id and version of a [`template_version_id`].
+pub fn parse_template_version_id(id: &str) -> Option<(&str, i64)> {
+    let (template, version) = id.rsplit_once(':')?;
+    Some((template, version.parse().ok()?))
+}
+
+/// What is known locally about a run, for a sweep (`kiln gc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Its process is alive: leave its resources alone.
+    Live,
+    /// It finished, or its process is gone.
+    Over,
+    /// No local journal: the run is over once it is older than the grace period.
+    Unknown,
 }
 
 impl fmt::Display for ResourceKind {
@@ -30,6 +61,10 @@ impl fmt::Display for ResourceKind {
             Self::Instance => "instance",
             Self::Image => "image",
             Self::Snapshot => "snapshot",
+            Self::LaunchTemplateVersion => "launch template version",
+            Self::AutoScalingGroup => "auto scaling group",
+            Self::TargetGroup => "target group",
+            Self::ListenerRule => "listener rule",
         })
     }
 }
@@ -44,11 +79,11 @@ pub struct Record {
     pub run_id: String,
 }
 
-/// Where the bake writes what it creates and what it removed.
+/// Where a bake or a rollout writes what it creates and what it removed.
 pub trait Journal: Send + Sync {
     /// A resource now exists; called before anything else is done with it.
     fn record(&self, record: Record);
-    /// A resource is gone (deleted, or kept on purpose as the bake's result).
+    /// A resource is gone (deleted, or kept on purpose as the run's result).
     fn forget(&self, kind: ResourceKind, id: &str);
 }
 
@@ -92,6 +127,15 @@ mod tests {
             region: "ap-northeast-1".into(),
             run_id: "bake-1".into(),
         }
+    }
+
+    #[test]
+    fn a_template_version_id_reads_back() {
+        let id = template_version_id("lt-0abc", 7);
+        assert_eq!(id, "lt-0abc:7");
+        assert_eq!(parse_template_version_id(&id), Some(("lt-0abc", 7)));
+        assert_eq!(parse_template_version_id("lt-0abc"), None);
+        assert_eq!(parse_template_version_id("lt-0abc:x"), None);
     }
 
     #[test]

@@ -68,6 +68,13 @@ pub trait Compute: Send + Sync {
     ) -> CloudResult<LaunchTemplateVersion>;
     /// Every launch template of the region (for "is this image in use").
     async fn describe_launch_templates(&self) -> CloudResult<Vec<LaunchTemplate>>;
+    /// Deletes numbered versions; fails for the template's default version, and with
+    /// `NotFound` when a version does not exist. A version AWS refuses fails the call.
+    async fn delete_launch_template_versions(
+        &self,
+        template: &TemplateRef,
+        versions: &[i64],
+    ) -> CloudResult<()>;
 
     /// Tags any EC2 resource by id (image, snapshot, instance, group, template).
     async fn create_tags(&self, resource_ids: &[String], tags: &Tags) -> CloudResult<()>;

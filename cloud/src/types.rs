@@ -654,6 +654,9 @@ pub struct TargetGroup {
     pub load_balancer_arns: Vec<Arn>,
     pub deregistration_delay: Duration,
     pub stickiness_enabled: bool,
+    /// Its tags (kiln's run id on the target groups a rollout creates).
+    #[serde(default)]
+    pub tags: Tags,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

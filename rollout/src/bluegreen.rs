@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use kiln_cloud::journal::ResourceKind;
 use kiln_cloud::{
     Arn, Cloud, CreateGroup, CreateRule, CreateTargetGroup, Forward, Group, GroupTemplate,
     LaunchTemplateId, Listener, RuleCondition, Tags, TargetGroup, WeightedTarget, TAG_ROLE,
@@ -16,11 +17,12 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{human, tolerate, Refusal, RolloutError, StopReason};
 use crate::events::Emitter;
 use crate::gates::{Candidate, GateContext, GateState};
+use crate::ledger::Ledger;
 use crate::lock;
 use crate::outcome::{status, RolloutOutcome};
 use crate::plan::RolloutPlan;
 use crate::refresh::chrono_of;
-use crate::run::{create_version, outcome, Timings, TAG_TARGET};
+use crate::run::{create_version, drop_version, outcome, Timings, TAG_TARGET};
 use crate::spec::{AbThresholds, BlueGreenSettings, RolloutSpec};
 
 /// Group tag: `true` on the group that serves a blue/green target, `false` on the other.
@@ -31,6 +33,10 @@ pub const TAG_BLUE_GROUP: &str = "kiln:blue-group";
 pub const TAG_BLUE_TARGET_GROUP: &str = "kiln:blue-target-group";
 /// Group tag on green: until when blue is kept (RFC 3339).
 pub const TAG_BLUE_UNTIL: &str = "kiln:blue-until";
+/// `kiln:role` of green's group and target group.
+pub const ROLE_GREEN: &str = "green";
+/// `kiln:role` of the testers' rule.
+pub const ROLE_PREVIEW: &str = "preview";
 
 /// Group-level stickiness used when weighted forwarding meets sticky target groups and
 /// the listener had none (PITFALLS 29): one hour keeps a visit on one side.
@@ -294,6 +300,44 @@ struct Green {
     target_group: TargetGroup,
 }
 
+/// What this run changed and made so far: what an undo puts back and removes.
+#[derive(Default)]
+struct Made {
+    /// The version the run installs.
+    version: i64,
+    /// The version, when this run created it (not reused).
+    created_version: Option<LaunchTemplateId>,
+    target_group: Option<TargetGroup>,
+    group: Option<String>,
+    /// Testers' rules not yet deleted.
+    rules: Vec<Arn>,
+    /// The listeners' actions were changed (green joined them).
+    weighed: bool,
+    /// The listeners forward everything to green, and the groups' live tags say so.
+    switched: bool,
+}
+
+/// Why a run did not reach its end: a stop to roll back, or an error (undone too).
+enum Halt {
+    Stop(StopReason),
+    Error(RolloutError),
+}
+
+impl From<RolloutError> for Halt {
+    fn from(e: RolloutError) -> Self {
+        Self::Error(e)
+    }
+}
+
+/// A watch's result as a halt.
+fn halted(watched: Result<Result<(), StopReason>, RolloutError>) -> Result<(), Halt> {
+    match watched {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(stop)) => Err(Halt::Stop(stop)),
+        Err(e) => Err(Halt::Error(e)),
+    }
+}
+
 /// The fixed inputs of one blue/green run.
 struct Run<'a> {
     cloud: &'a Cloud,
@@ -301,15 +345,18 @@ struct Run<'a> {
     bg: &'a BlueGreenPlan,
     emit: &'a Emitter<'a>,
     cancel: &'a CancellationToken,
+    ledger: &'a Ledger<'a>,
 }
 
-/// Runs blue/green; on any stop before the switch, blue is untouched and green deleted.
+/// Runs blue/green. On any stop or error the run undoes itself: listeners back as they
+/// were, blue live again, and green's group, target group, rules and version removed.
 pub(crate) async fn run(
     cloud: &Cloud,
     plan: &RolloutPlan,
     bg: &BlueGreenPlan,
     emit: &Emitter<'_>,
     cancel: &CancellationToken,
+    ledger: &Ledger<'_>,
 ) -> Result<RolloutOutcome, RolloutError> {
     let r = Run {
         cloud,
@@ -317,31 +364,32 @@ pub(crate) async fn run(
         bg,
         emit,
         cancel,
+        ledger,
     };
     let mut timings = Timings::new(&*cloud.clock);
-    let (template_id, version) = create_version(cloud, plan, emit).await?;
-    let green = r.create_green(&template_id, version).await?;
-    // ELB health-checks only target groups a listener uses: green joins at weight 0.
-    if let Err(e) = r.weigh(&green, 0).await {
-        delete_green(cloud, &green.group, &green.target_group.arn, emit).await;
-        return Err(e);
+    let mut made = Made::default();
+    let halt = match r.forward(&mut made, &mut timings).await {
+        Ok(green) => return r.finish(&made, &green, timings).await,
+        Err(halt) => halt,
+    };
+    if let Halt::Stop(stop) = &halt {
+        let subject = made.group.as_deref().unwrap_or(&bg.green_group);
+        emit.error("gate", subject, format!("green stopped: {stop}"));
     }
-    timings.lap("green_created");
-
-    let mut gates = GateState::default();
-    let deadline = cloud.clock.now() + chrono_of(plan.spec.timeouts.rollout);
-    if let Err(stop) = r.wait_green(&green, &mut gates, deadline).await? {
-        return r.abandon(&green, version, stop, timings).await;
+    let restored = r.undo(&mut made).await;
+    timings.lap("rollback");
+    match halt {
+        Halt::Error(e) => Err(e),
+        Halt::Stop(stop) => {
+            let label = if restored {
+                status::ROLLED_BACK
+            } else {
+                status::ROLLBACK_FAILED
+            };
+            let out = outcome(plan, made.version, label, 0, timings.list);
+            Err(stopped(cloud, plan, stop, restored, out))
+        }
     }
-    timings.lap("green_healthy");
-
-    if let Err(stop) = r.before_switch(&green, &mut gates).await? {
-        return r.abandon(&green, version, stop, timings).await;
-    }
-    r.switch(&green, true).await?;
-    r.tag_switched(&green).await?;
-    timings.lap("switch");
-    r.after_switch(&green, version, &mut gates, timings).await
 }
 
 fn stopped(
@@ -361,6 +409,150 @@ fn stopped(
 }
 
 impl Run<'_> {
+    /// Green made, healthy, previewed, weighed, switched to and drained.
+    async fn forward(&self, made: &mut Made, timings: &mut Timings<'_>) -> Result<Green, Halt> {
+        let (cloud, plan) = (self.cloud, self.plan);
+        let (template_id, version) = create_version(cloud, plan, self.emit, self.ledger).await?;
+        made.version = version;
+        if version != plan.template.source_version {
+            made.created_version = Some(template_id.clone());
+        }
+        let green = self.create_green(&template_id, version, made).await?;
+        // ELB health-checks only target groups a listener uses: green joins at weight 0.
+        made.weighed = true;
+        self.weigh(&green, 0).await?;
+        timings.lap("green_created");
+
+        let mut gates = GateState::default();
+        let deadline = cloud.clock.now() + chrono_of(plan.spec.timeouts.rollout);
+        halted(self.wait_green(&green, &mut gates, deadline).await)?;
+        timings.lap("green_healthy");
+
+        halted(self.before_switch(&green, &mut gates, made).await)?;
+        made.switched = true;
+        self.switch(&green, true).await?;
+        self.tag_switched(&green).await?;
+        timings.lap("switch");
+        halted(self.after_switch(&green, &mut gates).await)?;
+        timings.lap("drain");
+        Ok(green)
+    }
+
+    /// Green is live: what the run made is its result now, not something to clean up.
+    async fn finish(
+        &self,
+        made: &Made,
+        green: &Green,
+        timings: Timings<'_>,
+    ) -> Result<RolloutOutcome, RolloutError> {
+        self.ledger
+            .forget(ResourceKind::AutoScalingGroup, &green.group);
+        let tg = green.target_group.arn.as_str();
+        self.ledger.forget(ResourceKind::TargetGroup, tg);
+        if let Some(template) = &made.created_version {
+            self.ledger.forget_version(template, made.version);
+        }
+        let (cloud, plan, bg) = (self.cloud, self.plan, self.bg);
+        let mut out = outcome(plan, made.version, status::SUCCESSFUL, 0, timings.list);
+        out.group = green.group.clone();
+        out.on_new_image = crate::run::on_new_image(cloud, &green.group, &plan.image).await?;
+        let window = human(bg.settings.rollback_window);
+        let text = format!(
+            "green is live; blue {} kept {window} for a rollback",
+            bg.blue_group
+        );
+        self.emit.info("switch", &green.group, text);
+        Ok(out)
+    }
+
+    /// Puts traffic back on blue and removes what the run made; false when the
+    /// listeners could not be put back (green is then kept: it may be serving).
+    async fn undo(&self, made: &mut Made) -> bool {
+        let restored = !made.weighed || self.restore_listeners(made).await;
+        for rule in std::mem::take(&mut made.rules) {
+            self.remove(ResourceKind::ListenerRule, rule.as_str(), "testers' rule")
+                .await;
+        }
+        if !restored {
+            self.emit.error(
+                "cleanup",
+                &self.bg.blue_group,
+                "green kept: the listeners could not be put back on blue; switch them by hand, \
+                 then run `kiln gc`",
+            );
+            return false;
+        }
+        let mut leaving = Vec::new();
+        if let Some(group) = made.group.take() {
+            self.remove(ResourceKind::AutoScalingGroup, &group, "green group")
+                .await;
+            leaving.push(group);
+        }
+        if let Some(tg) = made.target_group.take() {
+            self.remove(
+                ResourceKind::TargetGroup,
+                tg.arn.as_str(),
+                "green target group",
+            )
+            .await;
+        }
+        if let Some(template) = made.created_version.take() {
+            let (cloud, ledger) = (self.cloud, self.ledger);
+            drop_version(cloud, ledger, self.emit, &template, made.version, &leaving).await;
+        }
+        true
+    }
+
+    /// Every listener back to its original action (and blue's live tag back when the
+    /// switch had happened); true when all of it went through.
+    async fn restore_listeners(&self, made: &Made) -> bool {
+        let mut ok = true;
+        for l in &self.bg.listeners {
+            let put = self
+                .cloud
+                .load_balancing
+                .modify_listener_forward(&l.listener, &l.original)
+                .await;
+            if let Err(e) = put {
+                let text = format!("could not put the listener back on blue: {e}");
+                self.emit.error("rollback", l.listener.as_str(), text);
+                ok = false;
+            }
+        }
+        if ok {
+            let n = self.bg.listeners.len();
+            let text = format!("{n} listener(s) back on blue as they were");
+            self.emit.info("rollback", &self.bg.blue_group, text);
+        }
+        if ok && made.switched {
+            if let (Some(group), Err(e)) = (&made.group, self.tag_switched_back(made).await) {
+                let text = format!("could not move the live tag back to blue: {e}");
+                self.emit.warn("rollback", group, text);
+            }
+        }
+        ok
+    }
+
+    /// Removes one resource the run made; forgotten once gone, else left for `kiln gc`.
+    async fn remove(&self, kind: ResourceKind, id: &str, what: &str) {
+        let cloud = self.cloud;
+        let result = match kind {
+            ResourceKind::AutoScalingGroup => crate::remove::group(cloud, id).await,
+            ResourceKind::TargetGroup => crate::remove::target_group(cloud, &Arn::new(id)).await,
+            _ => crate::remove::rule(cloud, &Arn::new(id)).await,
+        };
+        match result {
+            Ok(()) => {
+                self.ledger.forget(kind, id);
+                self.emit.info("cleanup", id, format!("{what} deleted"));
+            }
+            Err(why) => {
+                let text = format!("{what} left behind in {}: {why}", cloud.region);
+                self.emit.warn("cleanup", id, text);
+            }
+        }
+    }
+
     fn kiln_tags(&self, role: &str) -> Tags {
         Tags::from([
             (TAG_TARGET.to_string(), self.plan.spec.target.clone()),
@@ -373,6 +565,7 @@ impl Run<'_> {
         &self,
         template_id: &LaunchTemplateId,
         version: i64,
+        made: &mut Made,
     ) -> Result<Green, RolloutError> {
         let blue_tg = &self.bg.blue_target_group;
         // Not done: blue's target-group stickiness is not copied (CreateTargetGroup in the
@@ -384,13 +577,16 @@ impl Run<'_> {
             vpc_id: blue_tg.vpc_id.clone(),
             health_check: blue_tg.health_check.clone(),
             deregistration_delay: blue_tg.deregistration_delay,
-            tags: self.kiln_tags("green"),
+            tags: self.kiln_tags(ROLE_GREEN),
         };
         let tg = self
             .cloud
             .load_balancing
             .create_target_group(&tg_request)
             .await?;
+        self.ledger
+            .record(ResourceKind::TargetGroup, tg.arn.as_str());
+        made.target_group = Some(tg.clone());
         self.emit.info(
             "green",
             &tg.name,
@@ -405,9 +601,11 @@ impl Run<'_> {
             template_id,
             version,
             &tg,
-            self.kiln_tags("green"),
+            self.kiln_tags(ROLE_GREEN),
         );
         self.cloud.scaling.create_group(&request).await?;
+        self.ledger.record(ResourceKind::AutoScalingGroup, &name);
+        made.group = Some(name.clone());
         self.emit.info(
             "green",
             &name,
@@ -503,34 +701,15 @@ impl Run<'_> {
     async fn after_switch(
         &self,
         green: &Green,
-        version: i64,
         gates: &mut GateState,
-        mut timings: Timings<'_>,
-    ) -> Result<RolloutOutcome, RolloutError> {
-        let (cloud, plan, bg) = (self.cloud, self.plan, self.bg);
+    ) -> Result<Result<(), StopReason>, RolloutError> {
+        let bg = self.bg;
         let mut drain = bg.blue_target_group.deregistration_delay;
         if bg.ab.is_some() {
             // An A/B canary at 100 % is watched as long as each step was.
             drain = drain.max(bg.settings.step_bake);
         }
-        if let Err(stop) = self.watch_for(green, gates, drain).await? {
-            self.switch(green, false).await?;
-            self.tag_switched_back(green).await?;
-            timings.lap("rollback");
-            let out = outcome(plan, version, status::ROLLED_BACK, 0, timings.list);
-            return Err(stopped(cloud, plan, stop, true, out));
-        }
-        timings.lap("drain");
-        let mut out = outcome(plan, version, status::SUCCESSFUL, 0, timings.list);
-        out.group = green.group.clone();
-        out.on_new_image = crate::run::on_new_image(cloud, &green.group, &plan.image).await?;
-        let window = human(bg.settings.rollback_window);
-        let text = format!(
-            "green is live; blue {} kept {window} for a rollback",
-            bg.blue_group
-        );
-        self.emit.info("switch", &green.group, text);
-        Ok(out)
+        self.watch_for(green, gates, drain).await
     }
 
     /// Sleeps one poll; true when cancelled meanwhile.
@@ -567,8 +746,9 @@ impl Run<'_> {
         &self,
         green: &Green,
         gates: &mut GateState,
+        made: &mut Made,
     ) -> Result<Result<(), StopReason>, RolloutError> {
-        let rules = self.create_preview(green).await?;
+        self.create_preview(green, made).await?;
         let mut result = Ok(());
         if let Some(p) = &self.bg.settings.preview {
             result = self.watch_for(green, gates, p.hold).await?;
@@ -576,21 +756,16 @@ impl Run<'_> {
         if result.is_ok() {
             result = self.traffic_steps(green, gates).await?;
         }
-        for rule in rules {
-            if let Err(e) = self.cloud.load_balancing.delete_rule(&rule).await {
-                self.emit.warn(
-                    "preview",
-                    rule.as_str(),
-                    format!("could not delete the rule: {e}"),
-                );
-            }
+        for rule in std::mem::take(&mut made.rules) {
+            self.remove(ResourceKind::ListenerRule, rule.as_str(), "testers' rule")
+                .await;
         }
         Ok(result)
     }
 
-    async fn create_preview(&self, green: &Green) -> Result<Vec<Arn>, RolloutError> {
+    async fn create_preview(&self, green: &Green, made: &mut Made) -> Result<(), RolloutError> {
         let Some(p) = &self.bg.settings.preview else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let mut conditions = Vec::new();
         if !p.source_ips.is_empty() {
@@ -602,7 +777,6 @@ impl Run<'_> {
                 values: h.values.clone(),
             });
         }
-        let mut arns = Vec::new();
         for l in &self.bg.listeners {
             let request = CreateRule {
                 listener_arn: l.listener.clone(),
@@ -615,9 +789,12 @@ impl Run<'_> {
                     }],
                     stickiness: None,
                 },
-                tags: self.kiln_tags("preview"),
+                tags: self.kiln_tags(ROLE_PREVIEW),
             };
             let rule = self.cloud.load_balancing.create_rule(&request).await?;
+            self.ledger
+                .record(ResourceKind::ListenerRule, rule.arn.as_str());
+            made.rules.push(rule.arn.clone());
             self.emit.info(
                 "preview",
                 l.listener.as_str(),
@@ -627,9 +804,8 @@ impl Run<'_> {
                     rule.arn
                 ),
             );
-            arns.push(rule.arn);
         }
-        Ok(arns)
+        Ok(())
     }
 
     /// Every listener forwards `percent` of its traffic to green, the rest to blue.
@@ -798,36 +974,17 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn tag_switched_back(&self, green: &Green) -> Result<(), RolloutError> {
+    async fn tag_switched_back(&self, made: &Made) -> Result<(), RolloutError> {
         let off = Tags::from([(TAG_LIVE.to_string(), "false".to_string())]);
-        self.cloud
-            .scaling
-            .put_group_tags(&green.group, &off)
-            .await?;
+        if let Some(green) = &made.group {
+            self.cloud.scaling.put_group_tags(green, &off).await?;
+        }
         let on = Tags::from([(TAG_LIVE.to_string(), "true".to_string())]);
         self.cloud
             .scaling
             .put_group_tags(&self.bg.blue_group, &on)
             .await?;
         Ok(())
-    }
-
-    /// Green never served everyone: listeners back as they were, green deleted, and the
-    /// stop reported with blue untouched.
-    async fn abandon(
-        &self,
-        green: &Green,
-        version: i64,
-        stop: StopReason,
-        mut timings: Timings<'_>,
-    ) -> Result<RolloutOutcome, RolloutError> {
-        self.emit
-            .error("gate", &green.group, format!("green stopped: {stop}"));
-        self.switch(green, false).await?;
-        delete_green(self.cloud, &green.group, &green.target_group.arn, self.emit).await;
-        timings.lap("rollback");
-        let out = outcome(self.plan, version, status::ROLLED_BACK, 0, timings.list);
-        Err(stopped(self.cloud, self.plan, stop, true, out))
     }
 }
 
@@ -855,25 +1012,6 @@ fn green_group_request(
         health_check_grace: blue.health_check_grace,
         default_instance_warmup: blue.default_instance_warmup,
         tags,
-    }
-}
-
-/// Deletes green's group (its instances with it) and target group; failures are logged,
-/// not allowed to hide the stop that caused them.
-async fn delete_green(cloud: &Cloud, group: &str, tg: &Arn, emit: &Emitter<'_>) {
-    if let Err(e) = cloud.scaling.delete_group(group, true).await {
-        emit.warn(
-            "cleanup",
-            group,
-            format!("could not delete green group: {e}"),
-        );
-    }
-    if let Err(e) = cloud.load_balancing.delete_target_group(tg).await {
-        emit.warn(
-            "cleanup",
-            tg.as_str(),
-            format!("could not delete green target group: {e}"),
-        );
     }
 }
 
@@ -942,7 +1080,7 @@ async fn set_live(cloud: &Cloud, group: &str, live: bool) -> Result<(), RolloutE
 }
 
 /// Every listener of the load balancers that use target group `tg`.
-async fn listeners_of(cloud: &Cloud, tg: &Arn) -> Result<Vec<Listener>, RolloutError> {
+pub(crate) async fn listeners_of(cloud: &Cloud, tg: &Arn) -> Result<Vec<Listener>, RolloutError> {
     let described = cloud.load_balancing.describe_target_groups(&[]).await?;
     let lbs = described
         .iter()

@@ -42,21 +42,24 @@ mod error;
 mod events;
 mod gates;
 mod inplace;
+mod ledger;
 mod limits;
 mod lock;
 mod outcome;
 mod plan;
 pub mod preflight;
 mod refresh;
+mod remove;
 mod rollback;
 mod run;
 mod spec;
 mod status;
 mod summary;
+pub mod sweep;
 
 pub use bluegreen::{
-    retire, BlueGreenPlan, ListenerSwitch, Retired, TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP,
-    TAG_BLUE_UNTIL, TAG_LIVE,
+    retire, BlueGreenPlan, ListenerSwitch, Retired, ROLE_GREEN, ROLE_PREVIEW, TAG_BLUE_GROUP,
+    TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL, TAG_LIVE,
 };
 pub use error::{Refusal, RolloutError, StopReason};
 pub use gates::{probe_command, FIX_COMMENT, PROBE_COMMENT};
@@ -69,7 +72,9 @@ pub use plan::{
 };
 pub use preflight::{Capacity, ReplacementOrder};
 pub use rollback::rollback;
-pub use run::{rollout, TAG_IMAGE, TAG_PREVIOUS_VERSION, TAG_TARGET, TAG_VERSION};
+pub use run::{
+    rollout, rollout_with_journal, TAG_IMAGE, TAG_PREVIOUS_VERSION, TAG_TARGET, TAG_VERSION,
+};
 pub use spec::*;
 pub use status::{status, GroupStatus, InstanceStatus};
 

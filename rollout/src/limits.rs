@@ -23,6 +23,8 @@ const PERCENT: std::ops::RangeInclusive<i32> = 1..=100;
 const WARMUP_MAX: Duration = Duration::from_secs(3600);
 /// CheckpointDelay accepts 0 to 172800 s (48 h).
 const CHECKPOINT_DELAY_MAX: Duration = Duration::from_secs(172_800);
+/// [`CHECKPOINT_DELAY_MAX`] as people write it.
+const CHECKPOINT_DELAY_TEXT: &str = "48h";
 /// Run Command: TimeoutSeconds (delivery) accepts 30 s to 2592000 s and the shell
 /// document's executionTimeout 1 s to 172800 s; kiln uses `timeouts.command` for both.
 const COMMAND_MIN: Duration = Duration::from_secs(30);
@@ -149,7 +151,7 @@ impl RollingSettings {
         }
         out.extend(percent_steps("checkpoints", &self.checkpoints, "the group"));
         if let Some(d) = self.checkpoint_delay.filter(|d| *d > CHECKPOINT_DELAY_MAX) {
-            let hint = format!("AWS accepts 0s to {}", secs(CHECKPOINT_DELAY_MAX));
+            let hint = format!("AWS accepts 0s to {CHECKPOINT_DELAY_TEXT}");
             out.push(out_of_range("checkpoint_delay", secs(d), hint));
         }
         out
@@ -168,10 +170,7 @@ impl CanarySettings {
             "the requests",
         ));
         if self.bake > CHECKPOINT_DELAY_MAX {
-            let hint = format!(
-                "AWS pauses a checkpoint 0s to {}",
-                secs(CHECKPOINT_DELAY_MAX)
-            );
+            let hint = format!("AWS pauses a checkpoint 0s to {CHECKPOINT_DELAY_TEXT}");
             out.push(out_of_range("bake", secs(self.bake), hint));
         }
         out.extend(
@@ -192,6 +191,18 @@ impl BlueGreenSettings {
                 .into_iter()
                 .collect();
         if let Some(preview) = &self.preview {
+            let bad = preview.source_ips.iter().position(|c| !is_cidr(c));
+            if let Some(index) = bad {
+                out.push(SpecProblem::new(
+                    vec![
+                        Field::Key("preview"),
+                        Field::Key("source_ips"),
+                        Field::Index(index),
+                    ],
+                    format!("`{}` is not a CIDR block", preview.source_ips[index]),
+                    "write an address and a prefix length, such as `203.0.113.0/24`",
+                ));
+            }
             if !RULE_PRIORITY.contains(&preview.priority) {
                 let hint = format!(
                     "listener rule priorities are {} to {}",
@@ -203,6 +214,21 @@ impl BlueGreenSettings {
             }
         }
         out
+    }
+}
+
+/// `address/length`, IPv4 or IPv6, as a listener rule's source-ip condition takes it.
+fn is_cidr(text: &str) -> bool {
+    let Some((address, length)) = text.split_once('/') else {
+        return false;
+    };
+    let Ok(length) = length.parse::<u8>() else {
+        return false;
+    };
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => length <= 32,
+        Ok(std::net::IpAddr::V6(_)) => length <= 128,
+        Err(_) => false,
     }
 }
 
@@ -314,6 +340,12 @@ mod tests {
             problems[0].message,
             "min_healthy_percentage 101 is out of range"
         );
+    }
+
+    #[test]
+    fn the_delay_limit_is_written_as_it_is() {
+        let written: humantime::Duration = CHECKPOINT_DELAY_TEXT.parse().expect("a duration");
+        assert_eq!(Duration::from(written), CHECKPOINT_DELAY_MAX);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use kiln_cloud::journal::{Journal, MemoryJournal};
 use kiln_cloud::{
     Cloud, ImageId, InstanceFilter, LaunchTemplateId, NewTemplateVersion, Progress, RefreshStatus,
     Tags, TemplateRef, Timestamp, UpdateGroup, TAG_RUN_ID,
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Refusal, RolloutError, StopReason};
 use crate::events::Emitter;
+use crate::ledger::Ledger;
 use crate::lock;
 use crate::outcome::{status, RolloutOutcome};
 use crate::plan::{Facts, RefreshPlan, RolloutPlan};
@@ -35,6 +37,21 @@ pub async fn rollout(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<RolloutOutcome, RolloutError> {
+    rollout_with_journal(cloud, plan, progress, cancel, &MemoryJournal::new()).await
+}
+
+/// Runs the plan, recording in `journal` every resource the rollout creates (launch
+/// template version, green group and target group, testers' rule) the moment it exists.
+/// A rollout that stops or fails removes what it made; what it could not remove stays
+/// in the journal (and is reported as warnings), for `kiln gc`.
+pub async fn rollout_with_journal(
+    cloud: &Cloud,
+    plan: &RolloutPlan,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+    journal: &dyn Journal,
+) -> Result<RolloutOutcome, RolloutError> {
+    let ledger = Ledger::new(journal, &cloud.region, &plan.run_id);
     let emit = Emitter {
         progress,
         clock: &*cloud.clock,
@@ -67,7 +84,7 @@ pub async fn rollout(
     }
     emit.info("lock", group, format!("locked by {me}"));
 
-    let result = run_locked(cloud, plan, &emit, cancel).await;
+    let result = run_locked(cloud, plan, &emit, cancel, &ledger).await;
 
     match lock::release(cloud, group, &me).await {
         Ok(()) => emit.info("lock", group, "released"),
@@ -81,16 +98,17 @@ async fn run_locked(
     plan: &RolloutPlan,
     emit: &Emitter<'_>,
     cancel: &CancellationToken,
+    ledger: &Ledger<'_>,
 ) -> Result<RolloutOutcome, RolloutError> {
     recheck(cloud, plan).await?;
     match &plan.spec.strategy {
         Strategy::Rolling(_) | Strategy::Canary(_) if plan.refresh.is_some() => {
             let refresh = plan.refresh.as_ref().expect("checked");
-            run_refresh(cloud, plan, refresh, emit, cancel).await
+            run_refresh(cloud, plan, refresh, emit, cancel, ledger).await
         }
         Strategy::BlueGreen(_) | Strategy::Canary(_) if plan.blue_green.is_some() => {
             let bg = plan.blue_green.as_ref().expect("checked");
-            crate::bluegreen::run(cloud, plan, bg, emit, cancel).await
+            crate::bluegreen::run(cloud, plan, bg, emit, cancel, ledger).await
         }
         Strategy::InPlace(_) if plan.in_place.is_some() => {
             let ip = plan.in_place.as_ref().expect("checked");
@@ -164,32 +182,82 @@ async fn run_refresh(
     refresh: &RefreshPlan,
     emit: &Emitter<'_>,
     cancel: &CancellationToken,
+    ledger: &Ledger<'_>,
 ) -> Result<RolloutOutcome, RolloutError> {
     let old_max = raise_max_size(cloud, plan, refresh, emit).await?;
-    let result = refresh_to_new_version(cloud, plan, refresh, emit, cancel).await;
+    let mut timings = Timings::new(&*cloud.clock);
+    let result = match create_version(cloud, plan, emit, ledger).await {
+        Ok((template_id, version)) => {
+            timings.lap("template");
+            let run = RefreshRun {
+                cloud,
+                plan,
+                emit,
+                cancel,
+                template_id: template_id.clone(),
+                version,
+            };
+            let result = refresh_to_new_version(&run, refresh, timings).await;
+            settle_version(&run, ledger, result.is_ok()).await;
+            result
+        }
+        Err(e) => Err(e),
+    };
     restore_max_size(cloud, plan, old_max, emit).await;
     result
 }
 
-async fn refresh_to_new_version(
-    cloud: &Cloud,
-    plan: &RolloutPlan,
-    refresh: &RefreshPlan,
-    emit: &Emitter<'_>,
-    cancel: &CancellationToken,
-) -> Result<RolloutOutcome, RolloutError> {
-    let mut timings = Timings::new(&*cloud.clock);
-    let (template_id, version) = create_version(cloud, plan, emit).await?;
-    timings.lap("template");
+/// After the refresh: the version is the group's now (success), or it is removed when
+/// nothing runs it (a refresh rolled back or never started); one still used stays
+/// journaled.
+async fn settle_version(run: &RefreshRun<'_>, ledger: &Ledger<'_>, succeeded: bool) {
+    let (template, version) = (&run.template_id, run.version);
+    if succeeded || version == run.plan.template.source_version {
+        ledger.forget_version(template, version);
+        return;
+    }
+    drop_version(run.cloud, ledger, run.emit, template, version, &[]).await;
+}
 
-    let run = RefreshRun {
-        cloud,
-        plan,
-        emit,
-        cancel,
-        template_id,
-        version,
+/// Deletes a version this run made once nothing needs it (groups in `leaving` are
+/// about to go and do not count); a version still needed stays in the journal.
+pub(crate) async fn drop_version(
+    cloud: &Cloud,
+    ledger: &Ledger<'_>,
+    emit: &Emitter<'_>,
+    template: &LaunchTemplateId,
+    version: i64,
+    leaving: &[String],
+) {
+    let subject = format!("{template} version {version}");
+    let user = async {
+        let t = cloud
+            .compute
+            .describe_launch_template(&TemplateRef::Id(template.clone()))
+            .await?;
+        let groups = cloud.scaling.describe_groups(&[]).await?;
+        crate::remove::version_user(cloud, &t, version, &groups, leaving).await
     };
+    let result = match user.await {
+        Ok(Some(user)) => Err(format!("kept: it is {user}")),
+        Ok(None) => crate::remove::version(cloud, template, version).await,
+        Err(e) => Err(e.to_string()),
+    };
+    match result {
+        Ok(()) => {
+            ledger.forget_version(template, version);
+            emit.info("cleanup", &subject, "launch template version deleted");
+        }
+        Err(why) => emit.warn("cleanup", &subject, format!("left behind: {why}")),
+    }
+}
+
+async fn refresh_to_new_version(
+    run: &RefreshRun<'_>,
+    refresh: &RefreshPlan,
+    mut timings: Timings<'_>,
+) -> Result<RolloutOutcome, RolloutError> {
+    let (cloud, plan, emit, version) = (run.cloud, run.plan, run.emit, run.version);
     let id = run.start(refresh).await?;
     // Recorded once the refresh exists, so the tags never name a version nothing installs.
     record_versions(cloud, plan, version).await?;
@@ -205,7 +273,7 @@ async fn refresh_to_new_version(
         }
         Watched::Stopped(reason, last) => {
             timings.lap("until_stopped");
-            stop(&run, &id, refresh, reason, last, timings).await
+            stop(run, &id, refresh, reason, last, timings).await
         }
     }
 }
@@ -257,6 +325,7 @@ pub(crate) async fn create_version(
     cloud: &Cloud,
     plan: &RolloutPlan,
     emit: &Emitter<'_>,
+    ledger: &Ledger<'_>,
 ) -> Result<(LaunchTemplateId, i64), RolloutError> {
     let t = &plan.template;
     let id = LaunchTemplateId::new(t.id.clone());
@@ -284,6 +353,7 @@ pub(crate) async fn create_version(
         .compute
         .create_launch_template_version(&request)
         .await?;
+    ledger.record_version(&id, created.version);
     emit.info(
         "template",
         &t.name,

@@ -307,3 +307,30 @@ async fn the_group_already_on_the_image_changes_nothing() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn settings_aws_would_refuse_are_refused_before_the_account_is_read() {
+    let (account, cloud) = poc().await;
+    let before = account.snapshot_json();
+    let settings = RollingSettings {
+        checkpoints: vec![50, 100],
+        checkpoint_delay: Some(std::time::Duration::from_secs(3 * 24 * 3600)),
+        ..RollingSettings::default()
+    };
+    match plan(&cloud, &rolling(settings), &new_image()).await {
+        Err(RolloutError::Invalid {
+            what,
+            region,
+            detail,
+        }) => {
+            assert_eq!(what, format!("target poc-web (group {GROUP})"));
+            assert_eq!(region, REGION);
+            assert_eq!(
+                detail,
+                "checkpoint_delay: checkpoint_delay 3days is out of range (AWS accepts 0s to 48h)"
+            );
+        }
+        other => panic!("expected the delay refused, got {other:?}"),
+    }
+    assert_eq!(account.snapshot_json(), before, "the account changed");
+}

@@ -1,8 +1,8 @@
-//! `kiln gc`: find what bakes left in the account and remove it.
+//! `kiln gc`: find what bakes and rollouts left in the account and remove it.
 //!
 //! The account is the source of truth, not the local journal (the machine that ran a
-//! killed bake may be gone): every resource kiln tagged with a run id is considered
-//! ([`kiln_builder::sweep`]). The local journals tell live runs from dead ones sooner
+//! killed run may be gone): every resource kiln tagged with a run id is considered
+//! ([`kiln_builder::sweep`] for bakes, then [`kiln_rollout::sweep`] for rollouts). The local journals tell live runs from dead ones sooner
 //! than the grace period would, and name what a dead run still held. The list is shown
 //! first; `--dry-run` stops there, and deleting needs a yes, typed or given as `--yes`
 //! (CI, where stdin is no terminal).
@@ -37,8 +37,9 @@ pub struct GcArgs {
     /// Remove without asking; required when stdin is not a terminal (CI).
     #[arg(long, conflicts_with = "dry_run")]
     pub yes: bool,
-    /// A run with no local journal counts as over once it is older than this (a bake
-    /// takes well under an hour; the margin covers slow recipes).
+    /// A run with no local journal counts as over once it is older than this (a bake or
+    /// a rollout takes well under an hour; the margin covers slow recipes and long
+    /// canary steps).
     #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
     pub grace: Duration,
     /// Also sweep these regions (comma-separated, or the flag repeated), beside the home
@@ -90,10 +91,13 @@ struct Unswept {
     error: String,
 }
 
-/// One region listed: its ports and what the sweep found there.
+/// One region listed: its ports and what the sweeps found there.
 struct Listed {
     cloud: Cloud,
+    /// Both sweeps' findings, bakes' first: what is shown.
     survey: Survey,
+    bakes: Survey,
+    rollouts: kiln_rollout::sweep::Survey,
 }
 
 pub async fn run(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<()> {
@@ -129,7 +133,7 @@ pub async fn run(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<()> {
     } else {
         eprint!("{}", list_text(&listed));
         confirm(args, count)?;
-        join_all(listed.iter().map(|l| sweep::sweep(&l.cloud, &l.survey))).await
+        join_all(listed.iter().map(sweep_region)).await
     };
     if !args.dry_run {
         // A dry run changes nothing, local journals included: the real run needs them.
@@ -210,10 +214,49 @@ async fn list_region(
         grace: args.grace,
         now: cloud.clock.now(),
     };
-    let survey = sweep::survey_with_journals(&cloud, &judge, records)
+    let bakes = sweep::survey_with_journals(&cloud, &judge, records)
         .await
         .with_context(|| format!("list kiln's resources in {region}"))?;
-    Ok(Listed { cloud, survey })
+    let rollout_judge = kiln_rollout::sweep::RunJudge {
+        local,
+        grace: args.grace,
+        now: judge.now,
+    };
+    let rollouts = kiln_rollout::sweep::survey(&cloud, &rollout_judge)
+        .await
+        .with_context(|| format!("list what rollouts left in {region}"))?;
+    let mut survey = bakes.clone();
+    survey
+        .remove
+        .extend(rollouts.remove.iter().cloned().map(found));
+    survey.kept.extend(rollouts.kept.iter().cloned().map(found));
+    Ok(Listed {
+        cloud,
+        survey,
+        bakes,
+        rollouts,
+    })
+}
+
+/// A rollout sweep's finding in the shape `kiln gc` prints.
+fn found(f: kiln_rollout::sweep::Found) -> Found {
+    Found {
+        kind: f.kind,
+        id: f.id,
+        region: f.region,
+        run_id: f.run_id,
+        reason: f.reason,
+    }
+}
+
+/// Removes what bakes left in the region, then what rollouts left.
+async fn sweep_region(listed: &Listed) -> SweepReport {
+    let mut report = sweep::sweep(&listed.cloud, &listed.bakes).await;
+    let done = kiln_rollout::sweep::sweep(&listed.cloud, &listed.rollouts).await;
+    report.removed.extend(done.removed.into_iter().map(found));
+    let failed = done.failed.into_iter().map(|(f, e)| (found(f), e));
+    report.failed.extend(failed);
+    report
 }
 
 fn finish(

@@ -18,6 +18,7 @@ struct ImagesResult {
 pub async fn run(global: &GlobalArgs, args: &ImagesArgs) -> anyhow::Result<()> {
     let account = crate::account::open(global, None).await?;
     let regions = super::regions_of(global, &args.regions, account.as_ref());
+    super::check_regions(account.as_ref(), &regions).await?;
     let images = catalogue::list_regions(account.as_ref(), &regions, args.image.as_deref())
         .await
         .map_err(super::promote::exit_for)?;

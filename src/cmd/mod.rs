@@ -167,6 +167,29 @@ pub fn regions_of(
     vec![home.to_string()]
 }
 
+/// Opens every region a catalogue command acts in before it changes anything: a region
+/// the account does not have is bad input, not a failure halfway through.
+pub async fn check_regions(
+    account: &dyn kiln_cloud::Account,
+    regions: &[String],
+) -> anyhow::Result<()> {
+    for region in regions {
+        match account.region(region).await {
+            Ok(_) => {}
+            Err(e) if e.is(kiln_cloud::ErrorKind::NotFound) => {
+                let error = anyhow::anyhow!(
+                    "region {region} is not one this account has: {e}\n  hint: fix the name \
+                     in --regions or --region (such as ap-northeast-1); on the simulated \
+                     account, a region must be in its seed"
+                );
+                return Err(Exit::new(exit::BAD_INPUT, error).into());
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("open region {region}"))),
+        }
+    }
+    Ok(())
+}
+
 /// The bake of the pipeline's image (its top layer).
 pub fn bake_spec(loaded: &Loaded) -> BakeSpec {
     section_spec(loaded, &loaded.pipeline.file.image, &loaded.rendered)

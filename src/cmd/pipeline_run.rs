@@ -63,7 +63,8 @@ pub async fn run(
         }
     };
     let baked = layers.pop().expect("the image is always baked last");
-    let rollouts = roll_out_every_target(&cloud, pipeline, &baked.outcome, &reporter, cancel).await;
+    let rollouts =
+        roll_out_every_target(global, &cloud, pipeline, &baked.outcome, &reporter, cancel).await;
     reporter.finish();
     let rollouts = rollouts?;
 
@@ -93,6 +94,7 @@ pub async fn run(
 /// Rolls the baked image out to each target in order; the first failure stops the run
 /// and says how far it got.
 async fn roll_out_every_target(
+    global: &GlobalArgs,
     cloud: &kiln_cloud::Cloud,
     pipeline: &crate::pipeline::Pipeline,
     baked: &kiln_builder::BakeOutcome,
@@ -102,6 +104,7 @@ async fn roll_out_every_target(
     let mut rollouts = Vec::new();
     for target in &pipeline.file.targets {
         let outcome = roll_out(
+            global,
             cloud,
             pipeline,
             target,

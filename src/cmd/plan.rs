@@ -73,6 +73,8 @@ pub async fn run(global: &GlobalArgs, args: &FileArgs) -> anyhow::Result<()> {
         Some(reused) => reused.id.clone(),
         None => ImageId::new(format!("(new image {})", image.bake.ami_name)),
     };
+    // A name the region does not have, or an alarm, is refused as the run refuses it.
+    super::rollout::check_targets(&cloud, pipeline, None, None, &image_id).await?;
     let mut rollouts = Vec::new();
     for target in &pipeline.file.targets {
         let spec = super::rollout_spec(pipeline, target, None)?;

@@ -19,8 +19,13 @@ struct PromoteResult {
 }
 
 pub async fn run(global: &GlobalArgs, args: &PromoteArgs) -> anyhow::Result<()> {
+    if let Some((message, hint)) = crate::aws_names::channel_problem(&args.to) {
+        let error = anyhow::anyhow!("--to {}: {message}\n  hint: {hint}", args.to);
+        return Err(Exit::new(exit::BAD_INPUT, error).into());
+    }
     let account = crate::account::open(global, None).await?;
     let regions = super::regions_of(global, &args.regions, account.as_ref());
+    super::check_regions(account.as_ref(), &regions).await?;
     let promotions = catalogue::promote(
         account.as_ref(),
         &regions,

@@ -11,6 +11,7 @@ use crate::output::print_result;
 pub async fn run(global: &GlobalArgs, args: &PruneArgs) -> anyhow::Result<()> {
     let account = crate::account::open(global, None).await?;
     let regions = super::regions_of(global, &args.regions, account.as_ref());
+    super::check_regions(account.as_ref(), &regions).await?;
     let home = account
         .region(&regions[0])
         .await

@@ -1,7 +1,9 @@
 //! `kiln rollout FILE --image ID`: roll an image out to the pipeline's targets.
 
+use anyhow::Context;
 use kiln_builder::recipe::Seg;
-use kiln_cloud::{Cloud, ImageId};
+use kiln_builder::FileJournal;
+use kiln_cloud::{Cloud, ImageId, TemplateRef};
 use kiln_rollout::{RolloutError, RolloutOutcome, StopReason};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -66,7 +68,7 @@ pub async fn run(
     )
     .await?;
     let reporter = Reporter::new(global, global.sim.is_some());
-    let outcome = roll_out_all(&cloud, &pipeline, &image, args, &reporter, cancel).await;
+    let outcome = roll_out_all(global, &cloud, &pipeline, &image, args, &reporter, cancel).await;
     reporter.finish();
     let result = RolloutsResult {
         image: image.to_string(),
@@ -93,6 +95,7 @@ async fn image_of(
 }
 
 async fn roll_out_all(
+    global: &GlobalArgs,
     cloud: &Cloud,
     pipeline: &Pipeline,
     image: &ImageId,
@@ -110,6 +113,7 @@ async fn roll_out_all(
             continue;
         }
         let outcome = roll_out(
+            global,
             cloud,
             pipeline,
             target,
@@ -183,7 +187,14 @@ pub async fn check_targets(
             let context = format!("target `{}` (group {})", target.name, target.group);
             Exit::new(exit::BAD_INPUT, e.context(context))
         };
-        match kiln_rollout::plan(cloud, &spec, image).await {
+        let planned = kiln_rollout::plan(cloud, &spec, image).await;
+        if planned.is_err() {
+            // A name the region does not have is refused at its line in the file.
+            if let Some(missing) = missing_resource(cloud, pipeline, target).await? {
+                return Err(Exit::new(exit::BAD_INPUT, missing).into());
+            }
+        }
+        match planned {
             Ok(_) => {}
             Err(RolloutError::Cloud(e)) if e.is(kiln_cloud::ErrorKind::NotFound) => {
                 return Err(refused(e.into()).into());
@@ -195,6 +206,87 @@ pub async fn check_targets(
             .map_err(refused)?;
     }
     Ok(())
+}
+
+/// The first resource a target names that its region does not have (group, launch
+/// template, target group, load balancer), as an error at its line; `None` when all exist.
+async fn missing_resource(
+    cloud: &Cloud,
+    pipeline: &Pipeline,
+    target: &crate::pipeline::TargetSection,
+) -> anyhow::Result<Option<crate::pipeline::PipelineError>> {
+    let (scaling, elb) = (&cloud.scaling, &cloud.load_balancing);
+    let group = found(
+        scaling
+            .describe_groups(std::slice::from_ref(&target.group))
+            .await,
+        |g| g.name == target.group,
+    )?;
+    let template = TemplateRef::Name(target.launch_template.clone());
+    let template = cloud.compute.describe_launch_template(&template).await;
+    let template = found(template.map(|t| vec![t]), |_| true)?;
+    let target_group = match &target.target_group {
+        Some(name) => found(
+            elb.describe_target_groups(std::slice::from_ref(name)).await,
+            |t| &t.name == name,
+        )?,
+        None => true,
+    };
+    let load_balancer = match &target.load_balancer {
+        Some(name) => found(
+            elb.describe_load_balancers(std::slice::from_ref(name))
+                .await,
+            |l| &l.name == name,
+        )?,
+        None => true,
+    };
+    let checks = [
+        (group, "group", "Auto Scaling group", &target.group),
+        (
+            template,
+            "launch_template",
+            "launch template",
+            &target.launch_template,
+        ),
+        (
+            target_group,
+            "target_group",
+            "target group",
+            &target.target_group.clone().unwrap_or_default(),
+        ),
+        (
+            load_balancer,
+            "load_balancer",
+            "load balancer",
+            &target.load_balancer.clone().unwrap_or_default(),
+        ),
+    ];
+    let Some((_, key, what, name)) = checks.into_iter().find(|(exists, ..)| !exists) else {
+        return Ok(None);
+    };
+    let mut at = pipeline.target_path(&target.name);
+    at.push(Seg::Key(key));
+    Ok(Some(
+        pipeline.invalid_at(
+            &at,
+            format!("{what} `{name}` does not exist in {}", cloud.region),
+            "fix the name, or the region it is looked for in (the image's `region:`, or \
+         --region)"
+                .into(),
+        ),
+    ))
+}
+
+/// Whether a description found what `matches`; not found is `false`, not an error.
+fn found<T>(
+    described: Result<Vec<T>, kiln_cloud::CloudError>,
+    matches: impl Fn(&T) -> bool,
+) -> anyhow::Result<bool> {
+    match described {
+        Ok(items) => Ok(items.iter().any(matches)),
+        Err(e) if e.is(kiln_cloud::ErrorKind::NotFound) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Every alarm a gate names must exist, or the gate could never stop the rollout.
@@ -230,7 +322,9 @@ async fn check_alarms(
 }
 
 /// Plans and runs one target's rollout, mapping a failure to its exit code.
+#[allow(clippy::too_many_arguments)] // one per input of a rollout, each passed as is
 pub async fn roll_out(
+    global: &GlobalArgs,
     cloud: &Cloud,
     pipeline: &Pipeline,
     target: &crate::pipeline::TargetSection,
@@ -243,9 +337,74 @@ pub async fn roll_out(
     let plan = kiln_rollout::plan(cloud, &spec, image)
         .await
         .map_err(exit_for)?;
-    kiln_rollout::rollout(cloud, &plan, reporter, cancel)
-        .await
-        .map_err(exit_for)
+    roll_out_journaled(global, cloud, &plan, reporter, cancel).await
+}
+
+/// Runs one plan with every resource it creates journaled on disk the moment it exists
+/// ([`crate::journal::dir`]), so that `kiln gc` can remove what a killed run left; an
+/// unsuccessful rollout says what it removed and what is still there.
+async fn roll_out_journaled(
+    global: &GlobalArgs,
+    cloud: &Cloud,
+    plan: &kiln_rollout::RolloutPlan,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> anyhow::Result<RolloutOutcome> {
+    if plan.no_change {
+        // Nothing is created: no journal to keep.
+        return kiln_rollout::rollout(cloud, plan, reporter, cancel)
+            .await
+            .map_err(exit_for);
+    }
+    let dir = crate::journal::dir(global);
+    let journal =
+        FileJournal::create(&dir, &plan.run_id, cloud.clock.now()).with_context(|| {
+            format!(
+                "cannot write the run journal in {}; pass --state-dir DIR (or set KILN_STATE_DIR) \
+             to keep it elsewhere",
+                dir.display()
+            )
+        })?;
+    let result = kiln_rollout::rollout_with_journal(cloud, plan, reporter, cancel, &journal).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.stop_reason() == Some(&StopReason::Cancelled) => "interrupted",
+        Err(_) => "failed",
+    };
+    if result.is_err() {
+        eprint!("{}", cleanup_text(&journal, outcome, &cloud.region));
+    }
+    if let Err(e) = journal.finish(cloud.clock.now(), outcome) {
+        tracing::warn!(journal = %dir.display(), error = %e, "cannot close the run journal");
+    }
+    result.map_err(exit_for)
+}
+
+/// What an unsuccessful rollout removed and what it left, for the person or the CI log.
+fn cleanup_text(journal: &FileJournal, outcome: &str, region: &str) -> String {
+    let list = |records: Vec<kiln_builder::Record>| {
+        records
+            .iter()
+            .map(|r| format!("{} {}", r.kind, r.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let removed = journal.removed();
+    let mut text = if removed.is_empty() {
+        format!("kiln: rollout {outcome}; it had created nothing to remove in {region}\n")
+    } else {
+        let list = list(removed);
+        format!("kiln: rollout {outcome}; cleaned up in {region}: removed {list}\n")
+    };
+    let open = journal.open_records();
+    if !open.is_empty() {
+        text.push_str(&format!(
+            "kiln: still present in {region}: {}; run `kiln gc` (journal {})\n",
+            list(open),
+            journal.path().display()
+        ));
+    }
+    text
 }
 
 /// The exit code a rollout or rollback error ends the process with.

@@ -220,3 +220,57 @@ pub fn position_in(text: &str, line_of: &str, column_of: &str) -> (usize, usize)
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
+
+/// Starts `kiln --sim STATE --no-progress ARGS...` with stderr piped, to be read line by
+/// line ([`stderr_lines`]) and signalled while it runs.
+pub fn spawn_kiln(sandbox: &Sandbox, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("--sim")
+        .arg(sandbox.state())
+        .arg("--no-progress")
+        .args(args)
+        .env_remove("AWS_REGION")
+        .env_remove("KILN_STATE_DIR")
+        .env("KILN_MANIFEST", sandbox.path("kiln-manifest.json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kiln")
+}
+
+/// The child's stderr, line by line. While the test does not read, a full pipe holds
+/// the child still.
+pub fn stderr_lines(child: &mut std::process::Child) -> impl Iterator<Item = String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("piped stderr");
+    std::io::BufReader::new(stderr)
+        .lines()
+        .map(|l| l.expect("stderr line"))
+}
+
+/// Reads lines until one matches `wanted`; returns the lines read, that one last.
+pub fn read_until(
+    lines: &mut impl Iterator<Item = String>,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let hit = wanted(&line);
+        seen.push(line);
+        if hit {
+            return seen;
+        }
+    }
+    panic!("kiln ended before the awaited line:\n{}", seen.join("\n"));
+}
+
+/// Runs a future on a current-thread runtime with tokio's clock paused (for reading
+/// the simulated account from a plain `#[test]`).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(future)
+}

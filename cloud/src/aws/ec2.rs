@@ -86,6 +86,19 @@ fn template_fields(template: &TemplateRef) -> (Option<String>, Option<String>) {
     }
 }
 
+/// The kind of a version DeleteLaunchTemplateVersions refused, from its item error code
+/// (`launchTemplateVersionDoesNotExist`, `launchTemplateIdMalformed`...), which is not
+/// one of the service error codes.
+fn version_error_kind(code: &str) -> ErrorKind {
+    if code.ends_with("DoesNotExist") {
+        ErrorKind::NotFound
+    } else if code.ends_with("Malformed") {
+        ErrorKind::Validation
+    } else {
+        ErrorKind::Other
+    }
+}
+
 #[async_trait]
 impl Compute for Ec2Compute {
     async fn describe_images(&self, f: &ImageFilter) -> CloudResult<Vec<Image>> {
@@ -431,6 +444,50 @@ impl Compute for Ec2Compute {
             .await
             .map_err(|e| from_sdk(self.call("DescribeLaunchTemplates", "every template"), e))?;
         Ok(templates.iter().map(conv::launch_template).collect())
+    }
+
+    async fn delete_launch_template_versions(
+        &self,
+        template: &TemplateRef,
+        versions: &[i64],
+    ) -> CloudResult<()> {
+        const OP: &str = "DeleteLaunchTemplateVersions";
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let (id, name) = template_fields(template);
+        let out = self
+            .client
+            .delete_launch_template_versions()
+            .set_launch_template_id(id)
+            .set_launch_template_name(name)
+            .set_versions(ids(versions))
+            .send()
+            .await
+            .map_err(|e| from_sdk(self.call(OP, template), e))?;
+        // A version AWS refuses comes back in the answer, not as an error of the call.
+        let Some(refused) = out
+            .unsuccessfully_deleted_launch_template_versions()
+            .first()
+        else {
+            return Ok(());
+        };
+        let (code, message) = refused
+            .response_error()
+            .map(|e| {
+                let code = e.code().map(|c| c.as_str().to_string()).unwrap_or_default();
+                (code, e.message().unwrap_or_default().to_string())
+            })
+            .unwrap_or_default();
+        let version = refused.version_number().unwrap_or_default();
+        Err(CloudError::new(
+            version_error_kind(&code),
+            OP,
+            format!("{template} version {version}"),
+            &self.region,
+            code,
+            message,
+        ))
     }
 
     async fn create_tags(&self, resource_ids: &[String], tags: &Tags) -> CloudResult<()> {

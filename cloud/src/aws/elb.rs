@@ -114,6 +114,11 @@ impl LoadBalancing for LoadBalancers {
                 .await?;
             groups.push(conv::target_group(tg, attributes));
         }
+        let arns: Vec<String> = groups.iter().map(|g| g.arn.to_string()).collect();
+        let mut tags = self.tags_of(&arns).await?;
+        for g in &mut groups {
+            g.tags = tags.remove(g.arn.as_str()).unwrap_or_default();
+        }
         Ok(groups)
     }
 
@@ -152,7 +157,9 @@ impl LoadBalancing for LoadBalancers {
             deregistration_delay: r.deregistration_delay,
             stickiness_enabled: false,
         };
-        Ok(conv::target_group(created, attributes))
+        let mut group = conv::target_group(created, attributes);
+        group.tags = r.tags.clone();
+        Ok(group)
     }
 
     async fn delete_target_group(&self, arn: &Arn) -> CloudResult<()> {

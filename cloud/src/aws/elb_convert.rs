@@ -92,6 +92,8 @@ pub(crate) fn target_group(tg: &elb::TargetGroup, attributes: GroupAttributes) -
         load_balancer_arns: tg.load_balancer_arns().iter().map(Arn::new).collect(),
         deregistration_delay: attributes.deregistration_delay,
         stickiness_enabled: attributes.stickiness_enabled,
+        // DescribeTargetGroups has no tags: the caller fills them from DescribeTags.
+        tags: Tags::new(),
     }
 }
 

@@ -52,6 +52,7 @@ fn users(r: &Region, tg: &Arn) -> Vec<Arn> {
 fn shown_group(r: &Region, tg: &SimTargetGroup) -> TargetGroup {
     let mut g = tg.group.clone();
     g.load_balancer_arns = users(r, &g.arn);
+    g.tags = tg.tags.clone();
     g
 }
 
@@ -106,6 +107,7 @@ pub fn create_target_group(w: &mut World, req: &CreateTargetGroup) -> CloudResul
         load_balancer_arns: Vec::new(),
         deregistration_delay: req.deregistration_delay,
         stickiness_enabled: false,
+        tags: req.tags.clone(),
     };
     let sim = SimTargetGroup {
         group: group.clone(),

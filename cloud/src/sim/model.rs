@@ -186,6 +186,10 @@ impl SimInstance {
 pub struct SimTemplate {
     pub template: LaunchTemplate,
     pub versions: BTreeMap<i64, LaunchTemplateVersion>,
+    /// The highest version number ever given: EC2 does not give a deleted version's
+    /// number again.
+    #[serde(default)]
+    pub issued: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

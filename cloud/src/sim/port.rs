@@ -252,6 +252,16 @@ impl Compute for SimRegion {
         self.call("DescribeLaunchTemplates", templates::describe_all)
             .await
     }
+    async fn delete_launch_template_versions(
+        &self,
+        template: &TemplateRef,
+        versions: &[i64],
+    ) -> CloudResult<()> {
+        self.call("DeleteLaunchTemplateVersions", |w| {
+            templates::delete_versions(w, template, versions)
+        })
+        .await
+    }
     async fn create_tags(&self, resource_ids: &[String], tags: &Tags) -> CloudResult<()> {
         self.call("CreateTags", |w| {
             compute::create_tags(w, resource_ids, tags)

@@ -419,8 +419,14 @@ fn add_template(w: &mut super::world::World, t: TemplateSeed) -> Result<(), Stri
         latest_version: latest,
         tags: t.tags,
     };
-    w.r.templates
-        .insert(t.id, SimTemplate { template, versions });
+    w.r.templates.insert(
+        t.id,
+        SimTemplate {
+            template,
+            versions,
+            issued: 0,
+        },
+    );
     Ok(())
 }
 
@@ -447,6 +453,7 @@ fn add_target_group(w: &mut super::world::World, t: TargetGroupSeed) {
         load_balancer_arns: Vec::new(),
         deregistration_delay: t.deregistration_delay,
         stickiness_enabled: t.stickiness,
+        tags: Tags::new(),
     };
     let sim = SimTargetGroup {
         group,

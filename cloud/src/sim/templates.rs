@@ -74,7 +74,8 @@ pub fn create_version(
     let mut data = source.data.clone();
     data.image_id = Some(req.image_id.clone());
     let template = w.r.templates.get_mut(id.as_str()).expect("found above");
-    let number = template.template.latest_version + 1;
+    let number = template.template.latest_version.max(template.issued) + 1;
+    template.issued = number;
     let version = LaunchTemplateVersion {
         template_id: id,
         template_name: template.template.name.clone(),
@@ -86,6 +87,34 @@ pub fn create_version(
     template.template.latest_version = number;
     template.versions.insert(number, version.clone());
     Ok(version)
+}
+
+/// Deletes numbered versions, all or none: the default version is refused (EC2 refuses
+/// it too), and so is a version that does not exist. Groups and instances that use a
+/// version are not checked, as EC2 does not check them.
+pub fn delete_versions(w: &mut World, t: &TemplateRef, versions: &[i64]) -> CloudResult<()> {
+    const OP: &str = "DeleteLaunchTemplateVersions";
+    let template = find(w, OP, t)?;
+    let id = template.template.id.clone();
+    for v in versions {
+        if !template.versions.contains_key(v) {
+            return Err(version_missing(w, OP, t, *v));
+        }
+        if *v == template.template.default_version {
+            let msg = format!("version {v} is the default version of {t}");
+            let what = format!("{t} version {v}");
+            let code = "InvalidLaunchTemplateVersion.DefaultVersion";
+            return Err(w.err(ErrorKind::Validation, OP, what, code, msg));
+        }
+    }
+    let template = w.r.templates.get_mut(id.as_str()).expect("found above");
+    template.issued = template.issued.max(template.template.latest_version);
+    for v in versions {
+        template.versions.remove(v);
+    }
+    let latest = template.versions.keys().next_back().copied();
+    template.template.latest_version = latest.unwrap_or_default();
+    Ok(())
 }
 
 /// The numbered version a group reference stands for now.

@@ -7,6 +7,9 @@ use aws_sdk_ec2::operation::create_image::CreateImageOutput;
 use aws_sdk_ec2::operation::create_launch_template_version::{
     CreateLaunchTemplateVersionInput, CreateLaunchTemplateVersionOutput,
 };
+use aws_sdk_ec2::operation::delete_launch_template_versions::{
+    DeleteLaunchTemplateVersionsInput, DeleteLaunchTemplateVersionsOutput,
+};
 use aws_sdk_ec2::operation::enable_image_deprecation::EnableImageDeprecationOutput;
 use aws_sdk_ec2::operation::modify_image_attribute::ModifyImageAttributeOutput;
 use aws_sdk_ec2::operation::run_instances::{RunInstancesInput, RunInstancesOutput};
@@ -209,6 +212,45 @@ async fn a_new_template_version_changes_only_the_image() {
 
     assert_eq!(version.version, 4);
     assert_eq!(version.data.instance_type.as_deref(), Some("t3.micro"));
+}
+
+fn versions_3_and_4(r: &DeleteLaunchTemplateVersionsInput) -> bool {
+    r.launch_template_id() == Some("lt-0abc") && r.versions() == ["3", "4"]
+}
+
+#[tokio::test]
+async fn a_version_aws_refuses_fails_the_deletion_with_its_kind() {
+    let deleted = mock!(Client::delete_launch_template_versions)
+        .match_requests(versions_3_and_4)
+        .then_output(|| DeleteLaunchTemplateVersionsOutput::builder().build());
+    let refused = mock!(Client::delete_launch_template_versions)
+        .match_requests(versions_3_and_4)
+        .then_output(|| {
+            let error = ec2::ResponseError::builder()
+                .code(ec2::LaunchTemplateErrorCode::LaunchTemplateVersionDoesNotExist)
+                .message("no version 4")
+                .build();
+            let item = ec2::DeleteLaunchTemplateVersionsResponseErrorItem::builder()
+                .launch_template_id("lt-0abc")
+                .version_number(4)
+                .response_error(error)
+                .build();
+            DeleteLaunchTemplateVersionsOutput::builder()
+                .unsuccessfully_deleted_launch_template_versions(item)
+                .build()
+        });
+    let template = TemplateRef::Id(LaunchTemplateId::new("lt-0abc"));
+
+    Ec2Compute::new(mocked!(aws_sdk_ec2, deleted), REGION)
+        .delete_launch_template_versions(&template, &[3, 4])
+        .await
+        .expect("both deleted");
+    let err = Ec2Compute::new(mocked!(aws_sdk_ec2, refused), REGION)
+        .delete_launch_template_versions(&template, &[3, 4])
+        .await
+        .expect_err("version 4 refused");
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert!(err.resource.contains("version 4"), "{err}");
 }
 
 #[tokio::test]

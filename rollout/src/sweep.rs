@@ -1,0 +1,429 @@
+//! The sweep behind `kiln gc` for rollouts: what a killed rollout left in a region,
+//! found in the account, and its removal.
+//!
+//! A rollout killed with SIGKILL, or whose machine was lost, cannot undo itself
+//! (PITFALLS 11). What blue/green and A/B canaries create carries the run id: green
+//! groups and target groups (tag `kiln:role=green`), testers' rules (`kiln:role=preview`),
+//! launch template versions (description `kiln <run id>: …`). [`survey`] lists them and
+//! changes nothing; [`sweep`] removes them: rules first, then groups (waiting until they
+//! are gone), then target groups, then versions.
+//!
+//! Safety first: a group tagged `kiln:live=true` is never removed, nor the blue group
+//! another group keeps for its rollback window, nor a group its rollout switched to, nor
+//! a target group a listener or a kept rule sends traffic to or a kept group uses, nor a
+//! version a group, an instance, a refresh or a rollback needs, nor any resource of a run
+//! that may still be going ([`RunJudge`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use kiln_cloud::journal::RunState;
+use kiln_cloud::journal::{parse_template_version_id, template_version_id, ResourceKind};
+use kiln_cloud::{
+    Arn, Cloud, CloudResult, Group, LaunchTemplate, LaunchTemplateId, Rule, Tags, TargetGroup,
+    TemplateRef, Timestamp, TAG_ROLE, TAG_RUN_ID,
+};
+use serde::Serialize;
+
+use crate::bluegreen::{ROLE_GREEN, ROLE_PREVIEW, TAG_BLUE_GROUP, TAG_BLUE_UNTIL, TAG_LIVE};
+
+/// Decides whether runs are over: what local journals say, else their age.
+pub struct RunJudge<'a> {
+    pub local: &'a dyn Fn(&str) -> RunState,
+    /// An unknown run younger than this may still be running elsewhere.
+    pub grace: Duration,
+    pub now: Timestamp,
+}
+
+impl RunJudge<'_> {
+    /// `None` when the run is over; else why its resources are kept.
+    pub fn keep_reason(&self, run_id: &str) -> Option<String> {
+        match (self.local)(run_id) {
+            RunState::Over => None,
+            RunState::Live => Some("its run is still going (local journal, live process)".into()),
+            RunState::Unknown => {
+                let Some(started) = run_started(run_id) else {
+                    return Some("its run's start time is unknown".into());
+                };
+                let age = (self.now - started).to_std().unwrap_or_default();
+                (age < self.grace).then(|| {
+                    format!(
+                        "its run started {} ago, within the grace period of {}",
+                        humantime::format_duration(age),
+                        humantime::format_duration(self.grace)
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// The start time in a rollout's run id (`ro-20261203T172112-1a2b`).
+pub fn run_started(run_id: &str) -> Option<Timestamp> {
+    let stamp = run_id.strip_prefix("ro-")?.split('-').next()?;
+    let naive = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S").ok()?;
+    Some(naive.and_utc())
+}
+
+/// One resource found, and why it is (or is not) removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Found {
+    pub kind: ResourceKind,
+    pub id: String,
+    /// The region the resource is in.
+    pub region: String,
+    pub run_id: String,
+    pub reason: String,
+}
+
+/// The sweep's findings in one region.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Survey {
+    pub region: String,
+    /// To remove, in removal order.
+    pub remove: Vec<Found>,
+    /// Made by a rollout but kept, with the reason.
+    pub kept: Vec<Found>,
+}
+
+/// What [`sweep`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SweepReport {
+    pub removed: Vec<Found>,
+    /// Resources that could not be removed, each with the error.
+    pub failed: Vec<(Found, String)>,
+}
+
+/// Where a target group gets traffic from.
+#[derive(Default)]
+struct Traffic {
+    /// Target group → (listener or rule, weight) of every action that names it.
+    uses: BTreeMap<Arn, Vec<(Arn, i32)>>,
+    rules: Vec<Rule>,
+}
+
+/// What the region holds that the decisions read.
+struct Region {
+    name: String,
+    groups: Vec<Group>,
+    target_groups: Vec<TargetGroup>,
+    traffic: Traffic,
+}
+
+fn run_of(tags: &Tags, role: &str) -> Option<String> {
+    let run = tags.get(TAG_RUN_ID)?;
+    (tags.get(TAG_ROLE).map(String::as_str) == Some(role)).then(|| run.clone())
+}
+
+fn place(survey: &mut Survey, found: Found, keep: Option<String>) {
+    match keep {
+        Some(reason) => survey.kept.push(Found { reason, ..found }),
+        None => survey.remove.push(found),
+    }
+}
+
+/// Lists what rollouts left in the cloud's region; changes nothing.
+pub async fn survey(cloud: &Cloud, judge: &RunJudge<'_>) -> CloudResult<Survey> {
+    let region = Region {
+        name: cloud.region.clone(),
+        groups: cloud.scaling.describe_groups(&[]).await?,
+        target_groups: cloud.load_balancing.describe_target_groups(&[]).await?,
+        traffic: traffic(cloud).await?,
+    };
+    let mut survey = Survey {
+        region: cloud.region.clone(),
+        ..Survey::default()
+    };
+    survey_rules(&region, judge, &mut survey);
+    survey_groups(&region, judge, &mut survey);
+    survey_target_groups(&region, judge, &mut survey);
+    survey_versions(cloud, &region, judge, &mut survey).await?;
+    Ok(survey)
+}
+
+/// Every listener's default action and every rule, by the target groups they name.
+async fn traffic(cloud: &Cloud) -> CloudResult<Traffic> {
+    let mut t = Traffic::default();
+    for lb in cloud.load_balancing.describe_load_balancers(&[]).await? {
+        for l in cloud.load_balancing.describe_listeners(&lb.arn).await? {
+            for w in l.default_forward.iter().flat_map(|f| &f.target_groups) {
+                let user = (l.arn.clone(), w.weight);
+                t.uses
+                    .entry(w.target_group_arn.clone())
+                    .or_default()
+                    .push(user);
+            }
+            let rules = cloud.load_balancing.describe_rules(&l.arn).await?;
+            t.rules
+                .extend(rules.into_iter().filter(|r| r.priority != "default"));
+        }
+    }
+    for r in &t.rules {
+        for w in r.forward.iter().flat_map(|f| &f.target_groups) {
+            let user = (r.arn.clone(), w.weight);
+            t.uses
+                .entry(w.target_group_arn.clone())
+                .or_default()
+                .push(user);
+        }
+    }
+    Ok(t)
+}
+
+fn listed(survey: &Survey, kind: ResourceKind, id: &str) -> bool {
+    survey.remove.iter().any(|f| f.kind == kind && f.id == id)
+}
+
+fn survey_rules(region: &Region, judge: &RunJudge<'_>, survey: &mut Survey) {
+    for rule in &region.traffic.rules {
+        let Some(run_id) = run_of(&rule.tags, ROLE_PREVIEW) else {
+            continue;
+        };
+        let found = Found {
+            kind: ResourceKind::ListenerRule,
+            id: rule.arn.to_string(),
+            region: region.name.clone(),
+            reason: format!(
+                "testers' rule (priority {}) of a rollout that is over",
+                rule.priority
+            ),
+            run_id,
+        };
+        let keep = judge.keep_reason(&found.run_id);
+        place(survey, found, keep);
+    }
+}
+
+/// Why a target group must stay for its traffic: a listener or a kept rule gives it
+/// requests.
+fn serving(region: &Region, survey: &Survey, tg: &Arn) -> Option<String> {
+    let uses = region.traffic.uses.get(tg)?;
+    uses.iter()
+        .find(|(user, weight)| {
+            let is_rule = region.traffic.rules.iter().any(|r| &r.arn == user);
+            let rule_goes = is_rule && listed(survey, ResourceKind::ListenerRule, user.as_str());
+            *weight > 0 && !rule_goes
+        })
+        .map(|(user, weight)| {
+            format!("{user} forwards to it (weight {weight}): put the traffic back on blue first")
+        })
+}
+
+/// Why a green group must stay, if it must: it serves, it is kept as blue, or its
+/// rollout switched to it.
+fn group_keep(region: &Region, survey: &Survey, g: &Group) -> Option<String> {
+    if g.tags.get(TAG_LIVE).map(String::as_str) == Some("true") {
+        return Some("it serves its target (kiln:live=true)".into());
+    }
+    let keeper = region
+        .groups
+        .iter()
+        .find(|o| o.tags.get(TAG_BLUE_GROUP) == Some(&g.name));
+    if let Some(o) = keeper {
+        let until = o.tags.get(TAG_BLUE_UNTIL).cloned().unwrap_or_default();
+        return Some(format!(
+            "blue kept by {} for a rollback (window until {until})",
+            o.name
+        ));
+    }
+    if g.tags.contains_key(TAG_BLUE_GROUP) {
+        return Some(
+            "its rollout switched to it (kiln:blue-group is set): remove it by hand".into(),
+        );
+    }
+    g.target_group_arns
+        .iter()
+        .find_map(|tg| serving(region, survey, tg))
+}
+
+fn survey_groups(region: &Region, judge: &RunJudge<'_>, survey: &mut Survey) {
+    for g in &region.groups {
+        let Some(run_id) = run_of(&g.tags, ROLE_GREEN) else {
+            continue;
+        };
+        let found = Found {
+            kind: ResourceKind::AutoScalingGroup,
+            id: g.name.clone(),
+            region: region.name.clone(),
+            reason: "green group of a rollout that never switched to it".into(),
+            run_id,
+        };
+        let keep = group_keep(region, survey, g).or_else(|| judge.keep_reason(&found.run_id));
+        place(survey, found, keep);
+    }
+}
+
+fn survey_target_groups(region: &Region, judge: &RunJudge<'_>, survey: &mut Survey) {
+    for tg in &region.target_groups {
+        let Some(run_id) = run_of(&tg.tags, ROLE_GREEN) else {
+            continue;
+        };
+        let found = Found {
+            kind: ResourceKind::TargetGroup,
+            id: tg.arn.to_string(),
+            region: region.name.clone(),
+            reason: format!("green target group {} of a rollout that is over", tg.name),
+            run_id,
+        };
+        let user = region.groups.iter().find(|g| {
+            g.target_group_arns.contains(&tg.arn)
+                && !listed(survey, ResourceKind::AutoScalingGroup, &g.name)
+        });
+        let keep = match user {
+            Some(g) => Some(format!("attached to group {}, which stays", g.name)),
+            None => serving(region, survey, &tg.arn),
+        };
+        let keep = keep.or_else(|| judge.keep_reason(&found.run_id));
+        place(survey, found, keep);
+    }
+}
+
+/// The run id in a version description kiln wrote (`kiln ro-…: ami-… from version 2`).
+pub fn version_run_id(description: &str) -> Option<&str> {
+    let rest = description.strip_prefix("kiln ")?;
+    let (run_id, _) = rest.split_once(':')?;
+    (run_id.starts_with("ro-") && !run_id.contains(' ')).then_some(run_id)
+}
+
+async fn survey_versions(
+    cloud: &Cloud,
+    region: &Region,
+    judge: &RunJudge<'_>,
+    survey: &mut Survey,
+) -> CloudResult<()> {
+    let leaving: Vec<String> = survey
+        .remove
+        .iter()
+        .filter(|f| f.kind == ResourceKind::AutoScalingGroup)
+        .map(|f| f.id.clone())
+        .collect();
+    for template in cloud.compute.describe_launch_templates().await? {
+        let by_id = TemplateRef::Id(template.id.clone());
+        let versions = cloud
+            .compute
+            .describe_launch_template_versions(&by_id, &[])
+            .await?;
+        for v in versions {
+            let Some(run_id) = v.description.as_deref().and_then(version_run_id) else {
+                continue;
+            };
+            let found = Found {
+                kind: ResourceKind::LaunchTemplateVersion,
+                id: template_version_id(template.id.as_str(), v.version),
+                region: region.name.clone(),
+                run_id: run_id.to_string(),
+                reason: format!(
+                    "version {} of {}, used by nothing",
+                    v.version, template.name
+                ),
+            };
+            let keep = match judge.keep_reason(run_id) {
+                Some(why) => Some(why),
+                None => version_keep(cloud, &template, v.version, region, &leaving).await?,
+            };
+            place(survey, found, keep);
+        }
+    }
+    Ok(())
+}
+
+async fn version_keep(
+    cloud: &Cloud,
+    template: &LaunchTemplate,
+    version: i64,
+    region: &Region,
+    leaving: &[String],
+) -> CloudResult<Option<String>> {
+    let user =
+        crate::remove::version_user(cloud, template, version, &region.groups, leaving).await?;
+    Ok(user.map(|u| format!("it is {u}")))
+}
+
+/// Removes what [`survey`] listed: rules, then groups (waiting until they are gone),
+/// then target groups (out of any listener action that gives them no traffic first),
+/// then versions, each checked again just before. Failures are reported, not fatal.
+pub async fn sweep(cloud: &Cloud, survey: &Survey) -> SweepReport {
+    let mut report = SweepReport::default();
+    let of = |kind| survey.remove.iter().filter(move |f| f.kind == kind);
+    for rule in of(ResourceKind::ListenerRule) {
+        report.note(rule, crate::remove::rule(cloud, &Arn::new(&rule.id)).await);
+    }
+    for group in of(ResourceKind::AutoScalingGroup) {
+        report.note(group, crate::remove::group(cloud, &group.id).await);
+    }
+    for tg in of(ResourceKind::TargetGroup) {
+        report.note(tg, remove_target_group(cloud, &Arn::new(&tg.id)).await);
+    }
+    for version in of(ResourceKind::LaunchTemplateVersion) {
+        report.note(version, remove_version(cloud, &version.id).await);
+    }
+    report
+}
+
+impl SweepReport {
+    fn note(&mut self, found: &Found, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                tracing::info!(kind = %found.kind, id = %found.id, "removed");
+                self.removed.push(found.clone());
+            }
+            Err(why) => self.failed.push((found.clone(), why)),
+        }
+    }
+}
+
+/// A target group, unless a group still uses it (its removal may have failed).
+async fn remove_target_group(cloud: &Cloud, arn: &Arn) -> Result<(), String> {
+    let groups = cloud
+        .scaling
+        .describe_groups(&[])
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(g) = groups.iter().find(|g| g.target_group_arns.contains(arn)) {
+        return Err(format!("not deleted: group {} still uses it", g.name));
+    }
+    crate::remove::out_of_idle_listeners(cloud, arn).await?;
+    crate::remove::target_group(cloud, arn).await
+}
+
+/// A version, unless something needs it now.
+async fn remove_version(cloud: &Cloud, id: &str) -> Result<(), String> {
+    let Some((template, version)) = parse_template_version_id(id) else {
+        return Err(format!("`{id}` is not a template version id"));
+    };
+    let template = LaunchTemplateId::new(template);
+    let needed = async {
+        let t = cloud
+            .compute
+            .describe_launch_template(&TemplateRef::Id(template.clone()))
+            .await?;
+        let groups = cloud.scaling.describe_groups(&[]).await?;
+        crate::remove::version_user(cloud, &t, version, &groups, &[]).await
+    };
+    match needed.await.map_err(|e| e.to_string())? {
+        Some(user) => Err(format!("not deleted: it is {user}")),
+        None => crate::remove::version(cloud, &template, version).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_id_carries_its_start() {
+        let at = run_started("ro-20261203T172112-1a2b").unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-12-03T17:21:12+00:00");
+        assert!(run_started("bake-20261203T172112Z-1").is_none());
+        assert!(run_started("ro-garbage-1").is_none());
+    }
+
+    #[test]
+    fn a_version_description_names_its_run() {
+        let d = "kiln ro-20261203T172112-1a2b: ami-1 from version 2 (poc-web)";
+        assert_eq!(version_run_id(d), Some("ro-20261203T172112-1a2b"));
+        assert_eq!(version_run_id("hand-made: kiln base"), None);
+        assert_eq!(version_run_id("kiln rollout: later"), None);
+        assert_eq!(version_run_id("kiln ro-1 two: x"), None);
+    }
+}

@@ -1,0 +1,468 @@
+//! Interrupted rollouts leave nothing behind: a blue/green rollout and an A/B canary
+//! cancelled at each phase undo themselves (traffic back on blue, green's group, target
+//! group, rules and version removed, the journal empty); a run killed outright (its
+//! task dropped, as SIGKILL would) is cleaned up by the sweep, which keeps what serves.
+//!
+//! `cargo test -p kiln-rollout --test interrupts -- --nocapture` prints the clean-up
+//! time of each phase in simulated time.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use kiln_cloud::journal::{MemoryJournal, ResourceKind};
+use kiln_cloud::progress::Silent;
+use kiln_cloud::{Cloud, TemplateRef};
+use kiln_rollout::sweep::{self, RunJudge, RunState};
+use kiln_rollout::{
+    plan, rollout_with_journal, BlueGreenSettings, CanaryMode, CanarySettings, CancellationToken,
+    Preview, RolloutError, RolloutPlan, StopReason, Strategy,
+};
+
+/// The green group every rollout of these tests makes (the template's next version).
+const GREEN: &str = "poc-web-asg-v3";
+/// How often the tests look at the account while a rollout runs.
+const LOOK_EVERY: Duration = Duration::from_secs(5);
+/// No phase of these rollouts is reached later than this (simulated).
+const PHASE_DEADLINE: Duration = Duration::from_secs(3 * 60 * 60);
+
+/// Clean-up measurements, printed as one table.
+static ROWS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// What the account holds that a rollout could add to.
+#[derive(Debug, Clone, PartialEq)]
+struct Estate {
+    groups: Vec<String>,
+    target_groups: Vec<String>,
+    rules: Vec<String>,
+    versions: Vec<i64>,
+}
+
+async fn estate(cloud: &Cloud) -> Estate {
+    let mut groups: Vec<String> = cloud
+        .scaling
+        .describe_groups(&[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    groups.sort();
+    let mut target_groups: Vec<String> = cloud
+        .load_balancing
+        .describe_target_groups(&[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    target_groups.sort();
+    let template = TemplateRef::Name(TEMPLATE.into());
+    let versions = cloud
+        .compute
+        .describe_launch_template_versions(&template, &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
+    Estate {
+        groups,
+        target_groups,
+        rules: rules(cloud).await,
+        versions,
+    }
+}
+
+async fn listener(cloud: &Cloud) -> kiln_cloud::Listener {
+    let lb = cloud
+        .load_balancing
+        .describe_load_balancers(&[ALB.into()])
+        .await
+        .unwrap();
+    let mut listeners = cloud
+        .load_balancing
+        .describe_listeners(&lb[0].arn)
+        .await
+        .unwrap();
+    assert_eq!(listeners.len(), 1, "the POC load balancer has one listener");
+    listeners.remove(0)
+}
+
+/// The listener's rules other than the default one.
+async fn rules(cloud: &Cloud) -> Vec<String> {
+    let l = listener(cloud).await;
+    let rules = cloud.load_balancing.describe_rules(&l.arn).await.unwrap();
+    rules
+        .into_iter()
+        .filter(|r| r.priority != "default")
+        .map(|r| r.arn.to_string())
+        .collect()
+}
+
+/// The listener's default action as (target group name, weight).
+async fn forward(cloud: &Cloud) -> Vec<(String, i32)> {
+    let tgs = cloud
+        .load_balancing
+        .describe_target_groups(&[])
+        .await
+        .unwrap();
+    let l = listener(cloud).await;
+    l.default_forward
+        .unwrap()
+        .target_groups
+        .iter()
+        .map(|t| {
+            let name = tgs.iter().find(|g| g.arn == t.target_group_arn);
+            (name.unwrap().name.clone(), t.weight)
+        })
+        .collect()
+}
+
+/// Green's share of the listener's traffic, if green is in its action.
+async fn green_weight(cloud: &Cloud) -> Option<i32> {
+    forward(cloud)
+        .await
+        .into_iter()
+        .find(|(name, _)| name != TG)
+        .map(|(_, w)| w)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Green's group exists; its instances are not healthy yet.
+    GreenCreated,
+    /// Green is healthy and the testers' rule sends testers to it.
+    GreenHealthy,
+    /// A weighted step sends part of the traffic to green.
+    TrafficShifting,
+    /// The switch is done; blue drains.
+    Draining,
+}
+
+impl Phase {
+    async fn reached(self, cloud: &Cloud) -> bool {
+        match self {
+            Self::GreenCreated => estate(cloud).await.groups.contains(&GREEN.to_string()),
+            Self::GreenHealthy => !rules(cloud).await.is_empty(),
+            Self::TrafficShifting => green_weight(cloud).await.is_some_and(|w| w > 0 && w < 100),
+            Self::Draining => green_weight(cloud).await == Some(100),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::GreenCreated => "green created",
+            Self::GreenHealthy => "green healthy (testers' rule)",
+            Self::TrafficShifting => "traffic shifting",
+            Self::Draining => "switched, blue draining",
+        }
+    }
+}
+
+/// Sleeps on simulated time until the rollout reaches `phase`.
+async fn until(cloud: &Cloud, phase: Phase) {
+    let deadline = cloud.clock.now() + chrono::Duration::from_std(PHASE_DEADLINE).unwrap();
+    while !phase.reached(cloud).await {
+        assert!(cloud.clock.now() < deadline, "{phase:?} never reached");
+        tokio::time::sleep(LOOK_EVERY).await;
+    }
+}
+
+fn blue_green() -> kiln_rollout::RolloutSpec {
+    spec(Strategy::BlueGreen(BlueGreenSettings {
+        preview: Some(Preview {
+            source_ips: vec!["203.0.113.0/24".into()],
+            header: None,
+            hold: Duration::from_secs(600),
+            priority: 10,
+        }),
+        traffic_steps: vec![10, 50],
+        step_bake: Duration::from_secs(300),
+        ..Default::default()
+    }))
+}
+
+fn ab_canary() -> kiln_rollout::RolloutSpec {
+    spec(Strategy::Canary(CanarySettings {
+        mode: CanaryMode::Ab,
+        bake: Duration::from_secs(300),
+        ..Default::default()
+    }))
+}
+
+type Task = tokio::task::JoinHandle<Result<kiln_rollout::RolloutOutcome, RolloutError>>;
+
+/// Runs the rollout in a task, journaling into `journal`.
+fn start(
+    cloud: &Cloud,
+    plan: &RolloutPlan,
+    journal: &Arc<MemoryJournal>,
+) -> (Task, CancellationToken) {
+    let cancel = CancellationToken::new();
+    let (cloud, plan, c, j) = (cloud.clone(), plan.clone(), cancel.clone(), journal.clone());
+    let task =
+        tokio::spawn(async move { rollout_with_journal(&cloud, &plan, &Silent, &c, &*j).await });
+    (task, cancel)
+}
+
+/// Cancels a rollout of `spec` at `phase` and checks that it undid itself.
+async fn cancel_at(what: &str, spec: kiln_rollout::RolloutSpec, phase: Phase) {
+    let (account, cloud) = poc().await;
+    let before = estate(&cloud).await;
+    let traffic_before = forward(&cloud).await;
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    let journal = Arc::new(MemoryJournal::new());
+    let (task, cancel) = start(&cloud, &p, &journal);
+    until(&cloud, phase).await;
+    let made = journal.open_records();
+    assert!(
+        made.iter()
+            .any(|r| r.kind == ResourceKind::AutoScalingGroup && r.id == GREEN),
+        "green is journaled at {phase:?}: {made:?}"
+    );
+
+    let at = cloud.clock.now();
+    cancel.cancel();
+    let err = task.await.unwrap().unwrap_err();
+    let took = (cloud.clock.now() - at).to_std().unwrap();
+    assert_eq!(err.stop_reason(), Some(&StopReason::Cancelled), "{err}");
+    let RolloutError::Stopped {
+        outcome,
+        rolled_back,
+        ..
+    } = &err
+    else {
+        unreachable!("a stop")
+    };
+    assert!(*rolled_back, "{what} at {phase:?} rolled back");
+
+    let after = estate(&cloud).await;
+    assert_eq!(after, before, "{what} at {phase:?} left resources");
+    assert_eq!(
+        forward(&cloud).await,
+        traffic_before,
+        "traffic back on blue as it was"
+    );
+    assert_eq!(journal.open_records(), vec![], "the journal is empty");
+    assert_eq!(
+        versions_and_images(&cloud, GROUP).await,
+        ("2".to_string(), vec![CURRENT_IMAGE.to_string(); 3]),
+        "blue untouched"
+    );
+    assert_safe(&account, GROUP, 3);
+    ROWS.lock().unwrap().push(format!(
+        "| {what} | {} | {} | {} | 0 | {} s |",
+        phase.name(),
+        outcome.status,
+        made.len(),
+        took.as_secs()
+    ));
+}
+
+fn print_table() {
+    let rows = ROWS.lock().unwrap();
+    println!("| strategy | cancelled at | outcome | resources made | left | clean-up (sim) |");
+    println!("|---|---|---|---|---|---|");
+    for row in rows.iter() {
+        println!("{row}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollout_cancelled_at_each_phase_undoes_itself() {
+    let blue_green_phases = [
+        Phase::GreenCreated,
+        Phase::GreenHealthy,
+        Phase::TrafficShifting,
+        Phase::Draining,
+    ];
+    for phase in blue_green_phases {
+        cancel_at("blue/green", blue_green(), phase).await;
+    }
+    for phase in [Phase::GreenCreated, Phase::TrafficShifting, Phase::Draining] {
+        cancel_at("A/B canary", ab_canary(), phase).await;
+    }
+    print_table();
+}
+
+fn over(_: &str) -> RunState {
+    RunState::Over
+}
+
+fn unknown(_: &str) -> RunState {
+    RunState::Unknown
+}
+
+fn judge<'a>(cloud: &Cloud, local: &'a dyn Fn(&str) -> RunState) -> RunJudge<'a> {
+    RunJudge {
+        local,
+        grace: Duration::from_secs(6 * 60 * 60),
+        now: cloud.clock.now(),
+    }
+}
+
+fn ids(found: &[sweep::Found]) -> Vec<(ResourceKind, String)> {
+    let mut ids: Vec<_> = found.iter().map(|f| (f.kind, f.id.clone())).collect();
+    ids.sort();
+    ids
+}
+
+/// Runs a rollout and drops it at `phase` without letting it clean up, as SIGKILL does.
+async fn kill_at(
+    cloud: &Cloud,
+    spec: kiln_rollout::RolloutSpec,
+    phase: Phase,
+) -> Vec<(ResourceKind, String)> {
+    let p = plan(cloud, &spec, &new_image()).await.unwrap();
+    let journal = Arc::new(MemoryJournal::new());
+    let (task, _cancel) = start(cloud, &p, &journal);
+    until(cloud, phase).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let mut made: Vec<_> = journal
+        .open_records()
+        .into_iter()
+        .map(|r| (r.kind, r.id))
+        .collect();
+    made.sort();
+    made
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_killed_blue_green_is_swept_once_its_run_is_over() {
+    let (account, cloud) = poc().await;
+    let before = estate(&cloud).await;
+    let made = kill_at(&cloud, blue_green(), Phase::GreenHealthy).await;
+    let kinds: Vec<ResourceKind> = made.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        kinds,
+        [
+            ResourceKind::LaunchTemplateVersion,
+            ResourceKind::AutoScalingGroup,
+            ResourceKind::TargetGroup,
+            ResourceKind::ListenerRule
+        ],
+        "{made:?}"
+    );
+
+    // A run nobody knows about, started minutes ago, may still be going elsewhere.
+    let young = sweep::survey(&cloud, &judge(&cloud, &unknown))
+        .await
+        .unwrap();
+    assert!(young.remove.is_empty(), "{:?}", young.remove);
+    assert_eq!(ids(&young.kept), made);
+
+    let survey = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
+    assert_eq!(
+        ids(&survey.remove),
+        made,
+        "the sweep finds what the journal had"
+    );
+    assert!(survey.kept.is_empty(), "{:?}", survey.kept);
+    let report = sweep::sweep(&cloud, &survey).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(ids(&report.removed), made);
+
+    assert_eq!(estate(&cloud).await, before, "nothing of the run is left");
+    let on_blue = forward(&cloud).await;
+    assert!(
+        on_blue.len() == 1 && on_blue[0].0 == TG && on_blue[0].1 > 0,
+        "all traffic on blue: {on_blue:?}"
+    );
+    assert_eq!(
+        versions_and_images(&cloud, GROUP).await,
+        ("2".to_string(), vec![CURRENT_IMAGE.to_string(); 3]),
+        "blue untouched"
+    );
+    assert_safe(&account, GROUP, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_killed_rollout_whose_green_takes_traffic_is_kept_with_the_reason() {
+    let (_account, cloud) = poc().await;
+    let made = kill_at(&cloud, ab_canary(), Phase::TrafficShifting).await;
+    let weight = green_weight(&cloud).await.expect("green in the action");
+    assert!(weight > 0 && weight < 100, "{weight}");
+
+    let survey = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
+    assert!(
+        survey.remove.is_empty(),
+        "nothing that serves is removed: {:?}",
+        survey.remove
+    );
+    assert_eq!(ids(&survey.kept), made);
+    let group = survey
+        .kept
+        .iter()
+        .find(|f| f.kind == ResourceKind::AutoScalingGroup)
+        .unwrap();
+    assert!(
+        group.reason.contains(&format!("weight {weight}")),
+        "{}",
+        group.reason
+    );
+    let version = survey
+        .kept
+        .iter()
+        .find(|f| f.kind == ResourceKind::LaunchTemplateVersion)
+        .unwrap();
+    assert!(version.reason.contains(GREEN), "{}", version.reason);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sweep_keeps_the_live_green_and_the_blue_in_its_window() {
+    let (account, cloud) = poc().await;
+    let spec = spec(Strategy::BlueGreen(BlueGreenSettings::default()));
+    let never = CancellationToken::new();
+    let first = plan(&cloud, &spec, &new_image()).await.unwrap();
+    let journal = MemoryJournal::new();
+    let out = rollout_with_journal(&cloud, &first, &Silent, &never, &journal)
+        .await
+        .unwrap();
+    assert_eq!(out.group, GREEN);
+    assert_eq!(journal.open_records(), vec![], "green is the run's result");
+
+    // The second rollout starts from the live green: the first green becomes blue.
+    let current = kiln_cloud::ImageId::new(CURRENT_IMAGE);
+    let second = plan(&cloud, &spec, &current).await.unwrap();
+    let out = rollout_with_journal(&cloud, &second, &Silent, &never, &journal)
+        .await
+        .unwrap();
+    assert_eq!(out.group, "poc-web-asg-v4");
+    assert_eq!(journal.open_records(), vec![]);
+
+    let survey = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
+    assert!(survey.remove.is_empty(), "{:?}", survey.remove);
+    let reason = |kind, id: &str| {
+        survey
+            .kept
+            .iter()
+            .find(|f| f.kind == kind && f.id == id)
+            .map(|f| f.reason.clone())
+            .unwrap_or_else(|| panic!("{id} is listed as kept: {:?}", survey.kept))
+    };
+    let blue = reason(ResourceKind::AutoScalingGroup, GREEN);
+    assert!(blue.contains("blue kept by poc-web-asg-v4"), "{blue}");
+    let live = reason(ResourceKind::AutoScalingGroup, "poc-web-asg-v4");
+    assert!(live.contains("kiln:live=true"), "{live}");
+    let template = cloud
+        .compute
+        .describe_launch_template(&TemplateRef::Name(TEMPLATE.into()))
+        .await
+        .unwrap();
+    for (version, group) in [(3, GREEN), (4, "poc-web-asg-v4")] {
+        let id = format!("{}:{version}", template.id);
+        let why = reason(ResourceKind::LaunchTemplateVersion, &id);
+        assert!(why.contains(&format!("launched by group {group}")), "{why}");
+    }
+    let kept_tgs = survey
+        .kept
+        .iter()
+        .filter(|f| f.kind == ResourceKind::TargetGroup)
+        .count();
+    assert_eq!(kept_tgs, 2, "{:?}", survey.kept);
+    traffic_always_served(&account);
+}
