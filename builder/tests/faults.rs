@@ -57,6 +57,11 @@ struct Ran {
 
 type Verdict = fn(&Ran) -> bool;
 
+/// The bake was cancelled during `phase`.
+fn cancelled_during(ran: &Ran, phase: &str) -> bool {
+    matches!(&ran.bake, Err(BakeError::Cancelled { phase: p, .. }) if p == phase)
+}
+
 struct Case {
     fault: &'static str,
     faults: &'static str,
@@ -147,7 +152,7 @@ fn cases() -> Vec<Case> {
             fault: "interrupt: builder phase",
             faults: "",
             cancel_on: "builder instance launched",
-            expect: |r| matches!(&r.bake, Err(BakeError::Cancelled { phase, .. }) if phase == "builder"),
+            expect: |r| cancelled_during(r, "builder"),
             says: "cancelled during builder",
             copies: false,
         },
@@ -155,7 +160,7 @@ fn cases() -> Vec<Case> {
             fault: "interrupt: steps phase",
             faults: "",
             cancel_on: "build step started",
-            expect: |r| matches!(&r.bake, Err(BakeError::Cancelled { phase, .. }) if phase == "steps"),
+            expect: |r| cancelled_during(r, "steps"),
             says: "cancelled during steps",
             copies: false,
         },
@@ -163,7 +168,7 @@ fn cases() -> Vec<Case> {
             fault: "interrupt: image phase",
             faults: "",
             cancel_on: "image poc-web-base-",
-            expect: |r| matches!(&r.bake, Err(BakeError::Cancelled { phase, .. }) if phase == "image"),
+            expect: |r| cancelled_during(r, "image"),
             says: "cancelled during image",
             copies: false,
         },
@@ -171,7 +176,7 @@ fn cases() -> Vec<Case> {
             fault: "interrupt: test phase",
             faults: "",
             cancel_on: "test instance launched",
-            expect: |r| matches!(&r.bake, Err(BakeError::Cancelled { phase, .. }) if phase == "test"),
+            expect: |r| cancelled_during(r, "test"),
             says: "cancelled during test",
             copies: false,
         },
@@ -337,7 +342,7 @@ fn outcome_text(ran: &Ran) -> String {
         (Err(e), _) => e.to_string(),
         (Ok(outcome), None) => format!("ok: {}", outcome.image.name),
         (Ok(_), Some(d)) if d.cancelled => {
-            format!("cancelled while copying: image and every copy removed")
+            "cancelled while copying: image and every copy removed".to_string()
         }
         (Ok(_), Some(d)) => {
             let failed = d.failed();
