@@ -46,14 +46,19 @@ struct Poc {
 
 impl Poc {
     fn new() -> Self {
+        Self::of("pipeline.yaml")
+    }
+
+    /// The POC example `name` (`pipeline.yaml`, `layered.yaml`).
+    fn of(name: &str) -> Self {
         let sandbox = Sandbox::new();
         sandbox.copy_recipes();
-        let pipeline = sandbox.poc_pipeline("pipeline.yaml", |t| t);
+        let pipeline = sandbox.poc_pipeline(name, |t| t);
         Self { sandbox, pipeline }
     }
 
     fn path_of(&self, file: &str) -> PathBuf {
-        if file == "pipeline.yaml" {
+        if self.pipeline.ends_with(file) {
             self.pipeline.clone()
         } else {
             self.sandbox.path(file)
@@ -110,8 +115,12 @@ impl Poc {
 /// Breaks the file as the case says and asserts that every command refuses it with
 /// exactly the case's message, and that the account does not change.
 fn assert_refused_exactly(case: &Case<'_>) {
+    assert_refused_exactly_in(&Poc::new(), case);
+}
+
+/// [`assert_refused_exactly`] in a given sandbox.
+fn assert_refused_exactly_in(poc: &Poc, case: &Case<'_>) {
     let _serial = serial();
-    let poc = Poc::new();
     let before = poc.sandbox.account_state();
     let (path, text) = poc.break_file(case);
     let (line, column) = position_in(&text, case.at.0, case.at.1);
@@ -236,6 +245,51 @@ fn a_misspelt_variable_is_refused_with_the_right_name() {
         hint: "did you mean `parameter_prefix`? Fix the name in the pipeline (recipes are \
                read from {recipes})",
     });
+}
+
+#[test]
+fn in_a_layered_pipeline_the_error_points_into_the_layer_at_fault() {
+    // Both layers list recipes and set variables: the error must name the base's line.
+    assert_refused_exactly_in(
+        &Poc::of("layered.yaml"),
+        &Case {
+            file: "layered.yaml",
+            edit: (
+                "recipes: [base-os, proxysql,",
+                "recipes: [base-os, proxysq,",
+            ),
+            at: ("recipes: [base-os, proxysq,", "proxysq"),
+            message: "unknown recipe `proxysq`: there is no proxysq.yaml in this folder",
+            hint: "use one of the available recipes: base-os, boot-config, hygiene, laravel, \
+                   monitoring, proxysql (recipes are read from {recipes})",
+        },
+    );
+    assert_refused_exactly_in(
+        &Poc::of("layered.yaml"),
+        &Case {
+            file: "layered.yaml",
+            edit: ("    region: ap-northeast-1", "    region: us-west-2"),
+            at: ("    region: us-west-2", "us-west-2"),
+            message: "layer `poc-web-base` is in us-west-2, the image in ap-northeast-1",
+            hint: "bake every layer in the image's region; distribute copies the others",
+        },
+    );
+    assert_refused_exactly_in(
+        &Poc::of("layered.yaml"),
+        &Case {
+            file: "layered.yaml",
+            edit: (
+                "channel: { image: poc-web-base, channel: poc }",
+                "channel: { image: poc-web-base, channel: \"p c\" }",
+            ),
+            at: (
+                "channel: { image: poc-web-base, channel: \"p c\" }",
+                "\"p c\"",
+            ),
+            message: "`p c` is not a channel name Parameter Store accepts",
+            hint: "use 1 to 64 letters, digits, `_`, `.` or `-` (such as `prod`)",
+        },
+    );
 }
 
 // Recipe files and their templates.

@@ -98,13 +98,20 @@ fn plan_of_a_layered_pipeline_lists_every_layer_and_makes_no_change() {
     let json = sandbox.kiln(&["--output", "json", "plan", &file]);
     json.assert_code(0);
     let plan = json.json();
+    assert_both_baked(&plan, &source);
+    assert_eq!(sandbox.account_state(), before, "plan changed the account");
+}
+
+/// The JSON plan of the layered pipeline on a fresh account: both layers baked, the base
+/// from `source` and copied to both regions, the rollout a change.
+fn assert_both_baked(plan: &serde_json::Value, source: &str) {
     assert_eq!(plan["action"], "bake");
     assert_eq!(plan["bake"]["image_name"], "poc-web-app");
     let layers = plan["layers"].as_array().expect("layers");
     assert_eq!(layers.len(), 1, "one layer below the image");
     assert_eq!(layers[0]["action"], "bake");
     assert_eq!(layers[0]["bake"]["image_name"], "poc-web-base");
-    assert_eq!(layers[0]["bake"]["source_image"], source.as_str());
+    assert_eq!(layers[0]["bake"]["source_image"], source);
     let copies = layers[0]["distribution"]["copies"]
         .as_array()
         .expect("copies");
@@ -112,8 +119,6 @@ fn plan_of_a_layered_pipeline_lists_every_layer_and_makes_no_change() {
     assert_eq!(regions, ["ap-northeast-3", "us-west-2"]);
     assert!(copies.iter().all(|c| c["existing"].is_null()));
     assert_eq!(plan["rollouts"][0]["no_change"], false);
-
-    assert_eq!(sandbox.account_state(), before, "plan changed the account");
 }
 
 #[test]

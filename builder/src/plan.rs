@@ -227,21 +227,7 @@ pub async fn plan_layer(
     validate(spec)?;
     let (source_image, root_device) = layer_source(cloud, spec, source).await?;
     let builder = resolve_builder(cloud, spec, root_device).await?;
-    let pending = matches!(source, LayerSource::Pending { .. });
-    let hash = match pending {
-        true => HASH_PENDING.to_string(),
-        false => input_hash(&HashInputs {
-            source_image: &source_image,
-            image_name: &spec.image_name,
-            files: &spec.rendered.inputs,
-            variables: &spec.variables,
-            root_volume: &spec.builder.root_volume,
-        }),
-    };
-    let reuse = match pending {
-        true => None,
-        false => find_reusable(cloud, &spec.image_name, &hash).await?,
-    };
+    let (hash, reuse) = cache_lookup(cloud, spec, &source_image, source).await?;
     let version = match &reuse {
         Some(image) => image.version.clone(),
         None => decide_version(cloud, spec).await?,
@@ -280,6 +266,28 @@ pub async fn plan_layer(
     plan.image_tags = image_tags(&plan);
     plan.changes = changes(&plan);
     Ok(plan)
+}
+
+/// The input hash and the image it lets the bake reuse; a layer whose source is still to
+/// be baked has neither.
+async fn cache_lookup(
+    cloud: &Cloud,
+    spec: &BakeSpec,
+    source_image: &ImageId,
+    source: &LayerSource,
+) -> Result<(String, Option<BakedImage>), BakeError> {
+    if matches!(source, LayerSource::Pending { .. }) {
+        return Ok((HASH_PENDING.to_string(), None));
+    }
+    let hash = input_hash(&HashInputs {
+        source_image,
+        image_name: &spec.image_name,
+        files: &spec.rendered.inputs,
+        variables: &spec.variables,
+        root_volume: &spec.builder.root_volume,
+    });
+    let reuse = find_reusable(cloud, &spec.image_name, &hash).await?;
+    Ok((hash, reuse))
 }
 
 /// The source image's id (a stand-in's name for one still to be baked) and root device.

@@ -4,8 +4,8 @@
 //! killed run may be gone): every resource kiln tagged with a run id is considered
 //! ([`kiln_builder::sweep`] for bakes, then [`kiln_rollout::sweep`] for rollouts). The
 //! local journals tell live runs from dead ones sooner than the grace period would, and
-//! name what a dead run still held. The list is shown first; `--dry-run` stops there, and
-//! deleting needs a yes, typed or given as `--yes` (CI, where stdin is no terminal).
+//! name what a dead run still held. The list is shown first; `--dry-run` stops there,
+//! and deleting needs a yes, typed or given as `--yes` (CI, where stdin is no terminal).
 //!
 //! Every region where kiln may have left something is swept: the account's home region,
 //! every region the local journals name (copies go to other regions), the global

@@ -215,53 +215,7 @@ async fn missing_resource(
     pipeline: &Pipeline,
     target: &crate::pipeline::TargetSection,
 ) -> anyhow::Result<Option<crate::pipeline::PipelineError>> {
-    let (scaling, elb) = (&cloud.scaling, &cloud.load_balancing);
-    let group = found(
-        scaling
-            .describe_groups(std::slice::from_ref(&target.group))
-            .await,
-        |g| g.name == target.group,
-    )?;
-    let template = TemplateRef::Name(target.launch_template.clone());
-    let template = cloud.compute.describe_launch_template(&template).await;
-    let template = found(template.map(|t| vec![t]), |_| true)?;
-    let target_group = match &target.target_group {
-        Some(name) => found(
-            elb.describe_target_groups(std::slice::from_ref(name)).await,
-            |t| &t.name == name,
-        )?,
-        None => true,
-    };
-    let load_balancer = match &target.load_balancer {
-        Some(name) => found(
-            elb.describe_load_balancers(std::slice::from_ref(name))
-                .await,
-            |l| &l.name == name,
-        )?,
-        None => true,
-    };
-    let checks = [
-        (group, "group", "Auto Scaling group", &target.group),
-        (
-            template,
-            "launch_template",
-            "launch template",
-            &target.launch_template,
-        ),
-        (
-            target_group,
-            "target_group",
-            "target group",
-            &target.target_group.clone().unwrap_or_default(),
-        ),
-        (
-            load_balancer,
-            "load_balancer",
-            "load balancer",
-            &target.load_balancer.clone().unwrap_or_default(),
-        ),
-    ];
-    let Some((_, key, what, name)) = checks.into_iter().find(|(exists, ..)| !exists) else {
+    let Some((key, what, name)) = first_missing(cloud, target).await? else {
         return Ok(None);
     };
     let mut at = pipeline.target_path(&target.name);
@@ -275,6 +229,38 @@ async fn missing_resource(
                 .into(),
         ),
     ))
+}
+
+/// The first resource the target names that the region lacks: its key in the file, what
+/// it is, and its name.
+async fn first_missing<'t>(
+    cloud: &Cloud,
+    target: &'t crate::pipeline::TargetSection,
+) -> anyhow::Result<Option<(&'static str, &'static str, &'t str)>> {
+    let (scaling, elb) = (&cloud.scaling, &cloud.load_balancing);
+    let group = scaling.describe_groups(std::slice::from_ref(&target.group));
+    if !found(group.await, |g| g.name == target.group)? {
+        return Ok(Some(("group", "Auto Scaling group", &target.group)));
+    }
+    let template = TemplateRef::Name(target.launch_template.clone());
+    let template = cloud.compute.describe_launch_template(&template).await;
+    if !found(template.map(|t| vec![t]), |_| true)? {
+        let name = &target.launch_template;
+        return Ok(Some(("launch_template", "launch template", name)));
+    }
+    if let Some(name) = &target.target_group {
+        let groups = elb.describe_target_groups(std::slice::from_ref(name));
+        if !found(groups.await, |t| &t.name == name)? {
+            return Ok(Some(("target_group", "target group", name)));
+        }
+    }
+    if let Some(name) = &target.load_balancer {
+        let balancers = elb.describe_load_balancers(std::slice::from_ref(name));
+        if !found(balancers.await, |l| &l.name == name)? {
+            return Ok(Some(("load_balancer", "load balancer", name)));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether a description found what `matches`; not found is `false`, not an error.
