@@ -1153,7 +1153,10 @@ pub async fn retire(
     let blue_group = live.tags[TAG_BLUE_GROUP].clone();
     let blue_tg = Arn::new(live.tags[TAG_BLUE_TARGET_GROUP].clone());
     drop_from_listeners(cloud, &live, &blue_tg).await?;
-    cloud.scaling.delete_group(&blue_group, true).await?;
+    // Its instances drain and terminate before the group is gone.
+    crate::remove::group(cloud, &blue_group)
+        .await
+        .map_err(|detail| invalid(format!("blue group {blue_group} not deleted: {detail}")))?;
     cloud.load_balancing.delete_target_group(&blue_tg).await?;
     let keys = [TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL].map(String::from);
     cloud.scaling.delete_group_tags(&live.name, &keys).await?;

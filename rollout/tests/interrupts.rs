@@ -288,6 +288,32 @@ async fn a_rollout_cancelled_at_each_phase_undoes_itself() {
     print_table();
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_rolling_rollout_deletes_its_version_once_rolled_back() {
+    let (account, cloud) = poc().await;
+    let before = estate(&cloud).await;
+    let spec = rolling(kiln_rollout::RollingSettings::default());
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    let journal = Arc::new(MemoryJournal::new());
+    let (task, cancel) = start(&cloud, &p, &journal);
+    until_refresh_in_progress(&cloud, 1).await;
+    let made = journal.open_records();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0].kind, ResourceKind::LaunchTemplateVersion);
+    assert!(made[0].id.ends_with(":3"), "{made:?}");
+
+    cancel.cancel();
+    let err = task.await.unwrap().unwrap_err();
+    assert_eq!(err.stop_reason(), Some(&StopReason::Cancelled), "{err}");
+    assert_eq!(estate(&cloud).await, before, "version 3 is deleted");
+    assert_eq!(journal.open_records(), vec![]);
+    assert_eq!(
+        versions_and_images(&cloud, GROUP).await,
+        ("2".to_string(), vec![CURRENT_IMAGE.to_string(); 3])
+    );
+    assert_safe(&account, GROUP, 3);
+}
+
 fn over(_: &str) -> RunState {
     RunState::Over
 }

@@ -2,10 +2,10 @@
 //!
 //! The account is the source of truth, not the local journal (the machine that ran a
 //! killed run may be gone): every resource kiln tagged with a run id is considered
-//! ([`kiln_builder::sweep`] for bakes, then [`kiln_rollout::sweep`] for rollouts). The local journals tell live runs from dead ones sooner
-//! than the grace period would, and name what a dead run still held. The list is shown
-//! first; `--dry-run` stops there, and deleting needs a yes, typed or given as `--yes`
-//! (CI, where stdin is no terminal).
+//! ([`kiln_builder::sweep`] for bakes, then [`kiln_rollout::sweep`] for rollouts). The
+//! local journals tell live runs from dead ones sooner than the grace period would, and
+//! name what a dead run still held. The list is shown first; `--dry-run` stops there,
+//! and deleting needs a yes, typed or given as `--yes` (CI, where stdin is no terminal).
 //!
 //! Every region where kiln may have left something is swept: the account's home region,
 //! every region the local journals name (copies go to other regions), the global

@@ -250,6 +250,9 @@ pub struct SimGroup {
     pub last_launch_error: Option<String>,
     /// A failed launch is tried again at this time.
     pub launch_retry_at: Option<Timestamp>,
+    /// Force-deleted: "Delete in progress" until its instances are terminated.
+    #[serde(default)]
+    pub deleting: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

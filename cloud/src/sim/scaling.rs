@@ -143,6 +143,7 @@ pub fn create(w: &mut World, req: &CreateGroup) -> CloudResult<()> {
         surge: 0,
         last_launch_error: None,
         launch_retry_at: None,
+        deleting: false,
     };
     w.r.groups.insert(req.name.clone(), sim);
     Ok(())
@@ -179,15 +180,19 @@ pub fn delete(w: &mut World, name: &str, force: bool) -> CloudResult<()> {
         let msg = "You cannot delete an AutoScalingGroup while there are instances in it";
         return Err(w.err(ErrorKind::Conflict, OP, name, "ResourceInUse", msg));
     }
-    let arns = group(w, OP, name)?.group.target_group_arns.clone();
-    for m in &members {
-        for arn in &arns {
-            elb::deregister(w, arn, &m.id);
-        }
-        compute::terminate(w, &m.id);
-    }
     refresh::forget_group(w, name);
-    w.r.groups.remove(name);
+    if members.is_empty() {
+        w.r.groups.remove(name);
+        return Ok(());
+    }
+    // As in AWS, a force-deleted group stays ("Delete in progress") while its instances
+    // are deregistered, drained and terminated; it is gone once they are.
+    let g = group(w, OP, name)?;
+    g.deleting = true;
+    (g.group.min_size, g.group.desired_capacity) = (0, 0);
+    for m in members.iter().filter(|m| m.lifecycle != TERMINATING) {
+        start_terminating(w, name, &m.id);
+    }
     Ok(())
 }
 
@@ -505,10 +510,23 @@ pub fn step(w: &mut World) -> bool {
     let mut changed = false;
     for name in names {
         changed |= sync_members(w, &name);
+        if w.r.groups[&name].deleting {
+            changed |= finish_deleting(w, &name);
+            continue;
+        }
         changed |= refresh::step(w, &name);
         changed |= reconcile(w, &name);
     }
     changed
+}
+
+/// A force-deleted group goes once its last instance has.
+fn finish_deleting(w: &mut World, name: &str) -> bool {
+    let done = w.r.groups[name].members.is_empty();
+    if done {
+        w.r.groups.remove(name);
+    }
+    done
 }
 
 /// Follows each member's instance and health checks; replaces the unhealthy.
