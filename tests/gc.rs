@@ -37,6 +37,7 @@ fn spawn_bake_of(sandbox: &Sandbox, pipeline: &std::path::Path) -> Child {
         .arg(sandbox.state())
         .args(["--no-progress", "bake"])
         .arg(pipeline)
+        .env("KILN_MANIFEST", sandbox.path("kiln-manifest.json"))
         .env_remove("AWS_REGION")
         .env_remove("KILN_STATE_DIR")
         .stdout(Stdio::null())
@@ -260,6 +261,48 @@ fn sigterm_makes_the_bake_clean_up_and_exit_130() {
     assert!(
         !journal_of(&sandbox, &run_id).exists(),
         "a run that cleaned up keeps no journal"
+    );
+}
+
+#[test]
+fn sigterm_while_copying_removes_the_image_and_every_copy_and_exits_130() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let mut child = spawn_bake_of(&sandbox, &distributing_pipeline(&sandbox));
+    let mut lines = stderr_lines(&mut child);
+    let started = std::cell::Cell::new(0);
+    let copying = |l: &str| {
+        if l.contains("copy ami-") && l.ends_with("started") {
+            started.set(started.get() + 1);
+        }
+        started.get() == COPY_REGIONS.len()
+    };
+    let run_id = read_until(&mut lines, &copying);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(status.success());
+    let rest: Vec<String> = lines.collect();
+    let code = child.wait().expect("wait").code();
+    let rest = rest.join("\n");
+
+    assert_eq!(code, Some(130), "{rest}");
+    let summary = rest
+        .lines()
+        .find(|l| l.contains("bake interrupted; cleaned up"))
+        .unwrap_or_else(|| panic!("no clean-up summary:\n{rest}"));
+    for region in COPY_REGIONS {
+        assert!(summary.contains(&format!("in {region}")), "{summary}");
+    }
+    tokio_block(assert_nothing_of_run_anywhere(&sandbox, &run_id));
+    assert!(
+        !journal_of(&sandbox, &run_id).exists(),
+        "a run that cleaned up keeps no journal"
+    );
+    assert!(
+        !sandbox.path("kiln-manifest.json").exists(),
+        "an interrupted run adds no build to the manifest"
     );
 }
 
