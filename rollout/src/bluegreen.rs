@@ -430,7 +430,7 @@ impl Run<'_> {
 
         halted(self.before_switch(&green, &mut gates, made).await)?;
         made.switched = true;
-        self.switch(&green, true).await?;
+        self.switch(&green).await?;
         self.tag_switched(&green).await?;
         timings.lap("switch");
         halted(self.after_switch(&green, &mut gates).await)?;
@@ -508,12 +508,11 @@ impl Run<'_> {
     async fn restore_listeners(&self, made: &Made) -> bool {
         let mut ok = true;
         for l in &self.bg.listeners {
-            let put = self
-                .cloud
-                .load_balancing
-                .modify_listener_forward(&l.listener, &l.original)
-                .await;
-            if let Err(e) = put {
+            let lb = &self.cloud.load_balancing;
+            let put = crate::remove::throttled(self.cloud, || {
+                lb.modify_listener_forward(&l.listener, &l.original)
+            });
+            if let Err(e) = put.await {
                 let text = format!("could not put the listener back on blue: {e}");
                 self.emit.error("rollback", l.listener.as_str(), text);
                 ok = false;
@@ -914,36 +913,13 @@ impl Run<'_> {
         Ok(Some(Ok(())))
     }
 
-    /// Every listener to green (`true`; blue stays at weight 0, health-checked, so that
-    /// switching back is as quick and safe as switching over, PITFALLS 30) or back to
-    /// its original action (`false`).
-    async fn switch(&self, green: &Green, to_green_side: bool) -> Result<(), RolloutError> {
-        for l in &self.bg.listeners {
-            let f = if to_green_side {
-                weighted(
-                    &l.original,
-                    &self.bg.blue_target_group.arn,
-                    &green.target_group.arn,
-                    100,
-                    self.bg.sticky,
-                )
-            } else {
-                l.original.clone()
-            };
-            self.cloud
-                .load_balancing
-                .modify_listener_forward(&l.listener, &f)
-                .await?;
-        }
-        let side = if to_green_side { "green" } else { "blue" };
-        self.emit.info(
-            "switch",
-            &green.group,
-            format!(
-                "{} listener(s) now forward to {side}",
-                self.bg.listeners.len()
-            ),
-        );
+    /// Every listener to green (blue stays at weight 0, health-checked, so that
+    /// switching back is as quick and safe as switching over, PITFALLS 30).
+    async fn switch(&self, green: &Green) -> Result<(), RolloutError> {
+        self.weigh(green, 100).await?;
+        let n = self.bg.listeners.len();
+        let text = format!("{n} listener(s) now forward to green");
+        self.emit.info("switch", &green.group, text);
         Ok(())
     }
 
