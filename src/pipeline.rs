@@ -392,16 +392,19 @@ impl Pipeline {
     fn check(&self) -> Result<(), PipelineError> {
         let image = &self.file.image;
         for section in self.sections() {
-            let mut at = self.section_path(section);
-            at.push(Seg::Key("name"));
-            check_name(self, &at, &section.name, IMAGE_NAME_MAX)?;
-        }
-        if image.recipes.is_empty() {
-            return Err(self.invalid_at(
-                &[Seg::Key("image"), Seg::Key("recipes")],
-                "the image lists no recipes".into(),
-                "list the recipes to bake, e.g. `recipes: [base-os]`".into(),
-            ));
+            let at = |key| {
+                let mut at = self.section_path(section);
+                at.push(Seg::Key(key));
+                at
+            };
+            check_name(self, &at("name"), &section.name, IMAGE_NAME_MAX)?;
+            if section.recipes.is_empty() {
+                return Err(self.invalid_at(
+                    &at("recipes"),
+                    format!("image `{}` lists no recipes", section.name),
+                    "list the recipes to bake, e.g. `recipes: [base-os]`".into(),
+                ));
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for (index, target) in self.file.targets.iter().enumerate() {

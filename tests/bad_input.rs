@@ -217,6 +217,20 @@ fn unknown_recipe_is_refused_with_the_available_ones() {
 }
 
 #[test]
+fn an_image_without_recipes_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "recipes: [base-os, proxysql, laravel, monitoring, boot-config]",
+            "recipes: []",
+        ),
+        at: ("recipes: []", "[]"),
+        message: "image `poc-web-base` lists no recipes",
+        hint: "list the recipes to bake, e.g. `recipes: [base-os]`",
+    });
+}
+
+#[test]
 fn missing_variable_is_refused_exactly() {
     assert_refused_exactly(&Case {
         file: "pipeline.yaml",
