@@ -6,14 +6,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use kiln::cloud::sim::SimAccount;
 use kiln::cloud::{
     Account, ImageFilter, ImageState, InstanceFilter, InstanceState, Tags, TAG_RUN_ID,
 };
-use support::{repo_path, Sandbox, POC_PIPELINE, POC_REGION};
+use support::{
+    block_on as tokio_block, repo_path, stderr_lines, Sandbox, POC_PIPELINE, POC_REGION,
+};
 
 /// One test at a time: a child forked by one test would inherit, until it execs, the
 /// state-file lock another test holds in this process, and make a `kiln` call fail as
@@ -67,13 +68,6 @@ fn read_until(lines: &mut impl Iterator<Item = String>, wanted: &dyn Fn(&str) ->
         "the bake ended before the awaited line:\n{}",
         seen.join("\n")
     );
-}
-
-fn stderr_lines(child: &mut Child) -> impl Iterator<Item = String> {
-    let stderr = child.stderr.take().expect("piped stderr");
-    BufReader::new(stderr)
-        .lines()
-        .map(|l| l.expect("stderr line"))
 }
 
 /// The run's journal file, if any.
@@ -540,13 +534,4 @@ fn a_region_that_cannot_be_listed_is_reported_and_the_others_are_swept() {
     gc.assert_code(0);
     tokio_block(assert_nothing_of_run_anywhere(&sandbox, &run_id));
     assert!(!journal_of(&sandbox, &run_id).exists());
-}
-
-fn tokio_block<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(future)
 }
