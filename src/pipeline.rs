@@ -309,27 +309,6 @@ impl Pipeline {
             })
     }
 
-    /// An error pointing at the first line that contains `needle`, at the column where
-    /// it starts. [`Pipeline::invalid_at`] is exact; this serves what has no path.
-    pub fn invalid(&self, needle: &str, message: String, hint: String) -> PipelineError {
-        // A line that is exactly the needle (`- name: poc-web`) beats one that only
-        // contains it (`name: poc-web-base`).
-        let wanted = needle.trim();
-        let exact = |l: &str| l.trim().trim_start_matches("- ") == wanted;
-        let lines: Vec<&str> = self.text.lines().collect();
-        let index = lines
-            .iter()
-            .position(|l| exact(l))
-            .or_else(|| lines.iter().position(|l| l.contains(wanted)));
-        let (line, column) = index.map_or((1, 1), |i| {
-            let column = lines[i]
-                .find(wanted)
-                .map_or(1, |c| lines[i][..c].chars().count() + 1);
-            (i + 1, column)
-        });
-        self.error_at((line, column), message, hint)
-    }
-
     /// An error pointing at the value at `path` in the file, or, when the file does not
     /// write it, at the nearest node above it that the file has.
     pub fn invalid_at(&self, path: &[Seg<'_>], message: String, hint: String) -> PipelineError {

@@ -306,6 +306,45 @@ fn sigterm_while_copying_removes_the_image_and_every_copy_and_exits_130() {
     );
 }
 
+#[test]
+fn gc_refuses_a_region_the_account_does_not_have() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let (account, cloud) = tokio_block(sandbox.cloud_of_seed());
+    account.save_now().expect("save the new account");
+    // Both hold the state file's lock.
+    drop((account, cloud));
+
+    let refused = sandbox.kiln(&["gc", "--dry-run", "--regions", "us-west-2,mars-north-1"]);
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("no region mars-north-1")
+            && refused.stderr.contains("ap-northeast-3"),
+        "names the bad region and the good ones: {}",
+        refused.stderr
+    );
+    let listed = sandbox.kiln(&[
+        "--output",
+        "json",
+        "gc",
+        "--dry-run",
+        "--regions",
+        "us-west-2",
+    ]);
+    listed.assert_code(0);
+    let regions: Vec<String> = listed.json()["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .map(|r| r["region"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        regions,
+        [POC_REGION, "us-west-2"],
+        "home first, then the one named"
+    );
+}
+
 /// The regions the distributing pipeline copies to, beside the POC region.
 const COPY_REGIONS: [&str; 2] = ["ap-northeast-3", "us-west-2"];
 

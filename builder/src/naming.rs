@@ -26,7 +26,8 @@ pub const TAG_STATUS: &str = "kiln:status";
 pub const STATUS_FAILED: &str = "failed";
 /// The value of [`TAG_STATUS`] from CreateImage until the bake has tested the image: an
 /// image still `pending` after its run is over was left by a killed bake (`kiln gc`
-/// removes it). Copies to other regions carry the source's final tags, not this one.
+/// removes it). A copy to another region carries it from CopyImage until every copy of
+/// its distribution is done (a killed run's copy is then found by `kiln gc` there).
 pub const STATUS_PENDING: &str = "pending";
 /// The value of [`TAG_STATUS`] once the bake finished with the image tested.
 pub const STATUS_READY: &str = "ready";

@@ -324,15 +324,7 @@ pub async fn survey_with_journals(
     if open.is_empty() {
         return Ok(survey);
     }
-    let filter = ImageFilter {
-        owners: vec!["self".to_string()],
-        ..ImageFilter::default()
-    };
-    let images: Vec<Image> = retry_throttled(|| cloud.compute.describe_images(&filter))
-        .await?
-        .into_iter()
-        .filter(|i| i.state != ImageState::Deregistered)
-        .collect();
+    let images = registered_images(cloud).await?;
     let in_use = images_in_use(cloud).await?;
     for record in open.iter().filter(|r| r.kind == ResourceKind::Image) {
         if let Some(image) = images.iter().find(|i| i.id.as_str() == record.id) {
@@ -353,6 +345,19 @@ pub async fn survey_with_journals(
         journal_snapshot(cloud, &id, record, judge, &mut survey).await?;
     }
     Ok(survey)
+}
+
+/// Every image the account owns in the region that is not deregistered.
+async fn registered_images(cloud: &Cloud) -> kiln_cloud::CloudResult<Vec<Image>> {
+    let filter = ImageFilter {
+        owners: vec!["self".to_string()],
+        ..ImageFilter::default()
+    };
+    let images = retry_throttled(|| cloud.compute.describe_images(&filter)).await?;
+    Ok(images
+        .into_iter()
+        .filter(|i| i.state != ImageState::Deregistered)
+        .collect())
 }
 
 /// Places an image a journal holds, with its snapshots when it goes.

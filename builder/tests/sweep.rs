@@ -1,14 +1,14 @@
 //! The sweep behind `kiln gc` on the simulated account: it removes only what kiln tagged
-//! and left, never an image a launch template version uses, never an untagged one, and
-//! nothing of a run that may still be going.
+//! and left (or a dead run's journal still holds), never an image a launch template
+//! version uses, never an untagged one, and nothing of a run that may still be going.
 
 mod support;
 
 use std::time::Duration;
 
 use kiln_builder::naming::{STATUS_FAILED, STATUS_PENDING, TAG_STATUS};
-use kiln_builder::sweep::{survey, sweep, RunJudge, RunState};
-use kiln_builder::{bake, plan, ResourceKind};
+use kiln_builder::sweep::{survey, survey_with_journals, sweep, RunJudge, RunState};
+use kiln_builder::{bake, plan, Record, ResourceKind};
 use kiln_cloud::progress::Silent;
 use kiln_cloud::{ImageFilter, ImageId, ImageState, NewTemplateVersion, Tags, TemplateRef};
 use tokio_util::sync::CancellationToken;
@@ -155,4 +155,76 @@ async fn a_young_run_without_a_journal_is_left_alone() {
         ..judge
     };
     assert!(survey(&cloud, &judge).await.unwrap().remove.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ready_image_held_by_the_journal_of_a_dead_run_is_removed_with_its_snapshots() {
+    let cloud = cloud_with_faults("").await;
+    let held = bake_one(&cloud, "1.0.0").await;
+    let used = bake_one(&cloud, "2.0.0").await;
+    let version = NewTemplateVersion {
+        template: TemplateRef::Name("poc-web-lt".into()),
+        source_version: 2,
+        image_id: used.clone(),
+        description: "rolled out by hand".into(),
+    };
+    let created = cloud.compute.create_launch_template_version(&version);
+    created.await.unwrap();
+    let record = |id: &ImageId, region: &str| Record {
+        kind: ResourceKind::Image,
+        id: id.to_string(),
+        region: region.into(),
+        run_id: "bake-20260105T000000Z-dead".into(),
+    };
+    // Both are `ready`: only the journal says their run never let go of them.
+    let records = [
+        record(&held, REGION),
+        record(&used, REGION),
+        record(&ImageId::new("ami-0elsewhere"), "us-west-2"),
+    ];
+    let over = |_: &str| RunState::Over;
+    let judge = RunJudge {
+        local: &over,
+        grace: Duration::from_secs(3600),
+        now: cloud.clock.now(),
+    };
+    assert!(survey(&cloud, &judge).await.unwrap().remove.is_empty());
+
+    let found = survey_with_journals(&cloud, &judge, &records)
+        .await
+        .unwrap();
+    let removed: Vec<(ResourceKind, &str)> = found
+        .remove
+        .iter()
+        .map(|f| (f.kind, f.id.as_str()))
+        .collect();
+    assert_eq!(
+        removed[0],
+        (ResourceKind::Image, held.as_str()),
+        "{removed:?}"
+    );
+    assert!(removed[1..]
+        .iter()
+        .all(|(k, _)| *k == ResourceKind::Snapshot));
+    assert!(removed.len() > 1, "the held image's snapshots go with it");
+    let kept = found.kept.iter().find(|f| f.id == used.as_str()).unwrap();
+    assert!(
+        kept.reason.contains("poc-web-lt version 3"),
+        "{}",
+        kept.reason
+    );
+
+    let live = |_: &str| RunState::Live;
+    let judge = RunJudge {
+        local: &live,
+        ..judge
+    };
+    let found = survey_with_journals(&cloud, &judge, &records)
+        .await
+        .unwrap();
+    assert!(
+        found.remove.is_empty(),
+        "a live run's image stays: {:?}",
+        found.remove
+    );
 }

@@ -105,6 +105,14 @@ async fn connect_resolves_the_account_and_the_home_region() {
     assert!(!account.is_simulated());
     let other = account.region(OTHER_REGION).await.expect("another region");
     assert_eq!(other.region, OTHER_REGION);
+    let regions = account.regions().await.expect("DescribeRegions");
+    assert!(
+        regions.iter().any(|r| r == REGION) && regions.iter().any(|r| r == OTHER_REGION),
+        "{regions:?}"
+    );
+    let mut sorted = regions.clone();
+    sorted.sort();
+    assert_eq!(regions, sorted, "regions come sorted");
     let drift = other.clock.now() - chrono::Utc::now();
     assert!(
         drift.num_seconds().abs() < 60,
@@ -482,6 +490,8 @@ async fn an_image_is_copied_shared_and_retired() {
     let copies = describe_image(&other, &copied).await;
     assert_eq!(copies.len(), 1, "the copy is in {OTHER_REGION}");
     assert_eq!(copies[0].name, image.name);
+    // moto: CopyImage ignores its TagSpecifications, so the copy's tags (the run id that
+    // lets `kiln gc` find a killed run's copy) are asserted on recorded requests instead.
     assert_no_image(&cloud, &copied).await;
     let share = LaunchPermissions {
         accounts: vec!["111122223333".to_string()],

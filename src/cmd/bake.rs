@@ -134,7 +134,9 @@ pub fn leftovers(layers: &[Baked], image: &Baked) -> Vec<String> {
 /// Bakes every layer and then the image, distributing each and appending each to the
 /// manifest. A layer above reads the channel the one below was just published to in the
 /// home region, so a failure to publish there stops the run; the copies of the layer below
-/// to the other regions run while the layer above bakes.
+/// to the other regions run while the layer above bakes. The image itself is copied first
+/// and shared and published after, held by its run until then (an interruption before
+/// removes it and its copies, and exits 130).
 pub async fn bake_all(
     global: &GlobalArgs,
     account: &dyn Account,

@@ -246,8 +246,24 @@ pub(super) async fn remove_image(
         Err(e) => return Err(left(format!("image {image} not removed: {e}"))),
     }
     journal.forget(ResourceKind::Image, image.as_str());
+    let failed = delete_snapshots(cloud, &snapshots, journal).await;
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(left(format!(
+            "snapshots of {image} not removed: {}",
+            failed.join("; ")
+        ))),
+    }
+}
+
+/// Deletes each snapshot (gone already is fine), forgetting it once gone; the failures.
+async fn delete_snapshots(
+    cloud: &Cloud,
+    snapshots: &BTreeSet<SnapshotId>,
+    journal: &dyn Journal,
+) -> Vec<String> {
     let mut failed = Vec::new();
-    for snapshot in &snapshots {
+    for snapshot in snapshots {
         match retry_throttled(|| cloud.compute.delete_snapshot(snapshot)).await {
             Ok(()) => {}
             Err(e) if e.is(ErrorKind::NotFound) => {}
@@ -258,11 +274,5 @@ pub(super) async fn remove_image(
         }
         journal.forget(ResourceKind::Snapshot, snapshot.as_str());
     }
-    match failed.is_empty() {
-        true => Ok(()),
-        false => Err(left(format!(
-            "snapshots of {image} not removed: {}",
-            failed.join("; ")
-        ))),
-    }
+    failed
 }
