@@ -314,6 +314,37 @@ async fn a_cancelled_rolling_rollout_deletes_its_version_once_rolled_back() {
     assert_safe(&account, GROUP, 3);
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_error_once_green_exists_undoes_the_run_through_throttling() {
+    let (account, cloud) = poc().await;
+    let before = estate(&cloud).await;
+    let traffic_before = forward(&cloud).await;
+    // The first listener change (green joining at weight 0) fails, and so do the undo's
+    // first tries: the run stops with the error and undoes itself anyway.
+    account.set_faults(kiln_cloud::sim::Faults {
+        throttle: vec![kiln_cloud::sim::ThrottleFault {
+            operation: "ModifyListener".into(),
+            count: 9,
+            rejected: 0,
+        }],
+        ..Default::default()
+    });
+    let p = plan(&cloud, &blue_green(), &new_image()).await.unwrap();
+    let journal = MemoryJournal::new();
+    let never = CancellationToken::new();
+    let err = rollout_with_journal(&cloud, &p, &Silent, &never, &journal)
+        .await
+        .unwrap_err();
+    let RolloutError::Cloud(e) = &err else {
+        panic!("the cloud error comes back: {err}")
+    };
+    assert_eq!(e.kind, kiln_cloud::ErrorKind::Throttled, "{e}");
+    assert_eq!(estate(&cloud).await, before, "green is removed");
+    assert_eq!(forward(&cloud).await, traffic_before);
+    assert_eq!(journal.open_records(), vec![]);
+    assert_safe(&account, GROUP, 3);
+}
+
 fn over(_: &str) -> RunState {
     RunState::Over
 }
