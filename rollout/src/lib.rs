@@ -8,6 +8,11 @@
 //! through the ports of `kiln-cloud`, so the same code runs on AWS and on the simulated
 //! account.
 //!
+//! What a rollout creates (template version, green group and target group, testers'
+//! rule) is recorded in a journal the moment it exists ([`rollout_with_journal`]) and
+//! removed again when the rollout stops, fails or is cancelled; [`sweep`] finds what a
+//! killed rollout left, for `kiln gc`.
+//!
 //! A target as a pipeline file writes it ([`RolloutSpec`]; every other field has a
 //! documented default):
 //!
