@@ -76,6 +76,17 @@ async fn estate(cloud: &Cloud) -> Estate {
     }
 }
 
+/// How many groups, target groups, rules and versions `after` has beyond `before`.
+fn extra(after: &Estate, before: &Estate) -> usize {
+    fn beyond<T: PartialEq>(after: &[T], before: &[T]) -> usize {
+        after.iter().filter(|x| !before.contains(x)).count()
+    }
+    beyond(&after.groups, &before.groups)
+        + beyond(&after.target_groups, &before.target_groups)
+        + beyond(&after.rules, &before.rules)
+        + beyond(&after.versions, &before.versions)
+}
+
 async fn listener(cloud: &Cloud) -> kiln_cloud::Listener {
     let lb = cloud
         .load_balancing
@@ -240,6 +251,7 @@ async fn cancel_at(what: &str, spec: kiln_rollout::RolloutSpec, phase: Phase) {
     assert!(*rolled_back, "{what} at {phase:?} rolled back");
 
     let after = estate(&cloud).await;
+    let left = extra(&after, &before);
     assert_eq!(after, before, "{what} at {phase:?} left resources");
     assert_eq!(
         forward(&cloud).await,
@@ -254,7 +266,7 @@ async fn cancel_at(what: &str, spec: kiln_rollout::RolloutSpec, phase: Phase) {
     );
     assert_safe(&account, GROUP, 3);
     ROWS.lock().unwrap().push(format!(
-        "| {what} | {} | {} | {} | 0 | {} s |",
+        "| {what} | {} | {} | {} | {left} | {} s |",
         phase.name(),
         outcome.status,
         made.len(),
