@@ -1,8 +1,9 @@
 //! Interrupted bakes leave nothing: a bake killed with SIGKILL is swept by `kiln gc`
 //! (in every region it copied to, with no region named), and a bake sent SIGTERM cleans
-//! up by itself, says what it removed and exits 130. A dry run across regions changes
-//! nothing; a region that cannot be listed does not stop the others. All run the real
-//! `kiln` binary on a simulated account.
+//! up by itself, says what it removed and exits 130; a second signal exits at once and
+//! leaves the rest to gc. A dry run across regions changes nothing; a region that cannot
+//! be listed does not stop the others. All run the real `kiln` binary on a simulated
+//! account.
 
 mod support;
 
@@ -262,6 +263,58 @@ fn sigterm_makes_the_bake_clean_up_and_exit_130() {
         !journal_of(&sandbox, &run_id).exists(),
         "a run that cleaned up keeps no journal"
     );
+}
+
+/// Sends `signal` (`-TERM`, `-STOP`...) to the child.
+fn send(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal}");
+}
+
+#[test]
+fn a_second_interrupt_exits_at_once_and_gc_sweeps_what_the_run_left() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let mut child = spawn_bake(&sandbox);
+    let mut lines = stderr_lines(&mut child);
+    let run_id = read_until(&mut lines, &|l| l.contains("build step started"));
+    // Held still, the child gets both signals together when it resumes: the second
+    // lands while the first one's clean-up has only just been asked for.
+    send(&child, "-STOP");
+    send(&child, "-INT");
+    send(&child, "-TERM");
+    send(&child, "-CONT");
+    let rest: Vec<String> = lines.collect();
+    let code = child.wait().expect("wait").code();
+    let rest = rest.join("\n");
+
+    assert_eq!(code, Some(130), "{rest}");
+    assert!(rest.contains("interrupted; cleaning up"), "{rest}");
+    assert!(
+        rest.contains(
+            "second interrupt; exiting without cleanup. `kiln gc` finds what this run left."
+        ),
+        "{rest}"
+    );
+    assert!(
+        !rest.contains("cleaned up in"),
+        "the second interrupt stops the clean-up:\n{rest}"
+    );
+    let journal = std::fs::read_to_string(journal_of(&sandbox, &run_id)).expect("journal");
+    assert!(
+        journal.contains("\"event\":\"created\"") && !journal.contains("\"finished\""),
+        "the run's journal still holds what it made:\n{journal}"
+    );
+
+    let gc = sandbox.kiln(&["gc", "--yes"]);
+    gc.assert_code(0);
+    assert!(gc.stdout.contains(&run_id), "{}", gc.stdout);
+    assert!(gc.stdout.contains("instance i-"), "{}", gc.stdout);
+    tokio_block(assert_nothing_of_run(&sandbox, &run_id));
+    assert!(!journal_of(&sandbox, &run_id).exists());
 }
 
 #[test]
