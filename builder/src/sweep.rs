@@ -23,7 +23,6 @@ use kiln_cloud::{
     Cloud, ErrorKind, Image, ImageFilter, ImageId, ImageState, InstanceFilter, InstanceId,
     InstanceState, SecurityGroupId, SnapshotId, Tags, TemplateRef, Timestamp, TAG_ROLE, TAG_RUN_ID,
 };
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::{Record, ResourceKind};
@@ -39,65 +38,7 @@ pub const TERMINATE_BUDGET: Duration = Duration::from_secs(10 * 60);
 /// What is known locally about a run (shared with the rollout sweep).
 pub use kiln_cloud::journal::RunState;
 
-/// One resource found, and why it is (or is not) removed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Found {
-    pub kind: ResourceKind,
-    pub id: String,
-    /// The region the resource is in.
-    pub region: String,
-    pub run_id: String,
-    pub reason: String,
-}
-
-/// The sweep's findings in one region.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Survey {
-    pub region: String,
-    /// To remove, in removal order.
-    pub remove: Vec<Found>,
-    /// Tagged by kiln but kept, with the reason.
-    pub kept: Vec<Found>,
-}
-
-/// What [`sweep`] did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SweepReport {
-    pub removed: Vec<Found>,
-    /// Resources that could not be removed, each with the error.
-    pub failed: Vec<(Found, String)>,
-}
-
-/// Decides whether runs are over: what local journals say, else their age.
-pub struct RunJudge<'a> {
-    pub local: &'a dyn Fn(&str) -> RunState,
-    /// An unknown run younger than this may still be running elsewhere.
-    pub grace: Duration,
-    pub now: Timestamp,
-}
-
-impl RunJudge<'_> {
-    /// `None` when the run is over; else why its resources are kept.
-    fn keep_reason(&self, run_id: &str, created: Option<Timestamp>) -> Option<String> {
-        match (self.local)(run_id) {
-            RunState::Over => None,
-            RunState::Live => Some("its run is still going (local journal, live process)".into()),
-            RunState::Unknown => {
-                let Some(started) = run_started(run_id).or(created) else {
-                    return Some("its run's start time is unknown".into());
-                };
-                let age = (self.now - started).to_std().unwrap_or_default();
-                (age < self.grace).then(|| {
-                    format!(
-                        "its run started {} ago, within the grace period of {}",
-                        humantime::format_duration(age),
-                        humantime::format_duration(self.grace)
-                    )
-                })
-            }
-        }
-    }
-}
+pub use kiln_cloud::sweep::{Found, RunJudge, Survey, SweepReport};
 
 /// The start time in a run id made by [`naming::run_id`].
 pub fn run_started(run_id: &str) -> Option<Timestamp> {
@@ -118,11 +59,10 @@ pub async fn survey(cloud: &Cloud, judge: &RunJudge<'_>) -> kiln_cloud::CloudRes
     Ok(survey)
 }
 
-fn place(survey: &mut Survey, found: Found, keep: Option<String>) {
-    match keep {
-        Some(reason) => survey.kept.push(Found { reason, ..found }),
-        None => survey.remove.push(found),
-    }
+/// Why the resources of `run_id` are kept, if they are: its start is in its id, else
+/// when the resource was made.
+fn keep_reason(judge: &RunJudge<'_>, run_id: &str, created: Option<Timestamp>) -> Option<String> {
+    judge.keep_reason(run_id, run_started(run_id).or(created))
 }
 
 fn run_of(tags: &Tags) -> Option<&str> {
@@ -159,8 +99,8 @@ async fn survey_instances(
             run_id: run_id.to_string(),
             reason: format!("{role} instance of a run that is over"),
         };
-        let keep = judge.keep_reason(run_id, instance.launch_time);
-        place(survey, found, keep);
+        let keep = keep_reason(judge, run_id, instance.launch_time);
+        survey.place(found, keep);
     }
     Ok(())
 }
@@ -183,8 +123,8 @@ async fn survey_groups(
             run_id: run_id.to_string(),
             reason: format!("security group {} of a run that is over", group.name),
         };
-        let keep = judge.keep_reason(run_id, None);
-        place(survey, found, keep);
+        let keep = keep_reason(judge, run_id, None);
+        survey.place(found, keep);
     }
     Ok(())
 }
@@ -248,10 +188,10 @@ fn survey_image(
     };
     let keep = match in_use.get(&image.id) {
         Some(user) => Some(format!("in use by {user}")),
-        None => judge.keep_reason(run_id, image.creation_date),
+        None => keep_reason(judge, run_id, image.creation_date),
     };
     let removed = keep.is_none();
-    place(survey, found, keep);
+    survey.place(found, keep);
     if removed {
         for snapshot in image
             .block_devices
@@ -295,8 +235,8 @@ async fn survey_snapshots(
             run_id: run_id.to_string(),
             reason: "image snapshot that no image refers to".into(),
         };
-        let keep = judge.keep_reason(run_id, snapshot.start_time);
-        place(survey, found, keep);
+        let keep = keep_reason(judge, run_id, snapshot.start_time);
+        survey.place(found, keep);
     }
     Ok(())
 }
@@ -380,10 +320,10 @@ fn journal_image(
     };
     let keep = match in_use.get(&image.id) {
         Some(user) => Some(format!("in use by {user}")),
-        None => judge.keep_reason(&record.run_id, image.creation_date),
+        None => keep_reason(judge, &record.run_id, image.creation_date),
     };
     let removed = keep.is_none();
-    place(survey, found, keep);
+    survey.place(found, keep);
     if removed {
         for snapshot in image
             .block_devices
@@ -425,8 +365,8 @@ async fn journal_snapshot(
         run_id: record.run_id.clone(),
         reason: "snapshot held by the journal of a run that never finished".into(),
     };
-    let keep = judge.keep_reason(&record.run_id, snapshot.start_time);
-    place(survey, found, keep);
+    let keep = keep_reason(judge, &record.run_id, snapshot.start_time);
+    survey.place(found, keep);
     Ok(())
 }
 
@@ -480,18 +420,6 @@ pub async fn sweep(cloud: &Cloud, survey: &Survey) -> SweepReport {
         report.note(snapshot, gone_is_fine(result));
     }
     report
-}
-
-impl SweepReport {
-    fn note(&mut self, found: &Found, result: Result<(), String>) {
-        match result {
-            Ok(()) => {
-                tracing::info!(kind = %found.kind, id = %found.id, "removed");
-                self.removed.push(found.clone());
-            }
-            Err(why) => self.failed.push((found.clone(), why)),
-        }
-    }
 }
 
 fn gone_is_fine(result: kiln_cloud::CloudResult<()>) -> Result<(), String> {

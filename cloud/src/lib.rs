@@ -8,6 +8,7 @@ pub mod journal;
 pub mod ports;
 pub mod progress;
 pub mod sim;
+pub mod sweep;
 pub mod types;
 pub mod yaml;
 

@@ -15,83 +15,22 @@
 //! that may still be going ([`RunJudge`]).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 pub use kiln_cloud::journal::RunState;
 use kiln_cloud::journal::{parse_template_version_id, template_version_id, ResourceKind};
+pub use kiln_cloud::sweep::{Found, RunJudge, Survey, SweepReport};
 use kiln_cloud::{
     Arn, Cloud, CloudResult, Group, LaunchTemplate, LaunchTemplateId, Rule, Tags, TargetGroup,
     TemplateRef, Timestamp, TAG_ROLE, TAG_RUN_ID,
 };
-use serde::Serialize;
 
 use crate::bluegreen::{ROLE_GREEN, ROLE_PREVIEW, TAG_BLUE_GROUP, TAG_BLUE_UNTIL, TAG_LIVE};
-
-/// Decides whether runs are over: what local journals say, else their age.
-pub struct RunJudge<'a> {
-    pub local: &'a dyn Fn(&str) -> RunState,
-    /// An unknown run younger than this may still be running elsewhere.
-    pub grace: Duration,
-    pub now: Timestamp,
-}
-
-impl RunJudge<'_> {
-    /// `None` when the run is over; else why its resources are kept.
-    pub fn keep_reason(&self, run_id: &str) -> Option<String> {
-        match (self.local)(run_id) {
-            RunState::Over => None,
-            RunState::Live => Some("its run is still going (local journal, live process)".into()),
-            RunState::Unknown => {
-                let Some(started) = run_started(run_id) else {
-                    return Some("its run's start time is unknown".into());
-                };
-                let age = (self.now - started).to_std().unwrap_or_default();
-                (age < self.grace).then(|| {
-                    format!(
-                        "its run started {} ago, within the grace period of {}",
-                        humantime::format_duration(age),
-                        humantime::format_duration(self.grace)
-                    )
-                })
-            }
-        }
-    }
-}
 
 /// The start time in a rollout's run id (`ro-20261203T172112-1a2b`).
 pub fn run_started(run_id: &str) -> Option<Timestamp> {
     let stamp = run_id.strip_prefix("ro-")?.split('-').next()?;
     let naive = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S").ok()?;
     Some(naive.and_utc())
-}
-
-/// One resource found, and why it is (or is not) removed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Found {
-    pub kind: ResourceKind,
-    pub id: String,
-    /// The region the resource is in.
-    pub region: String,
-    pub run_id: String,
-    pub reason: String,
-}
-
-/// The sweep's findings in one region.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Survey {
-    pub region: String,
-    /// To remove, in removal order.
-    pub remove: Vec<Found>,
-    /// Made by a rollout but kept, with the reason.
-    pub kept: Vec<Found>,
-}
-
-/// What [`sweep`] did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SweepReport {
-    pub removed: Vec<Found>,
-    /// Resources that could not be removed, each with the error.
-    pub failed: Vec<(Found, String)>,
 }
 
 /// Where a target group gets traffic from.
@@ -115,11 +54,9 @@ fn run_of(tags: &Tags, role: &str) -> Option<String> {
     (tags.get(TAG_ROLE).map(String::as_str) == Some(role)).then(|| run.clone())
 }
 
-fn place(survey: &mut Survey, found: Found, keep: Option<String>) {
-    match keep {
-        Some(reason) => survey.kept.push(Found { reason, ..found }),
-        None => survey.remove.push(found),
-    }
+/// Why the resources of `run_id` are kept, if they are: its start is in its id.
+fn keep_reason(judge: &RunJudge<'_>, run_id: &str) -> Option<String> {
+    judge.keep_reason(run_id, run_started(run_id))
 }
 
 /// Lists what rollouts left in the cloud's region; changes nothing.
@@ -189,8 +126,8 @@ fn survey_rules(region: &Region, judge: &RunJudge<'_>, survey: &mut Survey) {
             ),
             run_id,
         };
-        let keep = judge.keep_reason(&found.run_id);
-        place(survey, found, keep);
+        let keep = keep_reason(judge, &found.run_id);
+        survey.place(found, keep);
     }
 }
 
@@ -248,8 +185,8 @@ fn survey_groups(region: &Region, judge: &RunJudge<'_>, survey: &mut Survey) {
             reason: "green group of a rollout that never switched to it".into(),
             run_id,
         };
-        let keep = group_keep(region, survey, g).or_else(|| judge.keep_reason(&found.run_id));
-        place(survey, found, keep);
+        let keep = group_keep(region, survey, g).or_else(|| keep_reason(judge, &found.run_id));
+        survey.place(found, keep);
     }
 }
 
@@ -273,8 +210,8 @@ fn survey_target_groups(region: &Region, judge: &RunJudge<'_>, survey: &mut Surv
             Some(g) => Some(format!("attached to group {}, which stays", g.name)),
             None => serving(region, survey, &tg.arn),
         };
-        let keep = keep.or_else(|| judge.keep_reason(&found.run_id));
-        place(survey, found, keep);
+        let keep = keep.or_else(|| keep_reason(judge, &found.run_id));
+        survey.place(found, keep);
     }
 }
 
@@ -317,11 +254,11 @@ async fn survey_versions(
                     v.version, template.name
                 ),
             };
-            let keep = match judge.keep_reason(run_id) {
+            let keep = match keep_reason(judge, run_id) {
                 Some(why) => Some(why),
                 None => version_keep(cloud, &template, v.version, region, &leaving).await?,
             };
-            place(survey, found, keep);
+            survey.place(found, keep);
         }
     }
     Ok(())
@@ -358,18 +295,6 @@ pub async fn sweep(cloud: &Cloud, survey: &Survey) -> SweepReport {
         report.note(version, remove_version(cloud, &version.id).await);
     }
     report
-}
-
-impl SweepReport {
-    fn note(&mut self, found: &Found, result: Result<(), String>) {
-        match result {
-            Ok(()) => {
-                tracing::info!(kind = %found.kind, id = %found.id, "removed");
-                self.removed.push(found.clone());
-            }
-            Err(why) => self.failed.push((found.clone(), why)),
-        }
-    }
 }
 
 /// A target group, unless a group still uses it (its removal may have failed).

@@ -97,7 +97,7 @@ struct Listed {
     /// Both sweeps' findings, bakes' first: what is shown.
     survey: Survey,
     bakes: Survey,
-    rollouts: kiln_rollout::sweep::Survey,
+    rollouts: Survey,
 }
 
 pub async fn run(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<()> {
@@ -217,19 +217,11 @@ async fn list_region(
     let bakes = sweep::survey_with_journals(&cloud, &judge, records)
         .await
         .with_context(|| format!("list kiln's resources in {region}"))?;
-    let rollout_judge = kiln_rollout::sweep::RunJudge {
-        local,
-        grace: args.grace,
-        now: judge.now,
-    };
-    let rollouts = kiln_rollout::sweep::survey(&cloud, &rollout_judge)
+    let rollouts = kiln_rollout::sweep::survey(&cloud, &judge)
         .await
         .with_context(|| format!("list what rollouts left in {region}"))?;
     let mut survey = bakes.clone();
-    survey
-        .remove
-        .extend(rollouts.remove.iter().cloned().map(found));
-    survey.kept.extend(rollouts.kept.iter().cloned().map(found));
+    survey.extend(&rollouts);
     Ok(Listed {
         cloud,
         survey,
@@ -238,24 +230,10 @@ async fn list_region(
     })
 }
 
-/// A rollout sweep's finding in the shape `kiln gc` prints.
-fn found(f: kiln_rollout::sweep::Found) -> Found {
-    Found {
-        kind: f.kind,
-        id: f.id,
-        region: f.region,
-        run_id: f.run_id,
-        reason: f.reason,
-    }
-}
-
 /// Removes what bakes left in the region, then what rollouts left.
 async fn sweep_region(listed: &Listed) -> SweepReport {
     let mut report = sweep::sweep(&listed.cloud, &listed.bakes).await;
-    let done = kiln_rollout::sweep::sweep(&listed.cloud, &listed.rollouts).await;
-    report.removed.extend(done.removed.into_iter().map(found));
-    let failed = done.failed.into_iter().map(|(f, e)| (found(f), e));
-    report.failed.extend(failed);
+    report.extend(kiln_rollout::sweep::sweep(&listed.cloud, &listed.rollouts).await);
     report
 }
 
