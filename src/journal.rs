@@ -7,8 +7,11 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+use kiln_cloud::Timestamp;
+
 use kiln_builder::sweep::RunState;
-use kiln_builder::RunJournal;
+use kiln_builder::{FileJournal, Record, RunJournal};
 
 use crate::cli::GlobalArgs;
 
@@ -28,6 +31,58 @@ pub fn dir(global: &GlobalArgs) -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("."));
     base.join("kiln").join("journal")
+}
+
+/// A new journal for the run, in [`dir`].
+pub fn create(global: &GlobalArgs, run_id: &str, at: Timestamp) -> anyhow::Result<FileJournal> {
+    let dir = dir(global);
+    FileJournal::create(&dir, run_id, at).with_context(|| {
+        format!(
+            "cannot write the run journal in {}; pass --state-dir DIR (or set KILN_STATE_DIR) \
+             to keep it elsewhere",
+            dir.display()
+        )
+    })
+}
+
+/// Marks the run finished with `outcome`; a journal that cannot be closed stays open
+/// for `kiln gc`, with a warning, and does not fail the run.
+pub fn close(journal: FileJournal, at: Timestamp, outcome: &str) {
+    let path = journal.path().display().to_string();
+    if let Err(e) = journal.finish(at, outcome) {
+        tracing::warn!(journal = %path, error = %e, "cannot close the run journal");
+    }
+}
+
+/// What an unsuccessful run (`what`: bake, rollout) removed and what it left, for the
+/// person or the CI log. Resources outside `region` name their own.
+pub fn cleanup_text(journal: &FileJournal, what: &str, outcome: &str, region: &str) -> String {
+    let list = |records: Vec<Record>| {
+        records
+            .iter()
+            .map(|r| match r.region == region {
+                true => format!("{} {}", r.kind, r.id),
+                false => format!("{} {} in {}", r.kind, r.id, r.region),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let removed = journal.removed();
+    let mut text = if removed.is_empty() {
+        format!("kiln: {what} {outcome}; it had created nothing to remove in {region}\n")
+    } else {
+        let list = list(removed);
+        format!("kiln: {what} {outcome}; cleaned up in {region}: removed {list}\n")
+    };
+    let open = journal.open_records();
+    if !open.is_empty() {
+        text.push_str(&format!(
+            "kiln: still present in {region}: {}; run `kiln gc` (journal {})\n",
+            list(open),
+            journal.path().display()
+        ));
+    }
+    text
 }
 
 /// What the local journals say about `run_id`: over once finished or when its process

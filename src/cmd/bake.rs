@@ -1,6 +1,5 @@
 //! `kiln bake FILE`: bake the pipeline's image, or reuse one with the same inputs.
 
-use anyhow::Context;
 use std::sync::Arc;
 
 use kiln_builder::distribute::{
@@ -14,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{BakeArgs, GlobalArgs};
 use crate::exit::{self, Exit};
+use crate::journal;
 use crate::manifest::Build;
 use crate::output::{print_result, Reporter};
 
@@ -300,7 +300,8 @@ fn finish(
 ) -> anyhow::Result<Baked> {
     let cancelled = copies.as_ref().is_some_and(|c| c.cancelled);
     let outcome = if cancelled { "interrupted" } else { "ok" };
-    let summary = cancelled.then(|| cleanup_text(&layer.journal, outcome, &cloud.region));
+    let summary =
+        cancelled.then(|| journal::cleanup_text(&layer.journal, "bake", outcome, &cloud.region));
     close_journal(layer.journal, cloud, outcome);
     if let Some(summary) = summary {
         eprint!("{summary}");
@@ -334,10 +335,7 @@ fn close_journal(journal: Arc<FileJournal>, cloud: &Cloud, outcome: &str) {
         tracing::warn!("the run journal is still shared; left open for `kiln gc`");
         return;
     };
-    let path = journal.path().display().to_string();
-    if let Err(e) = journal.finish(cloud.clock.now(), outcome) {
-        tracing::warn!(journal = %path, error = %e, "cannot close the run journal");
-    }
+    journal::close(journal, cloud.clock.now(), outcome);
 }
 
 /// Bakes one plan, mapping a failure to the exit code a pipeline branches on. Every
@@ -352,15 +350,7 @@ pub async fn bake_journaled(
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> anyhow::Result<(BakeOutcome, FileJournal)> {
-    let dir = crate::journal::dir(global);
-    let journal =
-        FileJournal::create(&dir, &plan.run_id, cloud.clock.now()).with_context(|| {
-            format!(
-                "cannot write the run journal in {}; pass --state-dir DIR (or set \
-             KILN_STATE_DIR) to keep it elsewhere",
-                dir.display()
-            )
-        })?;
+    let journal = journal::create(global, &plan.run_id, cloud.clock.now())?;
     let result = kiln_builder::bake_with_journal(cloud, plan, reporter, cancel, &journal).await;
     let error = match result {
         Ok(outcome) => return Ok((outcome, journal)),
@@ -371,41 +361,12 @@ pub async fn bake_journaled(
     } else {
         "failed"
     };
-    eprint!("{}", cleanup_text(&journal, outcome, &cloud.region));
-    if let Err(e) = journal.finish(cloud.clock.now(), outcome) {
-        tracing::warn!(journal = %dir.display(), error = %e, "cannot close the run journal");
-    }
+    eprint!(
+        "{}",
+        journal::cleanup_text(&journal, "bake", outcome, &cloud.region)
+    );
+    journal::close(journal, cloud.clock.now(), outcome);
     Err(exit_for(error))
-}
-
-/// What an unsuccessful bake removed and what it left, for the person or the CI log.
-fn cleanup_text(journal: &FileJournal, outcome: &str, region: &str) -> String {
-    let list = |records: Vec<kiln_builder::Record>| {
-        records
-            .iter()
-            .map(|r| match r.region == region {
-                true => format!("{} {}", r.kind, r.id),
-                false => format!("{} {} in {}", r.kind, r.id, r.region),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let removed = journal.removed();
-    let mut text = if removed.is_empty() {
-        format!("kiln: bake {outcome}; it had created nothing to remove in {region}\n")
-    } else {
-        let list = list(removed);
-        format!("kiln: bake {outcome}; cleaned up in {region}: removed {list}\n")
-    };
-    let open = journal.open_records();
-    if !open.is_empty() {
-        text.push_str(&format!(
-            "kiln: still present in {region}: {}; run `kiln gc` (journal {})\n",
-            list(open),
-            journal.path().display()
-        ));
-    }
-    text
 }
 
 /// What the pipeline's `distribute` section asks for; `None` when it asks for nothing.

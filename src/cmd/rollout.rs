@@ -1,8 +1,6 @@
 //! `kiln rollout FILE --image ID`: roll an image out to the pipeline's targets.
 
-use anyhow::Context;
 use kiln_builder::recipe::Seg;
-use kiln_builder::FileJournal;
 use kiln_cloud::{Cloud, ImageId, TemplateRef};
 use kiln_rollout::{RolloutError, RolloutOutcome, StopReason};
 use serde::Serialize;
@@ -10,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{GlobalArgs, RolloutArgs};
 use crate::exit::{self, Exit};
+use crate::journal;
 use crate::output::{print_result, Reporter};
 use crate::pipeline::{Pipeline, StrategyName};
 
@@ -342,15 +341,7 @@ async fn roll_out_journaled(
             .await
             .map_err(exit_for);
     }
-    let dir = crate::journal::dir(global);
-    let journal =
-        FileJournal::create(&dir, &plan.run_id, cloud.clock.now()).with_context(|| {
-            format!(
-                "cannot write the run journal in {}; pass --state-dir DIR (or set KILN_STATE_DIR) \
-             to keep it elsewhere",
-                dir.display()
-            )
-        })?;
+    let journal = journal::create(global, &plan.run_id, cloud.clock.now())?;
     let result = kiln_rollout::rollout_with_journal(cloud, plan, reporter, cancel, &journal).await;
     let outcome = match &result {
         Ok(_) => "ok",
@@ -358,39 +349,13 @@ async fn roll_out_journaled(
         Err(_) => "failed",
     };
     if result.is_err() {
-        eprint!("{}", cleanup_text(&journal, outcome, &cloud.region));
+        eprint!(
+            "{}",
+            journal::cleanup_text(&journal, "rollout", outcome, &cloud.region)
+        );
     }
-    if let Err(e) = journal.finish(cloud.clock.now(), outcome) {
-        tracing::warn!(journal = %dir.display(), error = %e, "cannot close the run journal");
-    }
+    journal::close(journal, cloud.clock.now(), outcome);
     result.map_err(exit_for)
-}
-
-/// What an unsuccessful rollout removed and what it left, for the person or the CI log.
-fn cleanup_text(journal: &FileJournal, outcome: &str, region: &str) -> String {
-    let list = |records: Vec<kiln_builder::Record>| {
-        records
-            .iter()
-            .map(|r| format!("{} {}", r.kind, r.id))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let removed = journal.removed();
-    let mut text = if removed.is_empty() {
-        format!("kiln: rollout {outcome}; it had created nothing to remove in {region}\n")
-    } else {
-        let list = list(removed);
-        format!("kiln: rollout {outcome}; cleaned up in {region}: removed {list}\n")
-    };
-    let open = journal.open_records();
-    if !open.is_empty() {
-        text.push_str(&format!(
-            "kiln: still present in {region}: {}; run `kiln gc` (journal {})\n",
-            list(open),
-            journal.path().display()
-        ));
-    }
-    text
 }
 
 /// The exit code a rollout or rollback error ends the process with.
