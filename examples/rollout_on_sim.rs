@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
         strategy: Strategy::Rolling(RollingSettings::default()),
         gates: Default::default(),
         timeouts: Default::default(),
+        allow_imdsv1: false,
     };
     // Any available image other than the group's; a bake would give its own.
     let image = ImageId::new("ami-0a1e2023aaaa00001");

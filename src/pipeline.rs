@@ -197,6 +197,9 @@ pub struct TargetSection {
     pub gates: Gates,
     #[serde(default)]
     pub timeouts: RolloutTimeouts,
+    /// Roll out even though the group's template version lets instances use IMDSv1.
+    #[serde(default)]
+    pub allow_imdsv1: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

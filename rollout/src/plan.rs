@@ -392,6 +392,7 @@ fn template_plan(
             g.name, t.name, t.default_version, t.latest_version
         ));
     }
+    check_imdsv2(facts, spec, refusals, notes);
     note_instances_on_other_versions(g, v, notes);
     TemplatePlan {
         id: t.id.to_string(),
@@ -402,6 +403,41 @@ fn template_plan(
         latest_version: t.latest_version,
         expected_new_version: t.latest_version + 1,
     }
+}
+
+/// The new version copies the metadata options of the one the group runs: one that
+/// lets instances use IMDSv1 is refused unless the target allows it. An in-place fix
+/// makes no version, so there it is only reported.
+fn check_imdsv2(
+    facts: &Facts,
+    spec: &RolloutSpec,
+    refusals: &mut Vec<Refusal>,
+    notes: &mut Vec<String>,
+) {
+    let (t, v) = (&facts.template, facts.source.version);
+    let tokens = facts.source.data.metadata_http_tokens.as_deref();
+    if tokens == Some("required") {
+        return;
+    }
+    let reason = format!(
+        "launch template {} version {v} does not require IMDSv2 (HttpTokens {}): the \
+         instances launched from it can use IMDSv1",
+        t.name,
+        tokens.unwrap_or("not set")
+    );
+    if spec.allow_imdsv1 || matches!(spec.strategy, Strategy::InPlace(_)) {
+        notes.push(reason);
+        return;
+    }
+    refusals.push(Refusal {
+        check: "imdsv2".into(),
+        reason,
+        fix: format!(
+            "set HttpTokens=required in the template's metadata options where the template \
+             is managed (kiln's new version is made from version {v} with only the image \
+             changed), or set `allow_imdsv1: true` on the target"
+        ),
+    });
 }
 
 /// The group must launch from the pipeline's template; a floating version is reported.

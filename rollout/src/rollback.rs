@@ -180,6 +180,8 @@ async fn rollback_spec(
         strategy: Strategy::Rolling(settings_from(last)),
         gates: Gates::default(),
         timeouts: Timeouts::default(),
+        // A rollback restores what ran before; it is never refused for how that was.
+        allow_imdsv1: true,
     };
     Ok((spec, image, previous))
 }

@@ -29,6 +29,10 @@ pub struct RolloutSpec {
     pub gates: Gates,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Roll out from a template version that does not require IMDSv2 (HttpTokens
+    /// `required`); refused by default, as a new version would carry IMDSv1 on.
+    #[serde(default)]
+    pub allow_imdsv1: bool,
 }
 
 /// A template written as one string: an id (`lt-…`) or a name.

@@ -5,9 +5,12 @@ mod common;
 
 use common::*;
 use kiln_cloud::{
-    GroupTemplate, InstanceId, NewTemplateVersion, ProtectedInstances, TemplateRef, UpdateGroup,
+    Account, GroupTemplate, InstanceId, NewTemplateVersion, ProtectedInstances, TemplateRef,
+    UpdateGroup,
 };
-use kiln_rollout::{plan, ReplacementOrder, RollingSettings, RolloutError, RolloutPlan};
+use kiln_rollout::{
+    plan, ReplacementOrder, RollingSettings, RolloutError, RolloutPlan, RolloutSpec, Strategy,
+};
 
 async fn refused(
     cloud: &kiln_cloud::Cloud,
@@ -333,4 +336,66 @@ async fn settings_aws_would_refuse_are_refused_before_the_account_is_read() {
         other => panic!("expected the delay refused, got {other:?}"),
     }
     assert_eq!(account.snapshot_json(), before, "the account changed");
+}
+
+/// The POC account with every launch template version letting instances use IMDSv1.
+async fn poc_with_imdsv1() -> (kiln_cloud::sim::SimAccount, kiln_cloud::Cloud) {
+    let seed = SEED.replace(
+        "metadata_http_tokens: required",
+        "metadata_http_tokens: optional",
+    );
+    assert_ne!(seed, SEED, "the seed requires IMDSv2");
+    let account = kiln_cloud::sim::SimAccount::from_seed_str(&seed).expect("seed");
+    let cloud = account.region(REGION).await.expect("home region");
+    (account, cloud)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_template_that_allows_imdsv1_is_refused_unless_the_target_allows_it() {
+    let (account, cloud) = poc_with_imdsv1().await;
+    let before = account.snapshot_json();
+    let r = refused(&cloud, RollingSettings::default()).await;
+    assert_eq!(checks(&r), ["imdsv2"]);
+    assert_eq!(
+        r[0].to_string(),
+        "launch template poc-web-lt version 2 does not require IMDSv2 (HttpTokens optional): \
+         the instances launched from it can use IMDSv1 (fix: set HttpTokens=required in the \
+         template's metadata options where the template is managed (kiln's new version is \
+         made from version 2 with only the image changed), or set `allow_imdsv1: true` on the \
+         target)"
+    );
+    let mut after = account.snapshot_json();
+    after["meta"]["now"] = before["meta"]["now"].clone();
+    assert_eq!(before, after, "a refused plan changes nothing");
+
+    let allowed = RolloutSpec {
+        allow_imdsv1: true,
+        ..rolling(RollingSettings::default())
+    };
+    let p = plan(&cloud, &allowed, &new_image()).await.expect("allowed");
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("does not require IMDSv2")),
+        "the plan still says so: {:?}",
+        p.notes
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_in_place_fix_is_not_refused_for_imdsv1_but_says_so() {
+    let (_account, cloud) = poc_with_imdsv1().await;
+    let fix = spec(Strategy::InPlace(kiln_rollout::InPlaceSettings {
+        script: vec!["systemctl reload php-fpm".into()],
+        batch_size: 1,
+        description: "reload PHP-FPM".into(),
+    }));
+    let p = plan(&cloud, &fix, &new_image()).await.expect("in place");
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("does not require IMDSv2")),
+        "{:?}",
+        p.notes
+    );
 }

@@ -289,6 +289,7 @@ pub fn rollout_spec(
         strategy,
         gates: target.gates.clone(),
         timeouts: target.timeouts.clone(),
+        allow_imdsv1: target.allow_imdsv1,
     })
 }
 

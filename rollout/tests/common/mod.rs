@@ -38,6 +38,7 @@ pub fn spec(strategy: Strategy) -> RolloutSpec {
         strategy,
         gates: Default::default(),
         timeouts: Default::default(),
+        allow_imdsv1: false,
     }
 }
 
