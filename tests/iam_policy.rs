@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::Sandbox;
+use support::{repo_path, Sandbox, POC_PIPELINE};
 
 #[test]
 fn each_role_prints_its_policy_document() {
@@ -51,4 +51,75 @@ fn each_role_prints_its_policy_document() {
         builder.stdout
     );
     assert!(!sandbox.state().exists(), "no account is opened");
+}
+
+#[test]
+fn a_pipeline_scopes_the_policies_to_its_targets_and_prefix() {
+    let sandbox = Sandbox::new();
+    let pipeline = repo_path(POC_PIPELINE).display().to_string();
+    let args = |role| {
+        vec![
+            "iam-policy",
+            "--role",
+            role,
+            "--pipeline",
+            pipeline.as_str(),
+            "--region",
+            "ap-northeast-1",
+        ]
+    };
+    let operator = sandbox.kiln(&args("operator"));
+    operator.assert_code(0);
+    assert!(
+        operator
+            .stdout
+            .contains("autoScalingGroupName/poc-web-asg-v*"),
+        "{}",
+        operator.stdout
+    );
+    assert!(operator.stdout.contains("listener/app/poc-poc-alb/*"));
+    assert!(operator.stdout.contains("targetgroup/poc-web-tg-v*/*"));
+    assert!(
+        operator
+            .stderr
+            .contains("--pass-role <the web instances' role>"),
+        "only the builder's role is passed: {}",
+        operator.stderr
+    );
+    assert!(
+        !operator.stderr.contains("no --pipeline"),
+        "{}",
+        operator.stderr
+    );
+
+    let instance = sandbox.kiln(&args("instance"));
+    instance.assert_code(0);
+    assert!(
+        instance.stdout.contains("parameter/poc/web/*"),
+        "the pipeline's parameter_prefix: {}",
+        instance.stdout
+    );
+    assert_eq!(instance.stderr, "", "nothing left open");
+}
+
+#[test]
+fn an_unscoped_policy_says_what_it_leaves_open() {
+    let sandbox = Sandbox::new();
+    let operator = sandbox.kiln(&["iam-policy", "--role", "operator"]);
+    operator.assert_code(0);
+    assert!(
+        operator.stderr.contains(
+            "kiln: no --pipeline: the operator may change any group, target group and \
+             listener; pass the pipeline file to scope them to its targets"
+        ),
+        "{}",
+        operator.stderr
+    );
+    let instance = sandbox.kiln(&["iam-policy", "--role", "instance"]);
+    instance.assert_code(0);
+    assert!(
+        instance.stderr.contains("no --parameter-prefix"),
+        "{}",
+        instance.stderr
+    );
 }
