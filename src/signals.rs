@@ -19,7 +19,10 @@ pub fn watch(token: CancellationToken) {
     let mut signals = Signals::install();
     tokio::spawn(async move {
         signals.next().await;
-        eprintln!("kiln: interrupted; cleaning up what this run started (interrupt again to exit at once)");
+        eprintln!(
+            "kiln: interrupted; cleaning up what this run started (interrupt again to exit \
+             at once)"
+        );
         token.cancel();
         signals.next().await;
         eprintln!(
