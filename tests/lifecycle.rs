@@ -405,3 +405,24 @@ async fn promotion_rollout_by_channel_catalogue_and_prune() {
         .collect();
     assert_eq!(versions, BTreeSet::from([v1_version.as_str(), v3_version]));
 }
+
+#[test]
+fn an_account_with_no_kiln_image_says_so() {
+    let sandbox = Sandbox::new();
+    drop(open(&sandbox));
+    let listed = sandbox.kiln(&["images"]);
+    listed.assert_code(0);
+    assert_eq!(listed.stdout, format!("no kiln image in {POC_REGION}\n"));
+    let family = sandbox.kiln(&[
+        "images",
+        "--image",
+        "poc-web-base",
+        "--regions",
+        ALL_REGIONS,
+    ]);
+    family.assert_code(0);
+    assert_eq!(
+        family.stdout,
+        "no kiln image poc-web-base in ap-northeast-1, ap-northeast-3, us-west-2\n"
+    );
+}

@@ -67,6 +67,17 @@ pub enum BakeError {
     },
 
     #[error(
+        "{role} instance {instance} in {region} ended before it ran (state {state}); check \
+         EC2 capacity, quotas, the source image and the instance's console output"
+    )]
+    InstanceEnded {
+        role: String,
+        instance: InstanceId,
+        region: String,
+        state: String,
+    },
+
+    #[error(
         "the SSM agent of {role} instance {instance} in {region} was not online after \
          {waited:?}; check the instance profile (AmazonSSMManagedInstanceCore), the \
          subnet's route to SSM (NAT or VPC endpoints), or raise timeouts.agent_online"

@@ -454,7 +454,7 @@ async fn builder_that_never_boots_is_a_clear_error() {
         .unwrap_err();
 
     match &error {
-        BakeError::InstanceNotRunning {
+        BakeError::InstanceEnded {
             role,
             state,
             region,
@@ -468,8 +468,12 @@ async fn builder_that_never_boots_is_a_clear_error() {
             );
             assert_eq!(region, REGION);
         }
-        other => panic!("expected InstanceNotRunning, got {other}"),
+        other => panic!("expected InstanceEnded, got {other}"),
     }
+    assert!(
+        !error.to_string().contains("timeouts.boot"),
+        "no longer wait would have helped: {error}"
+    );
     assert_nothing_left(&cloud, &plan.run_id).await;
 }
 

@@ -80,7 +80,7 @@ fn cases() -> Vec<Case> {
             fault: "builder never boots",
             faults: "boot_fails: [{role: builder}]",
             cancel_on: "",
-            expect: |r| matches!(&r.bake, Err(BakeError::InstanceNotRunning { .. })),
+            expect: |r| matches!(&r.bake, Err(BakeError::InstanceEnded { .. })),
             says: "Server.InternalError",
             copies: false,
         },

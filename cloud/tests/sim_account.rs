@@ -216,3 +216,23 @@ async fn every_call_is_saved_whole_so_a_killed_process_loses_nothing() {
     let temps = leftovers.filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"));
     assert_eq!(temps.count(), 0, "no temporary file left behind");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_state_that_cannot_be_written_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, seed) = (dir.path().join("state.json"), seed_file(dir.path()));
+    let account = SimAccount::open(&state, Some(&seed), None).unwrap();
+    // A non-empty folder where the state was: the rename over it fails.
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("keep"), "x").unwrap();
+
+    let error = account.save_now().unwrap_err();
+    assert!(matches!(error, SimError::Write { .. }), "{error}");
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}

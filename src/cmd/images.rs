@@ -24,6 +24,14 @@ pub async fn run(global: &GlobalArgs, args: &ImagesArgs) -> anyhow::Result<()> {
         .map_err(super::promote::exit_for)?;
     let result = ImagesResult { regions, images };
     print_result(global.output, &result, |r| {
+        if r.images.is_empty() {
+            let family = args
+                .image
+                .as_deref()
+                .map(|i| format!(" {i}"))
+                .unwrap_or_default();
+            return format!("no kiln image{family} in {}\n", r.regions.join(", "));
+        }
         r.images.iter().map(entry_text).collect()
     })
 }

@@ -100,7 +100,6 @@ impl Run<'_> {
         role: &'static str,
     ) -> Result<(), BakeError> {
         let budget = self.plan.timeouts.boot;
-        let started = tokio::time::Instant::now();
         // The last state seen, for the timeout's message.
         let last_state = std::sync::Mutex::new("not yet listed".to_string());
         let result = wait_until(budget, INSTANCE_POLL, self.cancel, || async {
@@ -114,8 +113,13 @@ impl Run<'_> {
                     *last_state.lock().expect("state lock") = state;
                     Ok(Poll::Pending)
                 }
-                // Stopped, stopping or ending: it will not run without help.
-                _ => Err(self.not_running(instance, role, state, started.elapsed())),
+                // Stopped, stopping or ending: no boot timeout would help.
+                _ => Err(BakeError::InstanceEnded {
+                    role: role.to_string(),
+                    instance: instance.clone(),
+                    region: self.cloud.region.clone(),
+                    state,
+                }),
             }
         })
         .await;

@@ -349,9 +349,14 @@ impl Inner {
         };
         let text = serde_json::to_vec(state).expect("the state serialises");
         // Write beside, then rename: a killed process leaves the old or the new state whole.
-        let mut tmp = temp_beside(path).map_err(write_err)?;
-        std::io::Write::write_all(&mut tmp.1, &text).map_err(write_err)?;
-        std::fs::rename(&tmp.0, path).map_err(write_err)
+        let (tmp, mut out) = temp_beside(path).map_err(write_err)?;
+        let written =
+            std::io::Write::write_all(&mut out, &text).and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            // A full disk or a read-only target leaves no half-written file behind.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(write_err)
     }
 }
 
