@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 
+use kiln_cloud::progress::PROGRESS_TARGET;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -58,8 +59,11 @@ fn init_logging(global: &GlobalArgs) {
         (false, 2) => "debug",
         (false, _) => "trace",
     };
-    let default =
-        format!("warn,kiln_cloud={libraries},kiln_builder={libraries},kiln_rollout={libraries}");
+    // The events' mirror as logs is off: the reporter already shows every event once.
+    let default = format!(
+        "warn,{PROGRESS_TARGET}=off,kiln_cloud={libraries},kiln_builder={libraries},\
+         kiln_rollout={libraries}"
+    );
     let filter = EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

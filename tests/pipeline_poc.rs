@@ -129,6 +129,12 @@ async fn a_failing_proxysql_step_stops_the_bake_and_leaves_nothing() {
         run.stderr
     );
     assert!(run.stderr.contains("exit code 7"), "{}", run.stderr);
+    let stopped: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("build step stopped the bake"))
+        .collect();
+    assert_eq!(stopped.len(), 1, "each event is shown once: {stopped:?}");
     assert!(
         run.stderr.contains("package proxysql-2.6.3 not found"),
         "{}",
