@@ -16,6 +16,7 @@ use crate::inplace::{self, InPlacePlan};
 use crate::lock::{self, LockHolder, LOCK_MARGIN};
 use crate::preflight::{self, Capacity, ReplacementOrder};
 use crate::spec::{CanaryMode, RollingSettings, RolloutSpec, Strategy, UNHEALTHY_WARMUPS};
+use crate::sweep::version_run_id;
 
 /// Prefix of an image id that a launch template resolves from Parameter Store; AWS
 /// cannot roll back such a refresh (PITFALLS 2).
@@ -384,7 +385,16 @@ fn template_plan(
             fix: "not supported yet: roll this group out with the console or CLI".into(),
         });
     }
-    if v != t.default_version || v != t.latest_version {
+    let made_by_kiln = facts.source.description.as_deref().and_then(version_run_id);
+    if let (Some(run), true) = (made_by_kiln, v == t.latest_version) {
+        if v != t.default_version {
+            notes.push(format!(
+                "group {} runs version {v} of {}, made by kiln's run {run}; the template's \
+                 default stays {}, as kiln never moves it (PITFALLS 2)",
+                g.name, t.name, t.default_version
+            ));
+        }
+    } else if v != t.default_version || v != t.latest_version {
         notes.push(format!(
             "drift: group {} runs version {v} of {} while the template's default is {} and \
              latest {}; the new version is made from {v} (what the group runs), so other \

@@ -288,6 +288,37 @@ async fn drift_between_the_group_and_the_template_is_reported() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_version_kiln_made_is_not_reported_as_drift() {
+    let (_account, cloud) = poc().await;
+    let first = planned(&cloud, RollingSettings::default()).await;
+    let out = kiln_rollout::rollout(
+        &cloud,
+        &first,
+        &kiln_cloud::progress::Silent,
+        &Default::default(),
+    )
+    .await
+    .expect("rollout");
+    assert_eq!(out.status, "Successful");
+
+    let again = plan(&cloud, &rolling(Default::default()), &CURRENT_IMAGE.into())
+        .await
+        .unwrap();
+    assert_eq!(again.template.source_version, 3);
+    assert!(
+        !again.notes.iter().any(|n| n.starts_with("drift")),
+        "{:?}",
+        again.notes
+    );
+    let expected = format!(
+        "group {GROUP} runs version 3 of {TEMPLATE}, made by kiln's run {}; the template's \
+         default stays 2, as kiln never moves it (PITFALLS 2)",
+        first.run_id
+    );
+    assert!(again.notes.contains(&expected), "{:?}", again.notes);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_group_already_on_the_image_changes_nothing() {
     let (_account, cloud) = poc().await;
     let p = plan(&cloud, &rolling(Default::default()), &CURRENT_IMAGE.into())
