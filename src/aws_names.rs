@@ -14,7 +14,7 @@ use kiln_rollout::{Field, SpecProblem};
 use crate::pipeline::{Pipeline, PipelineError, SourceSection, SubnetSection, TargetSection};
 
 /// gp3 volumes hold 1 GiB to 16 TiB (16,384 GiB).
-const VOLUME_GIB: std::ops::RangeInclusive<i32> = 1..=16_384;
+const VOLUME_GIB: std::ops::RangeInclusive<i128> = 1..=16_384;
 /// A bake's own waits: at least a second, at most a day; nothing a bake waits for takes
 /// longer, and a longer budget only hides a stuck run.
 const BUDGET: std::ops::RangeInclusive<Duration> =
@@ -152,7 +152,7 @@ fn check_builder(pipeline: &Pipeline) -> Result<(), PipelineError> {
         )?;
     }
     if let Some(volume) = &builder.root_volume {
-        if !VOLUME_GIB.contains(&volume.size_gib) {
+        if !VOLUME_GIB.contains(&volume.size_gib.0) {
             return Err(pipeline.invalid_at(
                 &[
                     Seg::Key("builder"),

@@ -110,11 +110,65 @@ pub enum SubnetSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootVolumeSection {
-    pub size_gib: i32,
+    /// Any whole number is read, so that one far out of range is refused by the volume
+    /// sizes EBS accepts rather than by the YAML parser.
+    pub size_gib: WholeNumber,
     #[serde(default = "yes")]
     pub encrypted: bool,
     #[serde(default)]
     pub kms_key_id: Option<String>,
+}
+
+/// A whole number as written, however large (a YAML integer of up to 128 bits): fields
+/// with a range hold one, and the range check names the value and the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct WholeNumber(pub i128);
+
+impl WholeNumber {
+    /// The number as an `i32`, when it is one.
+    pub fn as_i32(self) -> Option<i32> {
+        i32::try_from(self.0).ok()
+    }
+}
+
+impl fmt::Display for WholeNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(WholeNumberVisitor)
+    }
+}
+
+struct WholeNumberVisitor;
+
+impl serde::de::Visitor<'_> for WholeNumberVisitor {
+    type Value = WholeNumber;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a whole number")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<WholeNumber, E> {
+        Ok(WholeNumber(v.into()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WholeNumber, E> {
+        Ok(WholeNumber(v.into()))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<WholeNumber, E> {
+        Ok(WholeNumber(v))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<WholeNumber, E> {
+        // Beyond i128 (above 1.7e38) the value shown is i128's largest: out of range anyway.
+        Ok(WholeNumber(i128::try_from(v).unwrap_or(i128::MAX)))
+    }
 }
 
 /// Bake budgets; each left out keeps the library's documented default.
@@ -274,14 +328,17 @@ impl Pipeline {
             path: path.to_path_buf(),
             source,
         })?;
-        let file = parse(path, &text)?;
+        let (file, refused) = parse(path, &text)?;
         let pipeline = Self {
             path: path.to_path_buf(),
             file,
             text,
         };
         pipeline.check()?;
-        Ok(pipeline)
+        match refused {
+            Some(error) => Err(error),
+            None => Ok(pipeline),
+        }
     }
 
     /// The folder relative paths in the file start from.
@@ -497,7 +554,13 @@ fn check_region(pipeline: &Pipeline, at: &[Seg<'_>], region: &str) -> Result<(),
 
 /// YAML syntax first, so that an unclosed bracket is called what it is and not a wrong
 /// type, then the pipeline's structure.
-fn parse(path: &Path, text: &str) -> Result<PipelineFile, PipelineError> {
+///
+/// The syntax check reads the file as a generic YAML value, which also refuses a key
+/// written twice and cannot hold an integer beyond 64 bits. YAML that parses otherwise
+/// (as [`serde::de::IgnoredAny`]) is read by its fields first, so that a number far out of
+/// range is refused by its field's range; the generic value's refusal is returned beside
+/// the file, for [`Pipeline::load`] to report when the checks find nothing else.
+fn parse(path: &Path, text: &str) -> Result<(PipelineFile, Option<PipelineError>), PipelineError> {
     let invalid = |e: &serde_yaml_ng::Error, message: String, hint: String| {
         let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
         PipelineError::Invalid {
@@ -508,15 +571,22 @@ fn parse(path: &Path, text: &str) -> Result<PipelineFile, PipelineError> {
             hint,
         }
     };
-    if let Err(e) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
-        let message = format!("malformed YAML: {}", without_location(&e));
-        return Err(invalid(&e, message, kiln_cloud::yaml::SYNTAX_HINT.into()));
+    let malformed = |e: &serde_yaml_ng::Error| {
+        let message = format!("malformed YAML: {}", without_location(e));
+        invalid(e, message, kiln_cloud::yaml::SYNTAX_HINT.into())
+    };
+    let generic = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text).err();
+    if let Some(e) = &generic {
+        if serde_yaml_ng::from_str::<serde::de::IgnoredAny>(text).is_err() {
+            return Err(malformed(e));
+        }
     }
-    serde_yaml_ng::from_str(text).map_err(|e| {
+    let file = serde_yaml_ng::from_str(text).map_err(|e| {
         let message = without_location(&e);
         let hint = kiln_cloud::yaml::hint(&message).to_string();
         invalid(&e, message, hint)
-    })
+    })?;
+    Ok((file, generic.as_ref().map(malformed)))
 }
 
 /// The position of `key:` that holds the value at `value`: on the value's line before

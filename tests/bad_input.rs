@@ -185,7 +185,8 @@ fn wrong_type_is_refused_exactly() {
         file: "pipeline.yaml",
         edit: ("size_gib: 20,", "size_gib: twenty,"),
         at: ("size_gib: twenty", "twenty"),
-        message: "builder.root_volume.size_gib: invalid type: string \"twenty\", expected i32",
+        message: "builder.root_volume.size_gib: invalid type: string \"twenty\", expected a \
+                  whole number",
         hint: "give the value the type shown above",
     });
 }
@@ -518,6 +519,33 @@ fn budgets_and_sizes_out_of_range_are_refused_exactly() {
         at: ("size_gib: 0", "0"),
         message: "root volume size 0 GiB is out of range",
         hint: "EBS gp3 volumes hold 1 to 16384 GiB",
+    });
+}
+
+#[test]
+fn a_size_beyond_any_integer_type_is_refused_by_its_range() {
+    // Beyond 64 bits: a generic YAML value cannot hold it, yet the YAML is well formed.
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("size_gib: 20,", "size_gib: 99999999999999999999,"),
+        at: ("size_gib: 9", "9"),
+        message: "root volume size 99999999999999999999 GiB is out of range",
+        hint: "EBS gp3 volumes hold 1 to 16384 GiB",
+    });
+}
+
+#[test]
+fn a_key_written_twice_is_still_malformed_yaml() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "    parameter_prefix: /poc/web\n",
+            "    parameter_prefix: /poc/web\n    parameter_prefix: /poc/app\n",
+        ),
+        // serde_yaml_ng places a repeated key at the start of its map.
+        at: ("    aurora_writer_endpoint:", "aurora_writer_endpoint"),
+        message: "malformed YAML: image.variables: duplicate entry with key \"parameter_prefix\"",
+        hint: SYNTAX_HINT,
     });
 }
 

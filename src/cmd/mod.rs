@@ -220,7 +220,10 @@ pub fn section_spec(loaded: &Loaded, image: &ImageSection, rendered: &Rendered) 
             },
             instance_profile: Some(builder.instance_profile.clone()),
             root_volume: RootVolumeSettings {
-                size_gib: volume.map_or(ROOT_VOLUME_GIB, |v| v.size_gib),
+                // In range: `Pipeline::load` refused any other size.
+                size_gib: volume.map_or(ROOT_VOLUME_GIB, |v| {
+                    v.size_gib.as_i32().expect("a size checked on load")
+                }),
                 volume_type: "gp3".into(),
                 encrypted: volume.is_none_or(|v| v.encrypted),
                 kms_key_id: volume.and_then(|v| v.kms_key_id.clone()),
