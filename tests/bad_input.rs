@@ -705,6 +705,105 @@ fn an_in_place_batch_larger_than_run_command_takes_is_refused_exactly() {
     });
 }
 
+/// A target rolled out as an A/B canary with `canary` (the settings inside `canary: {}`).
+fn ab_canary(canary: &str) -> String {
+    with_settings(&format!("    canary: {{ mode: ab, {canary} }}\n"))
+}
+
+#[test]
+fn ab_comparison_thresholds_that_turn_the_gate_off_are_refused_exactly() {
+    let cases = [
+        (
+            "compare: { max_latency_ratio: .nan }",
+            ".nan",
+            "max_latency_ratio NaN is out of range",
+            "give a finite ratio of at least 1 (1.5: half again the baseline's latency)",
+        ),
+        (
+            "compare: { max_error_rate_increase: .inf }",
+            ".inf",
+            "max_error_rate_increase inf is out of range",
+            "give 0 to 100 percentage points above the baseline's 5xx rate",
+        ),
+        (
+            "compare: { max_error_rate_increase: -0.5 }",
+            "-0.5",
+            "max_error_rate_increase -0.5 is out of range",
+            "give 0 to 100 percentage points above the baseline's 5xx rate",
+        ),
+        (
+            "compare: { min_requests: -1 }",
+            "-1",
+            "min_requests -1 is out of range",
+            "give a finite count of at least 1 (a step with no canary request proves nothing)",
+        ),
+        (
+            "compare: { min_latency_increase: 2h }",
+            "2h",
+            "min_latency_increase 2h is out of range",
+            "give at most 1h 6m 40s: no request waits longer than an ALB's longest idle timeout",
+        ),
+    ];
+    for (canary, value, message, hint) in cases {
+        let settings = ab_canary(canary);
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("    strategy: rolling\n", &settings),
+            at: ("compare: {", value),
+            message,
+            hint,
+        });
+    }
+}
+
+#[test]
+fn ab_traffic_steps_that_compare_nothing_are_refused_exactly() {
+    let cases = [
+        (
+            "traffic_steps: []",
+            "[]",
+            "an A/B canary without traffic_steps compares nothing",
+            "list the percentages of the requests the canary takes, ending at 100, such as \
+             `[5, 25, 50, 100]`",
+        ),
+        (
+            "traffic_steps: [100]",
+            "[100]",
+            "an A/B canary whose only traffic step is 100 switches at once and compares nothing",
+            "add steps below 100 (such as `[5, 25, 50, 100]`), or use `strategy: blue-green` \
+             for one switch",
+        ),
+        (
+            "traffic_steps: [5, 50]",
+            "50",
+            "traffic_steps end at 50, not at 100",
+            "end the steps with 100: the last step is the switch to the canary",
+        ),
+        (
+            "traffic_steps: [25, 5, 100]",
+            "5, 100",
+            "traffic_steps are not in ascending order (25 then 5)",
+            "list each percentage once, smallest first",
+        ),
+        (
+            "traffic_steps: [0, 100]",
+            "0",
+            "traffic_steps value 0 is not a percentage of the requests",
+            "give each step between 1 and 100",
+        ),
+    ];
+    for (canary, value, message, hint) in cases {
+        let settings = ab_canary(canary);
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("    strategy: rolling\n", &settings),
+            at: ("traffic_steps: [", value),
+            message,
+            hint,
+        });
+    }
+}
+
 #[test]
 fn a_testers_rule_aws_would_reject_is_refused_exactly() {
     let settings = with_settings(

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use crate::spec::{
-    BlueGreenSettings, CanarySettings, Gates, InPlaceSettings, RollingSettings, Timeouts,
+    AbThresholds, BlueGreenSettings, CanaryMode, CanarySettings, Gates, InPlaceSettings,
+    RollingSettings, Timeouts,
 };
 
 /// Healthy percentages of an instance refresh (StartInstanceRefresh).
@@ -35,6 +36,19 @@ const BATCH_MAX: usize = 50;
 const RULE_PRIORITY: std::ops::RangeInclusive<i32> = 1..=50_000;
 /// CloudWatch alarm names are 1 to 255 characters.
 const ALARM_NAME_MAX: usize = 255;
+/// The step at which an A/B canary takes all the traffic: the switch.
+const ALL_TRAFFIC: i32 = 100;
+/// A 5xx rate is a percentage: a rise of more than 100 points can never happen, so a
+/// larger allowance turns the error comparison off.
+const ERROR_RATE_INCREASE_MAX: f64 = 100.0;
+/// The latency comparison also needs the canary `min_latency_increase` slower, so a
+/// ratio below 1 would mean nothing; infinity would turn the comparison off.
+const LATENCY_RATIO_MIN: f64 = 1.0;
+/// An ALB's idle timeout is at most 4000 s: no request waits longer, so a larger
+/// `min_latency_increase` turns the latency comparison off.
+const LATENCY_INCREASE_MAX: Duration = Duration::from_secs(4000);
+/// A step with no canary request proves nothing: at least one must be seen.
+const MIN_REQUESTS_MIN: f64 = 1.0;
 
 /// One part of a field's path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,16 +183,99 @@ impl CanarySettings {
             &self.traffic_steps,
             "the requests",
         ));
+        if self.mode == CanaryMode::Ab {
+            out.extend(ab_steps(&self.traffic_steps));
+        }
         if self.bake > CHECKPOINT_DELAY_MAX {
             let hint = format!("AWS pauses a checkpoint 0s to {CHECKPOINT_DELAY_TEXT}");
             out.push(out_of_range("bake", secs(self.bake), hint));
         }
+        out.extend(
+            self.compare
+                .problems()
+                .into_iter()
+                .map(|p| p.under("compare")),
+        );
         out.extend(
             self.refresh
                 .problems()
                 .into_iter()
                 .map(|p| p.under("refresh")),
         );
+        out
+    }
+}
+
+/// An A/B canary's traffic steps compare something and end with the switch: at least one
+/// step below 100, and 100 last (each a percentage, ascending, is checked beside).
+fn ab_steps(steps: &[i32]) -> Option<SpecProblem> {
+    let field = |index: Option<usize>| {
+        let mut field = vec![Field::Key("traffic_steps")];
+        field.extend(index.map(Field::Index));
+        field
+    };
+    match steps {
+        [] => Some(SpecProblem::new(
+            field(None),
+            "an A/B canary without traffic_steps compares nothing".into(),
+            "list the percentages of the requests the canary takes, ending at 100, such as \
+             `[5, 25, 50, 100]`",
+        )),
+        [ALL_TRAFFIC] => Some(SpecProblem::new(
+            field(None),
+            "an A/B canary whose only traffic step is 100 switches at once and compares \
+             nothing"
+                .into(),
+            "add steps below 100 (such as `[5, 25, 50, 100]`), or use `strategy: blue-green` \
+             for one switch",
+        )),
+        [.., last] if *last != ALL_TRAFFIC => Some(SpecProblem::new(
+            field(Some(steps.len() - 1)),
+            format!("traffic_steps end at {last}, not at 100"),
+            "end the steps with 100: the last step is the switch to the canary",
+        )),
+        _ => None,
+    }
+}
+
+impl AbThresholds {
+    /// Thresholds that would turn the comparison off without saying so: not finite,
+    /// negative, or beyond anything a comparison can meet.
+    pub fn problems(&self) -> Vec<SpecProblem> {
+        let numbers = [
+            (
+                "max_error_rate_increase",
+                self.max_error_rate_increase,
+                0.0..=ERROR_RATE_INCREASE_MAX,
+                "give 0 to 100 percentage points above the baseline's 5xx rate",
+            ),
+            (
+                "max_latency_ratio",
+                self.max_latency_ratio,
+                LATENCY_RATIO_MIN..=f64::MAX,
+                "give a finite ratio of at least 1 (1.5: half again the baseline's latency)",
+            ),
+            (
+                "min_requests",
+                self.min_requests,
+                MIN_REQUESTS_MIN..=f64::MAX,
+                "give a finite count of at least 1 (a step with no canary request proves \
+                 nothing)",
+            ),
+        ];
+        let mut out: Vec<SpecProblem> = numbers
+            .into_iter()
+            .filter(|(_, value, range, _)| !range.contains(value))
+            .map(|(key, value, _, hint)| out_of_range(key, value.to_string(), hint.into()))
+            .collect();
+        if self.min_latency_increase > LATENCY_INCREASE_MAX {
+            let hint = format!(
+                "give at most {}: no request waits longer than an ALB's longest idle timeout",
+                secs(LATENCY_INCREASE_MAX)
+            );
+            let value = secs(self.min_latency_increase);
+            out.push(out_of_range("min_latency_increase", value, hint));
+        }
         out
     }
 }
@@ -322,6 +419,11 @@ mod tests {
     fn defaults_are_accepted() {
         assert!(RollingSettings::default().problems().is_empty());
         assert!(CanarySettings::default().problems().is_empty());
+        let ab = CanarySettings {
+            mode: CanaryMode::Ab,
+            ..CanarySettings::default()
+        };
+        assert!(ab.problems().is_empty());
         assert!(BlueGreenSettings::default().problems().is_empty());
         assert!(Gates::default().problems().is_empty());
         assert!(Timeouts::default().problems().is_empty());
