@@ -19,6 +19,12 @@ const VOLUME_GIB: std::ops::RangeInclusive<i128> = 1..=16_384;
 /// longer, and a longer budget only hides a stuck run.
 const BUDGET: std::ops::RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(24 * 60 * 60);
+/// A region's copy of the image: AWS's time-based copies take a completion duration of
+/// 15 minutes to 48 hours (SnapshotCopyCompletionDurationMinutes), the range in which it
+/// commits to finishing a copy; a budget outside it either fails copies that are on time
+/// or waits days on one that is stuck.
+const COPY_TIMEOUT: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(15 * 60)..=Duration::from_secs(48 * 60 * 60);
 /// EC2 ids are the prefix and 8 (older) or 17 (current) characters.
 const ID_LENGTHS: [usize; 2] = [8, 17];
 /// Auto Scaling group names: 1 to 255 characters.
@@ -89,6 +95,21 @@ fn check_distribute(pipeline: &Pipeline) -> Result<(), PipelineError> {
     if let Some((message, hint)) = distribute.channel.as_deref().and_then(channel_problem) {
         let at = [Seg::Key("distribute"), Seg::Key("channel")];
         return Err(pipeline.invalid_at(&at, message, hint));
+    }
+    if let Some(budget) = distribute
+        .copy_timeout
+        .filter(|b| !COPY_TIMEOUT.contains(b))
+    {
+        return Err(pipeline.invalid_at(
+            &[Seg::Key("distribute"), Seg::Key("copy_timeout")],
+            format!(
+                "copy_timeout {} is out of range",
+                humantime::format_duration(budget)
+            ),
+            "give it between 15m and 48h: the range in which AWS completes a time-based \
+             image copy"
+                .into(),
+        ));
     }
     for (index, account) in distribute.accounts.iter().enumerate() {
         let valid =

@@ -694,6 +694,97 @@ fn run_command_timeouts_out_of_ssm_range_are_refused_exactly() {
 }
 
 #[test]
+fn rollout_durations_that_spin_or_never_end_are_refused_exactly() {
+    let cases = [
+        (
+            "timeouts: { poll: 0s }",
+            "0s",
+            "poll 0s is out of range",
+            "give it between 1s and 5m: how often progress and gates are read",
+        ),
+        (
+            "timeouts: { rollout: 1000d }",
+            "1000d",
+            "rollout 2years 8months 25days 23h 31m 12s is out of range",
+            "give it between 1m and 7days: the deadline of the whole replacement",
+        ),
+        (
+            "timeouts: { rollback: 0s }",
+            "0s",
+            "rollback 0s is out of range",
+            "give it between 1m and 2days: the deadline of a rollback",
+        ),
+        (
+            "timeouts: { rollout: 2m, poll: 2m }",
+            "2m }",
+            "poll 2m is not shorter than the rollout timeout 2m",
+            "poll more often than the rollout deadline, or the deadline passes unread",
+        ),
+        (
+            "blue_green: { rollback_window: 1000d }",
+            "1000d",
+            "rollback_window 2years 8months 25days 23h 31m 12s is out of range",
+            "give it between 5m and 7days: blue is kept this long after the switch, for a \
+             rollback that is one listener change",
+        ),
+        (
+            "canary: { mode: ab, rollback_window: 0s }",
+            "0s",
+            "rollback_window 0s is out of range",
+            "give it between 5m and 7days: blue is kept this long after the switch, for a \
+             rollback that is one listener change",
+        ),
+        (
+            "blue_green: { step_bake: 3d }",
+            "3d",
+            "step_bake 3days is out of range",
+            "give it at most 48h, as a canary checkpoint",
+        ),
+    ];
+    for (block, value, message, hint) in cases {
+        let settings = with_settings(&format!("    {block}\n"));
+        let line = block.split_once(' ').expect("a key and its value").1;
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("    strategy: rolling\n", &settings),
+            at: (line, value),
+            message,
+            hint,
+        });
+    }
+}
+
+#[test]
+fn an_unhealthy_bound_shorter_than_two_health_checks_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "      http_probe: /health",
+            "      http_probe: /health\n      unhealthy_after: 1s",
+        ),
+        at: ("unhealthy_after: 1s", "1s"),
+        message: "unhealthy_after 1s is out of range",
+        hint: "give it between 10s and 2h: a new instance needs at least two health checks to \
+               be healthy, and longer than two warm-ups is AWS's own hour-long wait",
+    });
+}
+
+#[test]
+fn copy_budgets_out_of_the_time_based_copy_range_are_refused_exactly() {
+    for (written, shown) in [("0s", "0s"), ("1000d", "2years 8months 25days 23h 31m 12s")] {
+        let edit = format!("  channel: poc\n  copy_timeout: {written}");
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("  channel: poc", &edit),
+            at: ("copy_timeout:", written),
+            message: &format!("copy_timeout {shown} is out of range"),
+            hint: "give it between 15m and 48h: the range in which AWS completes a time-based \
+                   image copy",
+        });
+    }
+}
+
+#[test]
 fn an_in_place_batch_larger_than_run_command_takes_is_refused_exactly() {
     let settings = with_settings("    in_place: { script: [\"true\"], batch_size: 51 }\n");
     assert_refused_exactly(&Case {

@@ -399,3 +399,32 @@ async fn an_in_place_fix_is_not_refused_for_imdsv1_but_says_so() {
         p.notes
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_longest_deadlines_accepted_bound_the_group_lock() {
+    let (account, cloud) = poc().await;
+    let before = account.snapshot_json();
+    let day = std::time::Duration::from_secs(24 * 3600);
+    // A 1000-day deadline once locked the group for years; it is refused now.
+    let mut endless = rolling(RollingSettings::default());
+    endless.timeouts.rollout = 1000 * day;
+    match plan(&cloud, &endless, &new_image()).await {
+        Err(RolloutError::Invalid { detail, .. }) => assert_eq!(
+            detail,
+            "timeouts.rollout: rollout 2years 8months 25days 23h 31m 12s is out of range (give \
+             it between 1m and 7days: the deadline of the whole replacement)"
+        ),
+        other => panic!("expected the deadline refused, got {other:?}"),
+    }
+    assert_eq!(account.snapshot_json(), before, "the account changed");
+
+    // The longest accepted: a week's rollout, two days' rollback, the lock's margin.
+    let mut longest = rolling(RollingSettings::default());
+    longest.timeouts.rollout = 7 * day;
+    longest.timeouts.rollback = 2 * day;
+    let p = plan(&cloud, &longest, &new_image()).await.expect("plan");
+    let now = cloud.clock.now();
+    let lock = p.lock_holder(now).expires - now;
+    let margin = chrono::Duration::from_std(kiln_rollout::LOCK_MARGIN).expect("margin");
+    assert_eq!(lock, chrono::Duration::days(9) + margin);
+}
