@@ -19,12 +19,6 @@ const VOLUME_GIB: std::ops::RangeInclusive<i128> = 1..=16_384;
 /// longer, and a longer budget only hides a stuck run.
 const BUDGET: std::ops::RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(24 * 60 * 60);
-/// A region's copy of the image: AWS's time-based copies take a completion duration of
-/// 15 minutes to 48 hours (SnapshotCopyCompletionDurationMinutes), the range in which it
-/// commits to finishing a copy; a budget outside it either fails copies that are on time
-/// or waits days on one that is stuck.
-const COPY_TIMEOUT: std::ops::RangeInclusive<Duration> =
-    Duration::from_secs(15 * 60)..=Duration::from_secs(48 * 60 * 60);
 /// EC2 ids are the prefix and 8 (older) or 17 (current) characters.
 const ID_LENGTHS: [usize; 2] = [8, 17];
 /// Auto Scaling group names: 1 to 255 characters.
@@ -38,8 +32,6 @@ const ELB_NAME_MAX: usize = 32;
 const CHANNEL_MAX: usize = 64;
 /// A version is appended to the image name (at most 100) in the AMI name (at most 128).
 const VERSION_MAX: usize = 24;
-/// AWS account ids are 12 digits.
-const ACCOUNT_ID_DIGITS: usize = 12;
 
 /// Checks every AWS name and number of the file.
 pub fn check(pipeline: &Pipeline) -> Result<(), PipelineError> {
@@ -57,7 +49,7 @@ pub fn check(pipeline: &Pipeline) -> Result<(), PipelineError> {
         }
     }
     check_sections(pipeline)?;
-    check_distribute(pipeline)?;
+    crate::distribute_input::check(pipeline)?;
     check_builder(pipeline)?;
     check_budgets(pipeline)?;
     for (index, target) in pipeline.file.targets.iter().enumerate() {
@@ -84,47 +76,6 @@ fn check_sections(pipeline: &Pipeline) -> Result<(), PipelineError> {
                 let at = at(&["source", "channel", "channel"]);
                 return Err(pipeline.invalid_at(&at, message, hint));
             }
-        }
-    }
-    Ok(())
-}
-
-/// The channel published to and the accounts shared with.
-fn check_distribute(pipeline: &Pipeline) -> Result<(), PipelineError> {
-    let distribute = &pipeline.file.distribute;
-    if let Some((message, hint)) = distribute.channel.as_deref().and_then(channel_problem) {
-        let at = [Seg::Key("distribute"), Seg::Key("channel")];
-        return Err(pipeline.invalid_at(&at, message, hint));
-    }
-    if let Some(budget) = distribute
-        .copy_timeout
-        .filter(|b| !COPY_TIMEOUT.contains(b))
-    {
-        return Err(pipeline.invalid_at(
-            &[Seg::Key("distribute"), Seg::Key("copy_timeout")],
-            format!(
-                "copy_timeout {} is out of range",
-                humantime::format_duration(budget)
-            ),
-            "give it between 15m and 48h: the range in which AWS completes a time-based \
-             image copy"
-                .into(),
-        ));
-    }
-    for (index, account) in distribute.accounts.iter().enumerate() {
-        let valid =
-            account.len() == ACCOUNT_ID_DIGITS && account.chars().all(|c| c.is_ascii_digit());
-        if !valid {
-            let at = [
-                Seg::Key("distribute"),
-                Seg::Key("accounts"),
-                Seg::Index(index),
-            ];
-            return Err(pipeline.invalid_at(
-                &at,
-                format!("`{account}` is not an AWS account id"),
-                "write the 12 digits of the account, quoted (\"444455556666\")".into(),
-            ));
         }
     }
     Ok(())
@@ -161,6 +112,15 @@ fn version_problem(version: &str) -> Option<(String, String)> {
 fn check_builder(pipeline: &Pipeline) -> Result<(), PipelineError> {
     let builder = &pipeline.file.builder;
     check_instance_type(pipeline, &builder.instance_type)?;
+    if matches!(&builder.subnet, SubnetSection::Tags(tags) if tags.is_empty()) {
+        return Err(pipeline.invalid_at(
+            &[Seg::Key("builder"), Seg::Key("subnet"), Seg::Key("tags")],
+            "`subnet: { tags: {} }` matches every subnet of the region".into(),
+            "give the tags that pick the builder's subnet (such as `{ Name: private-1a }`), \
+             or its id (`subnet: { id: subnet-... }`)"
+                .into(),
+        ));
+    }
     if let SubnetSection::Id(id) = &builder.subnet {
         // Lowercase letters are allowed beside hex digits: simulated accounts use
         // readable ids (`subnet-0poc...`); AWS's own are hex.

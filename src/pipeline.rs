@@ -445,16 +445,7 @@ impl Pipeline {
                 ));
             }
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for (index, target) in self.file.targets.iter().enumerate() {
-            if !seen.insert(target.name.as_str()) {
-                return Err(self.invalid_at(
-                    &[Seg::Key("targets"), Seg::Index(index), Seg::Key("name")],
-                    format!("target `{}` is defined twice", target.name),
-                    "give every target its own name".into(),
-                ));
-            }
-        }
+        self.check_target_names()?;
         check_region(
             self,
             &[Seg::Key("image"), Seg::Key("region")],
@@ -470,6 +461,35 @@ impl Pipeline {
         }
         crate::aws_names::check(self)?;
         self.check_layers()
+    }
+
+    /// Each target has a name of its own, one `--target` can name and that reads the
+    /// same in a tag or a log.
+    fn check_target_names(&self) -> Result<(), PipelineError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, target) in self.file.targets.iter().enumerate() {
+            let at = [Seg::Key("targets"), Seg::Index(index), Seg::Key("name")];
+            let name = &target.name;
+            let valid = (1..=TARGET_NAME_MAX).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+            if !valid {
+                return Err(self.invalid_at(
+                    &at,
+                    format!("`{name}` is not a valid target name"),
+                    format!("use 1 to {TARGET_NAME_MAX} letters, digits, `-` or `_`"),
+                ));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(self.invalid_at(
+                    &at,
+                    format!("target `{name}` is defined twice"),
+                    "give every target its own name".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Layers share the image's region and have names of their own.
@@ -505,6 +525,11 @@ impl Pipeline {
     }
 }
 
+/// Longest target name: it is written into tag values (`kiln:target`, at most 256
+/// characters) and launch template version descriptions (at most 255) beside a run id and
+/// an image id.
+const TARGET_NAME_MAX: usize = 128;
+
 /// Longest image-family name: AMI names allow 128 characters and kiln appends
 /// `-<version>` (at most 24 characters) to it.
 const IMAGE_NAME_MAX: usize = 100;
@@ -531,18 +556,7 @@ fn check_name(
 }
 
 fn check_region(pipeline: &Pipeline, at: &[Seg<'_>], region: &str) -> Result<(), PipelineError> {
-    // Region names are `<area>-<direction>-<number>` (ap-northeast-1, us-gov-west-1).
-    let parts: Vec<&str> = region.split('-').collect();
-    let valid = parts.len() >= 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        })
-        && parts
-            .last()
-            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
-    if valid {
+    if is_region_name(region) {
         return Ok(());
     }
     Err(pipeline.invalid_at(
@@ -550,6 +564,20 @@ fn check_region(pipeline: &Pipeline, at: &[Seg<'_>], region: &str) -> Result<(),
         format!("`{region}` is not an AWS region name"),
         "write a region such as `ap-northeast-1`".into(),
     ))
+}
+
+/// Region names are `<area>-<direction>-<number>` (ap-northeast-1, us-gov-west-1).
+pub fn is_region_name(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// YAML syntax first, so that an unclosed bracket is called what it is and not a wrong

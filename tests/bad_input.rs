@@ -610,6 +610,168 @@ fn a_version_channel_or_account_aws_would_reject_is_refused_exactly() {
     });
 }
 
+#[test]
+fn regions_listed_twice_or_the_image_s_own_are_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "  channel: poc",
+            "  channel: poc\n  regions: [us-west-2, ap-northeast-3, us-west-2]",
+        ),
+        at: ("regions: [", "us-west-2]"),
+        message: "region `us-west-2` is listed twice",
+        hint: "list each region once",
+    });
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "  channel: poc",
+            "  channel: poc\n  regions: [us-west-2, ap-northeast-1]",
+        ),
+        at: ("regions: [", "ap-northeast-1"),
+        message: "region `ap-northeast-1` is the image's own region",
+        hint: "remove it: the image is baked there; `regions` lists the other regions it is \
+               copied to",
+    });
+}
+
+/// The POC's distribution with `kms_keys: { KEYS }` and copies to us-west-2.
+fn with_keys(keys: &str) -> String {
+    format!("  channel: poc\n  regions: [us-west-2]\n  kms_keys: {{ {keys} }}")
+}
+
+const KEY: &str = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+#[test]
+fn kms_keys_that_are_not_key_arns_of_a_copied_region_are_refused_exactly() {
+    let edit = with_keys("us-west-2: 1234abcd-12ab-34cd-56ef-1234567890ab");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  channel: poc", &edit),
+        at: ("kms_keys:", "1234abcd"),
+        message: "`1234abcd-12ab-34cd-56ef-1234567890ab` is not a KMS key ARN or alias ARN",
+        hint: "write the key's ARN, such as \
+               `arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab`, \
+               or an alias ARN (`arn:aws:kms:us-west-2:111122223333:alias/images`)",
+    });
+    let edit = with_keys("us-west-2: arn:aws:kms:us-east-1:111122223333:alias/images");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  channel: poc", &edit),
+        at: ("kms_keys:", "arn:"),
+        message: "the key given for us-west-2 is a key of us-east-1",
+        hint: "a copy into us-west-2 is encrypted with a key of us-west-2: give one of that \
+               region",
+    });
+    let edit = with_keys(&format!(
+        "us-west-2: {KEY}, us-east-2: {}",
+        KEY.replace("west", "east")
+    ));
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  channel: poc", &edit),
+        at: ("kms_keys:", "us-east-2"),
+        message: "kms_keys gives a key for us-east-2, which `regions` does not list",
+        hint: "give keys only for the regions the image is copied to (the image's own region \
+               takes builder.root_volume.kms_key_id), or add the region to `regions`",
+    });
+}
+
+#[test]
+fn sharing_with_what_is_not_an_organization_or_unit_arn_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "  channel: poc",
+            "  channel: poc\n  organizations: [o-a1b2c3d4e5]",
+        ),
+        at: ("organizations: [", "o-a1b2"),
+        message: "`o-a1b2c3d4e5` is not an organization ARN",
+        hint: "write the organization's ARN, such as \
+               `arn:aws:organizations::111122223333:organization/o-a1b2c3d4e5`",
+    });
+    let unit = "arn:aws:organizations::111122223333:ou/o-a1b2c3d4e5/ou-web";
+    let edit = format!("  channel: poc\n  organizational_units: [\"{unit}\"]");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  channel: poc", &edit),
+        at: ("organizational_units: [", "\"arn"),
+        message: &format!("`{unit}` is not an organizational unit ARN"),
+        hint: "write the unit's ARN, such as \
+               `arn:aws:organizations::111122223333:ou/o-a1b2c3d4e5/ou-ab12-c3d4e5f6`",
+    });
+}
+
+#[test]
+fn target_names_that_are_empty_shared_or_not_plain_are_refused_exactly() {
+    let hint = "use 1 to 128 letters, digits, `-` or `_`";
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  - name: poc-web", "  - name: \"../../../tmp/x y\""),
+        at: ("  - name: \"../", "\""),
+        message: "`../../../tmp/x y` is not a valid target name",
+        hint,
+    });
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  - name: poc-web", "  - name: \"\""),
+        at: ("  - name: \"\"", "\""),
+        message: "`` is not a valid target name",
+        hint,
+    });
+    let second = "targets:\n  - { name: poc-web, group: poc-web-asg, launch_template: poc-web-lt, \
+                  strategy: rolling }\n";
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("targets:\n", second),
+        at: ("  - name: poc-web", "poc-web"),
+        message: "target `poc-web` is defined twice",
+        hint: "give every target its own name",
+    });
+}
+
+#[test]
+fn a_probe_path_without_its_slash_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("http_probe: /health", "http_probe: health"),
+        at: ("http_probe: health", "health"),
+        message: "`health` is not an HTTP path the probe can ask for",
+        hint: "write the path each instance answers on, starting with `/` (such as `/health`), \
+               of at most 1024 letters, digits and `-._~/%?=+,:@`",
+    });
+}
+
+#[test]
+fn variables_of_the_wrong_kind_are_refused_at_their_value() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("parameter_prefix: /poc/web", "parameter_prefix: poc/web"),
+        at: ("parameter_prefix: poc/web", "poc/web"),
+        message: "variable `parameter_prefix` is a Parameter Store path; `poc/web` is not one",
+        hint: "write a path that starts with `/` and holds only letters, digits and `_.-/`, \
+               such as `/poc/web` (recipes are read from {recipes}/boot-config.yaml:10:5)",
+    });
+    let kinds = [
+        ("[poc, web]", "[", "a list"),
+        ("{ name: poc }", "{", "a map"),
+        ("~", "~", "no value (null)"),
+    ];
+    for (value, at, given) in kinds {
+        let edit = format!("    app_version: {value}");
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("    app_version: \"1.0.0\"", &edit),
+            at: ("app_version:", at),
+            message: &format!(
+                "variable `app_version` is a string, and the pipeline gives it {given}"
+            ),
+            hint: "give one value (quoted when in doubt) (recipes are read from \
+                   {recipes}/laravel.yaml:27:5)",
+        });
+    }
+}
+
 // Rollout settings of a target.
 
 /// The POC target's strategy line, followed by `settings` (indented under the target).

@@ -66,6 +66,13 @@ const BATCH_MAX: usize = 50;
 const RULE_PRIORITY: std::ops::RangeInclusive<i32> = 1..=50_000;
 /// CloudWatch alarm names are 1 to 255 characters.
 const ALARM_NAME_MAX: usize = 255;
+/// The longest health check path an ALB target group takes; the probe asks the same kind
+/// of path of each instance.
+const PROBE_PATH_MAX: usize = 1024;
+/// What a probe path may hold besides letters and digits: URL path and query characters
+/// that a shell reads as themselves (the path is one word of the `curl` command the probe
+/// runs on each instance), so no `;`, `&`, `$`, quotes or spaces.
+const PROBE_PATH_CHARS: &str = "-._~/%?=+,:@";
 /// The step at which an A/B canary takes all the traffic: the switch.
 const ALL_TRAFFIC: i32 = 100;
 /// A 5xx rate is a percentage: a rise of more than 100 points can never happen, so a
@@ -448,6 +455,7 @@ impl Gates {
             })
             .into_iter()
             .collect();
+        out.extend(self.http_probe.as_deref().and_then(probe_problem));
         if let Some(after) = self.unhealthy_after {
             let why = "a new instance needs at least two health checks to be healthy, and \
                        longer than two warm-ups is AWS's own hour-long wait";
@@ -460,6 +468,26 @@ impl Gates {
         }
         out
     }
+}
+
+/// An HTTP path, as the probe's `curl` command on each instance takes it.
+fn probe_problem(path: &str) -> Option<SpecProblem> {
+    let valid = path.starts_with('/')
+        && path.len() <= PROBE_PATH_MAX
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || PROBE_PATH_CHARS.contains(c));
+    (!valid).then(|| {
+        SpecProblem::new(
+            vec![Field::Key("http_probe")],
+            format!("`{path}` is not an HTTP path the probe can ask for"),
+            format!(
+                "write the path each instance answers on, starting with `/` (such as \
+                 `/health`), of at most {PROBE_PATH_MAX} letters, digits and \
+                 `{PROBE_PATH_CHARS}`"
+            ),
+        )
+    })
 }
 
 impl Timeouts {

@@ -90,6 +90,11 @@ fn in_pipeline(pipeline: &Pipeline, image: &ImageSection, error: RecipeError) ->
             // The name is what is wrong: point at it, not at its value.
             true
         }
+        RecipeErrorKind::WrongKind => {
+            at.push(Seg::Key("variables"));
+            at.extend(image.variables.keys().find(named).map(|n| Seg::Key(n)));
+            false
+        }
         RecipeErrorKind::MissingVariable => {
             at.push(Seg::Key("variables"));
             true

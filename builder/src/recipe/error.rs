@@ -68,6 +68,8 @@ pub enum RecipeErrorKind {
     MissingVariable,
     /// The pipeline sets a variable that no recipe of the pipeline declares.
     UnknownVariable,
+    /// The pipeline gives a variable a value of another kind than its recipe declares.
+    WrongKind,
     /// Two recipes declare one variable differently.
     ConflictingVariable,
     /// A template or script uses a secret variable.

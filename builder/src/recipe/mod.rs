@@ -173,6 +173,7 @@ pub fn render_layer(
     requirements(&recipes, installed)?;
     let declared = variables::declarations(&recipes)?;
     variables::unknown(&source.recipes_dir, &recipes, &declared, variables)?;
+    variables::kinds(&declared, variables)?;
 
     let mut templates = Templates::new(&source.templates_dir);
     let mut steps = Vec::new();
