@@ -1287,6 +1287,23 @@ fn a_misspelt_launch_template_or_target_group_is_refused_before_the_bake() {
 }
 
 #[test]
+fn a_secret_s_value_in_the_pipeline_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "    app_version: \"1.0.0\"",
+            "    app_version: \"1.0.0\"\n    db_password: hunter2",
+        ),
+        at: ("db_password:", "db_password"),
+        message: "variable `db_password` is a secret of recipe `proxysql`: the pipeline may \
+                  not give its value",
+        hint: "remove it: a secret lives in Parameter Store as a SecureString under the \
+               image's parameter prefix, read at boot; a value here would be hashed into the \
+               image's input hash, an AMI tag",
+    });
+}
+
+#[test]
 fn a_gate_on_an_alarm_that_does_not_exist_is_refused_before_the_bake() {
     assert_refused_by_the_account_in(
         ("alarms: [poc-web-5xx,", "alarms: [poc-web-5xxx,"),

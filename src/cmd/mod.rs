@@ -60,6 +60,7 @@ pub fn load(file: &Path) -> anyhow::Result<Loaded> {
         if !matches!(image.source, SourceSection::Channel(_)) {
             installed.clear();
         }
+        secret_values(&pipeline, image, &source).map_err(|e| Exit::new(exit::BAD_INPUT, e))?;
         let layer = recipe::render_layer(&source, &installed, &image.recipes, &image.variables)
             .map_err(|e| Exit::new(exit::BAD_INPUT, in_pipeline(&pipeline, image, e)))?;
         installed.extend(image.recipes.iter().cloned());
@@ -71,6 +72,45 @@ pub fn load(file: &Path) -> anyhow::Result<Loaded> {
         rendered: image,
         layers: rendered,
     })
+}
+
+/// A value for a variable a recipe marks secret is refused where the pipeline gives it:
+/// secrets are read at boot from Parameter Store, and a value in the file would also be
+/// hashed into the image's input hash, which is an AMI tag. A recipe that does not load
+/// is left to the rendering, which says why.
+fn secret_values(
+    pipeline: &Pipeline,
+    image: &ImageSection,
+    source: &RecipeSource,
+) -> Result<(), crate::pipeline::PipelineError> {
+    let names = image.recipes.iter().map(String::as_str);
+    for info in names
+        .chain([recipe::HYGIENE])
+        .filter_map(|n| recipe::describe(source, n).ok())
+    {
+        let secret = info.variables.iter().filter(|v| v.secret);
+        let Some(given) = secret
+            .map(|v| &v.name)
+            .find(|n| image.variables.contains_key(*n))
+        else {
+            continue;
+        };
+        let mut at = pipeline.section_path(image);
+        at.extend([Seg::Key("variables"), Seg::Key(given)]);
+        return Err(pipeline.invalid_key(
+            &at,
+            format!(
+                "variable `{given}` is a secret of recipe `{}`: the pipeline may not give \
+                 its value",
+                info.name
+            ),
+            "remove it: a secret lives in Parameter Store as a SecureString under the \
+             image's parameter prefix, read at boot; a value here would be hashed into the \
+             image's input hash, an AMI tag"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A recipe error caused by what the pipeline file says (a recipe it lists, a variable
