@@ -1287,6 +1287,140 @@ fn a_misspelt_launch_template_or_target_group_is_refused_before_the_bake() {
 }
 
 #[test]
+fn a_misspelt_load_balancer_is_refused_whatever_the_strategy() {
+    // The POC target rolls out by instance refresh, which never reads the load balancer.
+    assert_refused_by_the_account_in(
+        ("load_balancer: poc-poc-alb", "load_balancer: poc-poc-albx"),
+        &[&["plan"], &["pipeline", "run"]],
+        missing("load balancer", "load_balancer", "poc-poc-albx"),
+    );
+}
+
+/// Refused at `value`, on the first line holding `line`, with `message` and the fix for
+/// a name the region does not have, by every command that reads the account.
+fn refused_at(edit: (&str, &str), (line, value): (&str, &str), message: &str, hint: &str) {
+    let expected = |file: &str, text: &str| {
+        let (row, column) = position_in(text, line, value);
+        format!("kiln: error: {file}:{row}:{column}: {message}\n  hint: {hint}\n")
+    };
+    assert_refused_by_the_account_in(edit, &ACCOUNT_COMMANDS, expected);
+}
+
+const WRONG_NAME_OR_REGION: &str =
+    "fix the name, or the region it is looked for in (the image's `region:`, or --region)";
+
+#[test]
+fn a_builder_subnet_the_region_lacks_is_refused_before_the_bake() {
+    refused_at(
+        (
+            "tags: { Name: poc-private-1a }",
+            "id: subnet-0abcdef0123456789",
+        ),
+        ("id: subnet-", "subnet-"),
+        "no subnet matches subnet-0abcdef0123456789 in ap-northeast-1",
+        WRONG_NAME_OR_REGION,
+    );
+    refused_at(
+        (
+            "tags: { Name: poc-private-1a }",
+            "tags: { Name: poc-private-9z }",
+        ),
+        ("tags: { Name: poc-private-9z }", "{"),
+        "no subnet matches subnet tagged Name=poc-private-9z in ap-northeast-1",
+        WRONG_NAME_OR_REGION,
+    );
+}
+
+#[test]
+fn a_subnet_picked_by_no_tag_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("tags: { Name: poc-private-1a }", "tags: {}"),
+        at: ("tags: {}", "{}"),
+        message: "`subnet: { tags: {} }` matches every subnet of the region",
+        hint: "give the tags that pick the builder's subnet (such as `{ Name: private-1a }`), \
+               or its id (`subnet: { id: subnet-... }`)",
+    });
+}
+
+/// The POC image's source line.
+const SOURCE: &str =
+    "parameter: /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+
+#[test]
+fn a_source_the_region_lacks_is_refused_before_the_bake() {
+    refused_at(
+        (SOURCE, "image_id: ami-0123456789abcdef0"),
+        ("image_id: ami-", "ami-"),
+        "source image ami-0123456789abcdef0 does not exist in ap-northeast-1",
+        "fix the name, or the region it is looked for in (the image's `region:`, or \
+         --region), and check that this account may launch it",
+    );
+    refused_at(
+        (
+            SOURCE,
+            "parameter: /aws/service/ami-amazon-linux-latest/al2099",
+        ),
+        ("parameter: /aws/", "/aws/"),
+        "source parameter `/aws/service/ami-amazon-linux-latest/al2099` does not exist in \
+         ap-northeast-1",
+        WRONG_NAME_OR_REGION,
+    );
+    refused_at(
+        (SOURCE, "channel: { image: poc-web-base, channel: nope }"),
+        ("channel: { image", "{"),
+        "channel `nope` of image `poc-web-base` is empty in ap-northeast-1 (no parameter \
+         /kiln/poc-web-base/nope)",
+        "bake poc-web-base and publish it to `nope` first (a layer of this file does so in \
+         the run when `distribute.channel` is `nope`), or `kiln promote` a version to it",
+    );
+}
+
+#[test]
+fn secret_parameters_that_protect_nothing_are_refused_before_the_bake() {
+    let cases = [
+        (
+            "[/nope/]",
+            "/nope/",
+            "secret path /nope/ holds no parameter in ap-northeast-1",
+            "fix the path, or store the secrets under it as SecureStrings first",
+        ),
+        (
+            "[/aws/service/ami-amazon-linux-latest/]",
+            "/aws/",
+            "secret path /aws/service/ami-amazon-linux-latest/ holds no SecureString in \
+             ap-northeast-1: its parameters are stored in clear",
+            "store the secrets under it as SecureStrings (a String is kept and shown in \
+             clear), or fix the path",
+        ),
+        (
+            "[/poc/web/db/password, /poc/web/proxysql/admin-user]",
+            "/poc/web/proxysql",
+            "secret parameter /poc/web/proxysql/admin-user is a String, not a SecureString, \
+             in ap-northeast-1",
+            "store it as a SecureString (aws ssm put-parameter --name \
+             /poc/web/proxysql/admin-user --type SecureString --overwrite ...), or remove it \
+             from `secret_parameters`",
+        ),
+        (
+            "[/poc/web/db/passwd]",
+            "/poc/",
+            "secret parameter /poc/web/db/passwd does not exist in ap-northeast-1",
+            "create it (a SecureString) or remove it from `secret_parameters`",
+        ),
+    ];
+    for (list, value, message, hint) in cases {
+        let edit = format!("secret_parameters: {list}");
+        refused_at(
+            ("secret_parameters: [/poc/web/]", &edit),
+            ("secret_parameters: [", value),
+            message,
+            hint,
+        );
+    }
+}
+
+#[test]
 fn a_secret_s_value_in_the_pipeline_is_refused_exactly() {
     assert_refused_exactly(&Case {
         file: "pipeline.yaml",

@@ -5,6 +5,7 @@ pub mod bake;
 pub mod gc;
 pub mod iam_policy;
 pub mod images;
+pub mod inputs;
 pub mod pipeline_run;
 pub mod plan;
 pub mod promote;
@@ -249,20 +250,10 @@ pub fn section_spec(loaded: &Loaded, image: &ImageSection, rendered: &Rendered) 
     let timeouts = &builder.timeouts;
     BakeSpec {
         image_name: image.name.clone(),
-        source: match &image.source {
-            SourceSection::Parameter(name) => SourceImage::Parameter(name.clone()),
-            SourceSection::ImageId(id) => SourceImage::Id(ImageId::new(id)),
-            SourceSection::Channel(c) => SourceImage::Channel {
-                image: c.image.clone(),
-                channel: c.channel.clone(),
-            },
-        },
+        source: source_of(image),
         builder: BuilderSettings {
             instance_type: builder.instance_type.clone(),
-            subnet: match &builder.subnet {
-                SubnetSection::Id(id) => SubnetSelector::Id(SubnetId::new(id)),
-                SubnetSection::Tags(tags) => SubnetSelector::Tags(tags.clone()),
-            },
+            subnet: subnet_of(&builder.subnet),
             instance_profile: Some(builder.instance_profile.clone()),
             root_volume: RootVolumeSettings {
                 // In range: `Pipeline::load` refused any other size.
@@ -286,6 +277,26 @@ pub fn section_spec(loaded: &Loaded, image: &ImageSection, rendered: &Rendered) 
                 .unwrap_or(defaults.instance_terminated),
         },
         version: image.version.clone(),
+    }
+}
+
+/// Where an image section's bake starts from.
+pub fn source_of(image: &ImageSection) -> SourceImage {
+    match &image.source {
+        SourceSection::Parameter(name) => SourceImage::Parameter(name.clone()),
+        SourceSection::ImageId(id) => SourceImage::Id(ImageId::new(id)),
+        SourceSection::Channel(c) => SourceImage::Channel {
+            image: c.image.clone(),
+            channel: c.channel.clone(),
+        },
+    }
+}
+
+/// The builder's subnet, as the bake looks it up.
+pub fn subnet_of(subnet: &SubnetSection) -> SubnetSelector {
+    match subnet {
+        SubnetSection::Id(id) => SubnetSelector::Id(SubnetId::new(id)),
+        SubnetSection::Tags(tags) => SubnetSelector::Tags(tags.clone()),
     }
 }
 
