@@ -1058,6 +1058,20 @@ fn ab_traffic_steps_that_compare_nothing_are_refused_exactly() {
 }
 
 #[test]
+fn an_in_place_fix_with_nothing_to_run_is_refused_exactly() {
+    for script in ["[]", "[\"  \"]"] {
+        let settings = with_settings(&format!("    in_place: {{ script: {script} }}\n"));
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("    strategy: rolling\n", &settings),
+            at: ("in_place: { script:", &script[..1]),
+            message: "the in-place fix has no script",
+            hint: "write the fix's shell lines, such as `script: [\"systemctl reload php-fpm\"]`",
+        });
+    }
+}
+
+#[test]
 fn a_testers_rule_aws_would_reject_is_refused_exactly() {
     let settings = with_settings(
         "    blue_green:\n      preview: { source_ips: [203.0.113.0/33], hold: 30m }\n",

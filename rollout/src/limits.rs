@@ -418,19 +418,24 @@ fn is_cidr(text: &str) -> bool {
 }
 
 impl InPlaceSettings {
-    /// What Run Command would refuse in the batches.
+    /// A fix with nothing to run, and batches Run Command would refuse.
     pub fn problems(&self) -> Vec<SpecProblem> {
-        if (1..=BATCH_MAX).contains(&self.batch_size) {
-            return Vec::new();
+        let mut out = Vec::new();
+        if self.script.iter().all(|line| line.trim().is_empty()) {
+            out.push(SpecProblem::new(
+                vec![Field::Key("script")],
+                "the in-place fix has no script".into(),
+                "write the fix's shell lines, such as `script: [\"systemctl reload php-fpm\"]`",
+            ));
         }
-        let hint = format!(
-            "give 1 to {BATCH_MAX}: one Run Command call takes at most {BATCH_MAX} instances"
-        );
-        vec![out_of_range(
-            "batch_size",
-            self.batch_size.to_string(),
-            hint,
-        )]
+        if !(1..=BATCH_MAX).contains(&self.batch_size) {
+            let hint = format!(
+                "give 1 to {BATCH_MAX}: one Run Command call takes at most {BATCH_MAX} instances"
+            );
+            let value = self.batch_size.to_string();
+            out.push(out_of_range("batch_size", value, hint));
+        }
+        out
     }
 }
 
