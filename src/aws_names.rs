@@ -264,7 +264,58 @@ fn check_target(
             return Err(settings_error(pipeline, &at(key), problem));
         }
     }
-    Ok(())
+    check_fix_script(pipeline, index, target)
+}
+
+/// The in-place fix passes `bash -n` now, not on the first batch of instances during an
+/// emergency; bash's line points at the script's entry that holds it.
+fn check_fix_script(
+    pipeline: &Pipeline,
+    index: usize,
+    target: &TargetSection,
+) -> Result<(), PipelineError> {
+    let Some(settings) = &target.in_place else {
+        return Ok(());
+    };
+    // Run Command's AWS-RunShellScript runs the entries as the lines of one script.
+    let script = settings.script.join("\n");
+    let Some(error) = kiln_builder::recipe::Bash::default().check(&script) else {
+        return Ok(());
+    };
+    let mut at = vec![
+        Seg::Key("targets"),
+        Seg::Index(index),
+        Seg::Key("in_place"),
+        Seg::Key("script"),
+    ];
+    at.extend(
+        error
+            .line
+            .map(|line| Seg::Index(entry_of(&settings.script, line))),
+    );
+    Err(pipeline.invalid_at(
+        &at,
+        format!(
+            "the in-place fix of target `{}` is not valid bash: {}",
+            target.name, error.message
+        ),
+        "fix the script at this line: `bash -n` (which runs nothing) refuses it, as the \
+         instances' bash would"
+            .into(),
+    ))
+}
+
+/// The entry of `lines` that holds line `line` of their script (one entry may hold
+/// several lines); the last one for a line past the end, as bash names at end of file.
+fn entry_of(lines: &[String], line: usize) -> usize {
+    let mut end = 0;
+    for (index, entry) in lines.iter().enumerate() {
+        end += entry.lines().count().max(1);
+        if line <= end {
+            return index;
+        }
+    }
+    lines.len().saturating_sub(1)
 }
 
 /// A name's problem, as (what is wrong, the fix); `None` when AWS accepts it.

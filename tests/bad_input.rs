@@ -436,6 +436,57 @@ fn a_step_name_ssm_would_reject_is_refused_exactly() {
     });
 }
 
+const BASH_HINT: &str =
+    "fix the script at this line: `bash -n` (which runs nothing) refuses it, as the builder's \
+     bash would";
+
+#[test]
+fn a_recipe_script_bash_refuses_is_refused_at_its_line() {
+    let line = "      install -d -m 0700 /etc/kiln/secrets /etc/kiln/rendered\n";
+    let broken = format!("{line}      done  # no loop to end\n");
+    assert_refused_exactly(&Case {
+        file: "recipes/base-os.yaml",
+        edit: (line, &broken),
+        at: ("      done  # no loop", "done"),
+        message: "step `kiln-folders` of recipe `base-os` is not valid bash: syntax error near \
+                  unexpected token `done'",
+        hint: BASH_HINT,
+    });
+    assert_refused_exactly(&Case {
+        file: "recipes/base-os.yaml",
+        edit: (
+            "install -d -m 0700 /etc/kiln/secrets",
+            "install -d -m 0700 \"/etc/kiln/secrets",
+        ),
+        at: ("install -d -m 0700 \"/etc", "install"),
+        message: "step `kiln-folders` of recipe `base-os` is not valid bash: unexpected EOF \
+                  while looking for matching `\"'",
+        hint: BASH_HINT,
+    });
+}
+
+#[test]
+fn without_bash_the_syntax_check_is_skipped_with_a_warning() {
+    let poc = Poc::new();
+    let empty = poc.sandbox.path("no-programs");
+    std::fs::create_dir(&empty).expect("an empty folder for PATH");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["--no-progress", "validate"])
+        .arg(&poc.pipeline)
+        .env("PATH", &empty)
+        .output()
+        .expect("run kiln");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let warning = "bash is not available: scripts are not syntax-checked";
+    assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.ends_with(": valid (6 recipes, 90 steps, targets: poc-web)\n"),
+        "{stdout}"
+    );
+}
+
 // Names, ids and numbers AWS would refuse.
 
 #[test]
@@ -1069,6 +1120,24 @@ fn an_in_place_fix_with_nothing_to_run_is_refused_exactly() {
             hint: "write the fix's shell lines, such as `script: [\"systemctl reload php-fpm\"]`",
         });
     }
+}
+
+#[test]
+fn an_in_place_fix_bash_refuses_is_refused_at_its_line() {
+    let settings = with_settings(
+        "    in_place:\n      script:\n        - systemctl reload php-fpm\n        - \"if true; \
+         then\"\n        - \"  echo reloaded\"\n",
+    );
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    strategy: rolling\n", &settings),
+        // Bash finds the file ending inside the `if`: the last line.
+        at: ("  echo reloaded", "\""),
+        message: "the in-place fix of target `poc-web` is not valid bash: syntax error: \
+                  unexpected end of file",
+        hint: "fix the script at this line: `bash -n` (which runs nothing) refuses it, as the \
+               instances' bash would",
+    });
 }
 
 #[test]

@@ -76,6 +76,8 @@ pub enum RecipeErrorKind {
     SecretUsed,
     /// A rendered script or file contains the value of a secret variable.
     SecretLeak,
+    /// A rendered step script that `bash -n` refuses.
+    ScriptSyntax,
     /// A step timeout is outside what Run Command accepts.
     TimeoutOutOfRange,
     /// Two steps of one recipe share a name.
