@@ -1,4 +1,6 @@
-//! The values AWS accepts for a rollout's settings, checked without calling it.
+//! The values AWS accepts for a rollout's settings, and the ranges outside which a value
+//! is surely a mistake (a zero poll, a 1000-day deadline, an A/B test that compares
+//! nothing), checked without calling it.
 //!
 //! AWS refuses an out-of-range percentage or timeout only when the call is made, which for
 //! a pipeline is after an hour of baking; the settings are checked when the file is read.
