@@ -187,18 +187,12 @@ pub fn render_layer(
         let ctx = variables::context(recipe, variables)?;
         render_recipe(recipe, &ctx, &mut out)?;
     }
-    let Output {
-        templates,
-        mut steps,
-        files,
-        ..
-    } = out;
     // Stable: within a phase, pipeline order and then file order are kept.
-    steps.sort_by_key(|step| step.phase);
-    check_expanded_names(&recipes, &steps)?;
-    variables::leaks(&recipes, &declared, variables, &steps, &files)?;
+    out.steps.sort_by_key(|step| step.phase);
+    check_expanded_names(&recipes, &out.steps)?;
+    variables::leaks(&recipes, &declared, variables, &out.steps, &out.files)?;
 
-    let inputs = inputs(&recipes, templates);
+    let inputs = inputs(&recipes, out.templates);
     let secrets = declared
         .iter()
         .filter(|(_, d)| d.decl.secret)
@@ -206,10 +200,10 @@ pub fn render_layer(
         .collect();
     Ok(Rendered {
         recipes: order,
-        steps,
+        steps: out.steps,
         inputs,
         secrets,
-        files,
+        files: out.files,
     })
 }
 
