@@ -14,7 +14,7 @@ use kiln_rollout::{Field, SpecProblem};
 use crate::pipeline::{Pipeline, PipelineError, SourceSection, SubnetSection, TargetSection};
 
 /// gp3 volumes hold 1 GiB to 16 TiB (16,384 GiB).
-const VOLUME_GIB: std::ops::RangeInclusive<i32> = 1..=16_384;
+const VOLUME_GIB: std::ops::RangeInclusive<i128> = 1..=16_384;
 /// A bake's own waits: at least a second, at most a day; nothing a bake waits for takes
 /// longer, and a longer budget only hides a stuck run.
 const BUDGET: std::ops::RangeInclusive<Duration> =
@@ -32,8 +32,6 @@ const ELB_NAME_MAX: usize = 32;
 const CHANNEL_MAX: usize = 64;
 /// A version is appended to the image name (at most 100) in the AMI name (at most 128).
 const VERSION_MAX: usize = 24;
-/// AWS account ids are 12 digits.
-const ACCOUNT_ID_DIGITS: usize = 12;
 
 /// Checks every AWS name and number of the file.
 pub fn check(pipeline: &Pipeline) -> Result<(), PipelineError> {
@@ -51,7 +49,7 @@ pub fn check(pipeline: &Pipeline) -> Result<(), PipelineError> {
         }
     }
     check_sections(pipeline)?;
-    check_distribute(pipeline)?;
+    crate::distribute_input::check(pipeline)?;
     check_builder(pipeline)?;
     check_budgets(pipeline)?;
     for (index, target) in pipeline.file.targets.iter().enumerate() {
@@ -78,32 +76,6 @@ fn check_sections(pipeline: &Pipeline) -> Result<(), PipelineError> {
                 let at = at(&["source", "channel", "channel"]);
                 return Err(pipeline.invalid_at(&at, message, hint));
             }
-        }
-    }
-    Ok(())
-}
-
-/// The channel published to and the accounts shared with.
-fn check_distribute(pipeline: &Pipeline) -> Result<(), PipelineError> {
-    let distribute = &pipeline.file.distribute;
-    if let Some((message, hint)) = distribute.channel.as_deref().and_then(channel_problem) {
-        let at = [Seg::Key("distribute"), Seg::Key("channel")];
-        return Err(pipeline.invalid_at(&at, message, hint));
-    }
-    for (index, account) in distribute.accounts.iter().enumerate() {
-        let valid =
-            account.len() == ACCOUNT_ID_DIGITS && account.chars().all(|c| c.is_ascii_digit());
-        if !valid {
-            let at = [
-                Seg::Key("distribute"),
-                Seg::Key("accounts"),
-                Seg::Index(index),
-            ];
-            return Err(pipeline.invalid_at(
-                &at,
-                format!("`{account}` is not an AWS account id"),
-                "write the 12 digits of the account, quoted (\"444455556666\")".into(),
-            ));
         }
     }
     Ok(())
@@ -140,6 +112,15 @@ fn version_problem(version: &str) -> Option<(String, String)> {
 fn check_builder(pipeline: &Pipeline) -> Result<(), PipelineError> {
     let builder = &pipeline.file.builder;
     check_instance_type(pipeline, &builder.instance_type)?;
+    if matches!(&builder.subnet, SubnetSection::Tags(tags) if tags.is_empty()) {
+        return Err(pipeline.invalid_at(
+            &[Seg::Key("builder"), Seg::Key("subnet"), Seg::Key("tags")],
+            "`subnet: { tags: {} }` matches every subnet of the region".into(),
+            "give the tags that pick the builder's subnet (such as `{ Name: private-1a }`), \
+             or its id (`subnet: { id: subnet-... }`)"
+                .into(),
+        ));
+    }
     if let SubnetSection::Id(id) = &builder.subnet {
         // Lowercase letters are allowed beside hex digits: simulated accounts use
         // readable ids (`subnet-0poc...`); AWS's own are hex.
@@ -152,7 +133,7 @@ fn check_builder(pipeline: &Pipeline) -> Result<(), PipelineError> {
         )?;
     }
     if let Some(volume) = &builder.root_volume {
-        if !VOLUME_GIB.contains(&volume.size_gib) {
+        if !VOLUME_GIB.contains(&volume.size_gib.0) {
             return Err(pipeline.invalid_at(
                 &[
                     Seg::Key("builder"),
@@ -283,7 +264,58 @@ fn check_target(
             return Err(settings_error(pipeline, &at(key), problem));
         }
     }
-    Ok(())
+    check_fix_script(pipeline, index, target)
+}
+
+/// The in-place fix passes `bash -n` now, not on the first batch of instances during an
+/// emergency; bash's line points at the script's entry that holds it.
+fn check_fix_script(
+    pipeline: &Pipeline,
+    index: usize,
+    target: &TargetSection,
+) -> Result<(), PipelineError> {
+    let Some(settings) = &target.in_place else {
+        return Ok(());
+    };
+    // Run Command's AWS-RunShellScript runs the entries as the lines of one script.
+    let script = settings.script.join("\n");
+    let Some(error) = kiln_builder::recipe::Bash::default().check(&script) else {
+        return Ok(());
+    };
+    let mut at = vec![
+        Seg::Key("targets"),
+        Seg::Index(index),
+        Seg::Key("in_place"),
+        Seg::Key("script"),
+    ];
+    at.extend(
+        error
+            .line
+            .map(|line| Seg::Index(entry_of(&settings.script, line))),
+    );
+    Err(pipeline.invalid_at(
+        &at,
+        format!(
+            "the in-place fix of target `{}` is not valid bash: {}",
+            target.name, error.message
+        ),
+        "fix the script at this line: `bash -n` (which runs nothing) refuses it, as the \
+         instances' bash would"
+            .into(),
+    ))
+}
+
+/// The entry of `lines` that holds line `line` of their script (one entry may hold
+/// several lines); the last one for a line past the end, as bash names at end of file.
+fn entry_of(lines: &[String], line: usize) -> usize {
+    let mut end = 0;
+    for (index, entry) in lines.iter().enumerate() {
+        end += entry.lines().count().max(1);
+        if line <= end {
+            return index;
+        }
+    }
+    lines.len().saturating_sub(1)
 }
 
 /// A name's problem, as (what is wrong, the fix); `None` when AWS accepts it.

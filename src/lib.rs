@@ -16,6 +16,7 @@ pub mod app;
 pub mod aws_names;
 pub mod cli;
 pub mod cmd;
+pub mod distribute_input;
 pub mod exit;
 pub mod journal;
 pub mod manifest;

@@ -110,11 +110,65 @@ pub enum SubnetSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootVolumeSection {
-    pub size_gib: i32,
+    /// Any whole number is read, so that one far out of range is refused by the volume
+    /// sizes EBS accepts rather than by the YAML parser.
+    pub size_gib: WholeNumber,
     #[serde(default = "yes")]
     pub encrypted: bool,
     #[serde(default)]
     pub kms_key_id: Option<String>,
+}
+
+/// A whole number as written, however large (a YAML integer of up to 128 bits): fields
+/// with a range hold one, and the range check names the value and the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct WholeNumber(pub i128);
+
+impl WholeNumber {
+    /// The number as an `i32`, when it is one.
+    pub fn as_i32(self) -> Option<i32> {
+        i32::try_from(self.0).ok()
+    }
+}
+
+impl fmt::Display for WholeNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(WholeNumberVisitor)
+    }
+}
+
+struct WholeNumberVisitor;
+
+impl serde::de::Visitor<'_> for WholeNumberVisitor {
+    type Value = WholeNumber;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a whole number")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<WholeNumber, E> {
+        Ok(WholeNumber(v.into()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WholeNumber, E> {
+        Ok(WholeNumber(v.into()))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<WholeNumber, E> {
+        Ok(WholeNumber(v))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<WholeNumber, E> {
+        // Beyond i128 (above 1.7e38) the value shown is i128's largest: out of range anyway.
+        Ok(WholeNumber(i128::try_from(v).unwrap_or(i128::MAX)))
+    }
 }
 
 /// Bake budgets; each left out keeps the library's documented default.
@@ -274,14 +328,17 @@ impl Pipeline {
             path: path.to_path_buf(),
             source,
         })?;
-        let file = parse(path, &text)?;
+        let (file, refused) = parse(path, &text)?;
         let pipeline = Self {
             path: path.to_path_buf(),
             file,
             text,
         };
         pipeline.check()?;
-        Ok(pipeline)
+        match refused {
+            Some(error) => Err(error),
+            None => Ok(pipeline),
+        }
     }
 
     /// The folder relative paths in the file start from.
@@ -388,16 +445,7 @@ impl Pipeline {
                 ));
             }
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for (index, target) in self.file.targets.iter().enumerate() {
-            if !seen.insert(target.name.as_str()) {
-                return Err(self.invalid_at(
-                    &[Seg::Key("targets"), Seg::Index(index), Seg::Key("name")],
-                    format!("target `{}` is defined twice", target.name),
-                    "give every target its own name".into(),
-                ));
-            }
-        }
+        self.check_target_names()?;
         check_region(
             self,
             &[Seg::Key("image"), Seg::Key("region")],
@@ -413,6 +461,35 @@ impl Pipeline {
         }
         crate::aws_names::check(self)?;
         self.check_layers()
+    }
+
+    /// Each target has a name of its own, one `--target` can name and that reads the
+    /// same in a tag or a log.
+    fn check_target_names(&self) -> Result<(), PipelineError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, target) in self.file.targets.iter().enumerate() {
+            let at = [Seg::Key("targets"), Seg::Index(index), Seg::Key("name")];
+            let name = &target.name;
+            let valid = (1..=TARGET_NAME_MAX).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+            if !valid {
+                return Err(self.invalid_at(
+                    &at,
+                    format!("`{name}` is not a valid target name"),
+                    format!("use 1 to {TARGET_NAME_MAX} letters, digits, `-` or `_`"),
+                ));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(self.invalid_at(
+                    &at,
+                    format!("target `{name}` is defined twice"),
+                    "give every target its own name".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Layers share the image's region and have names of their own.
@@ -448,6 +525,11 @@ impl Pipeline {
     }
 }
 
+/// Longest target name: it is written into tag values (`kiln:target`, at most 256
+/// characters) and launch template version descriptions (at most 255) beside a run id and
+/// an image id.
+const TARGET_NAME_MAX: usize = 128;
+
 /// Longest image-family name: AMI names allow 128 characters and kiln appends
 /// `-<version>` (at most 24 characters) to it.
 const IMAGE_NAME_MAX: usize = 100;
@@ -474,18 +556,7 @@ fn check_name(
 }
 
 fn check_region(pipeline: &Pipeline, at: &[Seg<'_>], region: &str) -> Result<(), PipelineError> {
-    // Region names are `<area>-<direction>-<number>` (ap-northeast-1, us-gov-west-1).
-    let parts: Vec<&str> = region.split('-').collect();
-    let valid = parts.len() >= 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        })
-        && parts
-            .last()
-            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
-    if valid {
+    if is_region_name(region) {
         return Ok(());
     }
     Err(pipeline.invalid_at(
@@ -495,9 +566,29 @@ fn check_region(pipeline: &Pipeline, at: &[Seg<'_>], region: &str) -> Result<(),
     ))
 }
 
+/// Region names are `<area>-<direction>-<number>` (ap-northeast-1, us-gov-west-1).
+pub fn is_region_name(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
 /// YAML syntax first, so that an unclosed bracket is called what it is and not a wrong
 /// type, then the pipeline's structure.
-fn parse(path: &Path, text: &str) -> Result<PipelineFile, PipelineError> {
+///
+/// The syntax check reads the file as a generic YAML value, which also refuses a key
+/// written twice and cannot hold an integer beyond 64 bits. YAML that parses otherwise
+/// (as [`serde::de::IgnoredAny`]) is read by its fields first, so that a number far out of
+/// range is refused by its field's range; the generic value's refusal is returned beside
+/// the file, for [`Pipeline::load`] to report when the checks find nothing else.
+fn parse(path: &Path, text: &str) -> Result<(PipelineFile, Option<PipelineError>), PipelineError> {
     let invalid = |e: &serde_yaml_ng::Error, message: String, hint: String| {
         let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
         PipelineError::Invalid {
@@ -508,15 +599,22 @@ fn parse(path: &Path, text: &str) -> Result<PipelineFile, PipelineError> {
             hint,
         }
     };
-    if let Err(e) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
-        let message = format!("malformed YAML: {}", without_location(&e));
-        return Err(invalid(&e, message, kiln_cloud::yaml::SYNTAX_HINT.into()));
+    let malformed = |e: &serde_yaml_ng::Error| {
+        let message = format!("malformed YAML: {}", without_location(e));
+        invalid(e, message, kiln_cloud::yaml::SYNTAX_HINT.into())
+    };
+    let generic = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text).err();
+    if let Some(e) = &generic {
+        if serde_yaml_ng::from_str::<serde::de::IgnoredAny>(text).is_err() {
+            return Err(malformed(e));
+        }
     }
-    serde_yaml_ng::from_str(text).map_err(|e| {
+    let file = serde_yaml_ng::from_str(text).map_err(|e| {
         let message = without_location(&e);
         let hint = kiln_cloud::yaml::hint(&message).to_string();
         invalid(&e, message, hint)
-    })
+    })?;
+    Ok((file, generic.as_ref().map(malformed)))
 }
 
 /// The position of `key:` that holds the value at `value`: on the value's line before

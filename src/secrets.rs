@@ -9,11 +9,12 @@
 //! shows and fails a step whose output carries one.
 
 use anyhow::Context;
-use kiln_builder::recipe::Rendered;
+use kiln_builder::recipe::{Rendered, Seg};
 use kiln_builder::BakePlan;
-use kiln_cloud::{Cloud, ParameterType};
+use kiln_cloud::{Cloud, Parameter, ParameterType};
 
 use crate::exit::{self, Exit};
+use crate::pipeline::{ImageSection, Pipeline};
 
 /// A SecureString's name and value.
 pub struct SecretValue {
@@ -21,44 +22,113 @@ pub struct SecretValue {
     value: String,
 }
 
-/// Reads the SecureStrings `names` designate (a name, or a path ending in `/`).
-pub async fn read(cloud: &Cloud, names: &[String]) -> anyhow::Result<Vec<SecretValue>> {
+/// Refuses, before anything changes, a `secret_parameters` entry of any image section that
+/// would protect nothing: values are not decrypted, only their types read.
+pub async fn check(cloud: &Cloud, pipeline: &Pipeline) -> anyhow::Result<()> {
+    for section in pipeline.sections() {
+        designated(cloud, pipeline, section, false).await?;
+    }
+    Ok(())
+}
+
+/// Reads the SecureStrings a section's `secret_parameters` designate (a name, or a path
+/// ending in `/`), decrypted, kept in memory only.
+pub async fn read(
+    cloud: &Cloud,
+    pipeline: &Pipeline,
+    section: &ImageSection,
+) -> anyhow::Result<Vec<SecretValue>> {
+    let found = designated(cloud, pipeline, section, true).await?;
+    Ok(found
+        .into_iter()
+        .filter(|p| !p.value.is_empty())
+        .map(|p| SecretValue {
+            name: p.name,
+            value: p.value,
+        })
+        .collect())
+}
+
+/// The SecureStrings of every entry; an entry that designates none is bad input at its
+/// line, since the bake would then protect nothing while saying it does.
+async fn designated(
+    cloud: &Cloud,
+    pipeline: &Pipeline,
+    section: &ImageSection,
+    decrypt: bool,
+) -> anyhow::Result<Vec<Parameter>> {
     let mut found = Vec::new();
-    for name in names {
-        let region = &cloud.region;
-        let params = if name.ends_with('/') {
-            let path = name.trim_end_matches('/');
-            cloud
-                .parameters
-                .get_parameters_by_path(path, true)
-                .await
-                .with_context(|| format!("read the secrets under {name} in {region}"))?
-        } else {
-            let one = cloud
-                .parameters
-                .get_parameter(name, true)
-                .await
-                .with_context(|| format!("read secret parameter {name} in {region}"))?;
-            let Some(one) = one else {
-                let error = anyhow::anyhow!(
-                    "secret parameter {name} does not exist in {region}; create it (a \
-                     SecureString) or remove it from `secret_parameters`"
-                );
-                return Err(Exit::new(exit::BAD_INPUT, error).into());
-            };
-            vec![one]
-        };
-        found.extend(
-            params
-                .into_iter()
-                .filter(|p| p.kind == ParameterType::SecureString && !p.value.is_empty())
-                .map(|p| SecretValue {
-                    name: p.name,
-                    value: p.value,
-                }),
-        );
+    for (index, name) in section.secret_parameters.iter().enumerate() {
+        let params = parameters_of(cloud, name, decrypt).await?;
+        let secure: Vec<Parameter> = params
+            .iter()
+            .filter(|p| p.kind == ParameterType::SecureString)
+            .cloned()
+            .collect();
+        if secure.is_empty() {
+            let mut at = pipeline.section_path(section);
+            at.extend([Seg::Key("secret_parameters"), Seg::Index(index)]);
+            let (message, hint) = protects_nothing(name, &params, &cloud.region);
+            let error = pipeline.invalid_at(&at, message, hint);
+            return Err(Exit::new(exit::BAD_INPUT, error).into());
+        }
+        found.extend(secure);
     }
     Ok(found)
+}
+
+/// The parameter `name` names, or every one under the path `name` (ending in `/`).
+async fn parameters_of(cloud: &Cloud, name: &str, decrypt: bool) -> anyhow::Result<Vec<Parameter>> {
+    let region = &cloud.region;
+    if name.ends_with('/') {
+        let path = name.trim_end_matches('/');
+        return cloud
+            .parameters
+            .get_parameters_by_path(path, decrypt)
+            .await
+            .with_context(|| format!("read the secrets under {name} in {region}"));
+    }
+    let one = cloud
+        .parameters
+        .get_parameter(name, decrypt)
+        .await
+        .with_context(|| format!("read secret parameter {name} in {region}"))?;
+    Ok(one.into_iter().collect())
+}
+
+/// Why an entry designates no SecureString, and the fix: nothing there, or only
+/// parameters stored in clear.
+fn protects_nothing(name: &str, found: &[Parameter], region: &str) -> (String, String) {
+    let path = name.ends_with('/');
+    match (path, found.is_empty()) {
+        (true, true) => (
+            format!("secret path {name} holds no parameter in {region}"),
+            "fix the path, or store the secrets under it as SecureStrings first".into(),
+        ),
+        (true, false) => (
+            format!(
+                "secret path {name} holds no SecureString in {region}: its parameters are \
+                 stored in clear"
+            ),
+            "store the secrets under it as SecureStrings (a String is kept and shown in \
+             clear), or fix the path"
+                .into(),
+        ),
+        (false, true) => (
+            format!("secret parameter {name} does not exist in {region}"),
+            "create it (a SecureString) or remove it from `secret_parameters`".into(),
+        ),
+        (false, false) => (
+            format!(
+                "secret parameter {name} is a {:?}, not a SecureString, in {region}",
+                found[0].kind
+            ),
+            format!(
+                "store it as a SecureString (aws ssm put-parameter --name {name} --type \
+                 SecureString --overwrite ...), or remove it from `secret_parameters`"
+            ),
+        ),
+    }
 }
 
 /// Refuses a bake whose rendered scripts or files hold a secret's value.

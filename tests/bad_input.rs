@@ -185,7 +185,8 @@ fn wrong_type_is_refused_exactly() {
         file: "pipeline.yaml",
         edit: ("size_gib: 20,", "size_gib: twenty,"),
         at: ("size_gib: twenty", "twenty"),
-        message: "builder.root_volume.size_gib: invalid type: string \"twenty\", expected i32",
+        message: "builder.root_volume.size_gib: invalid type: string \"twenty\", expected a \
+                  whole number",
         hint: "give the value the type shown above",
     });
 }
@@ -435,6 +436,57 @@ fn a_step_name_ssm_would_reject_is_refused_exactly() {
     });
 }
 
+const BASH_HINT: &str =
+    "fix the script at this line: `bash -n` (which runs nothing) refuses it, as the builder's \
+     bash would";
+
+#[test]
+fn a_recipe_script_bash_refuses_is_refused_at_its_line() {
+    let line = "      install -d -m 0700 /etc/kiln/secrets /etc/kiln/rendered\n";
+    let broken = format!("{line}      done  # no loop to end\n");
+    assert_refused_exactly(&Case {
+        file: "recipes/base-os.yaml",
+        edit: (line, &broken),
+        at: ("      done  # no loop", "done"),
+        message: "step `kiln-folders` of recipe `base-os` is not valid bash: syntax error near \
+                  unexpected token `done'",
+        hint: BASH_HINT,
+    });
+    assert_refused_exactly(&Case {
+        file: "recipes/base-os.yaml",
+        edit: (
+            "install -d -m 0700 /etc/kiln/secrets",
+            "install -d -m 0700 \"/etc/kiln/secrets",
+        ),
+        at: ("install -d -m 0700 \"/etc", "install"),
+        message: "step `kiln-folders` of recipe `base-os` is not valid bash: unexpected EOF \
+                  while looking for matching `\"'",
+        hint: BASH_HINT,
+    });
+}
+
+#[test]
+fn without_bash_the_syntax_check_is_skipped_with_a_warning() {
+    let poc = Poc::new();
+    let empty = poc.sandbox.path("no-programs");
+    std::fs::create_dir(&empty).expect("an empty folder for PATH");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["--no-progress", "validate"])
+        .arg(&poc.pipeline)
+        .env("PATH", &empty)
+        .output()
+        .expect("run kiln");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let warning = "bash is not available: scripts are not syntax-checked";
+    assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.ends_with(": valid (6 recipes, 90 steps, targets: poc-web)\n"),
+        "{stdout}"
+    );
+}
+
 // Names, ids and numbers AWS would refuse.
 
 #[test]
@@ -522,6 +574,33 @@ fn budgets_and_sizes_out_of_range_are_refused_exactly() {
 }
 
 #[test]
+fn a_size_beyond_any_integer_type_is_refused_by_its_range() {
+    // Beyond 64 bits: a generic YAML value cannot hold it, yet the YAML is well formed.
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("size_gib: 20,", "size_gib: 99999999999999999999,"),
+        at: ("size_gib: 9", "9"),
+        message: "root volume size 99999999999999999999 GiB is out of range",
+        hint: "EBS gp3 volumes hold 1 to 16384 GiB",
+    });
+}
+
+#[test]
+fn a_key_written_twice_is_still_malformed_yaml() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "    parameter_prefix: /poc/web\n",
+            "    parameter_prefix: /poc/web\n    parameter_prefix: /poc/app\n",
+        ),
+        // serde_yaml_ng places a repeated key at the start of its map.
+        at: ("    aurora_writer_endpoint:", "aurora_writer_endpoint"),
+        message: "malformed YAML: image.variables: duplicate entry with key \"parameter_prefix\"",
+        hint: SYNTAX_HINT,
+    });
+}
+
+#[test]
 fn group_and_template_names_aws_would_reject_are_refused_exactly() {
     assert_refused_exactly(&Case {
         file: "pipeline.yaml",
@@ -580,6 +659,168 @@ fn a_version_channel_or_account_aws_would_reject_is_refused_exactly() {
         message: "`4444-5555-6666` is not an AWS account id",
         hint: "write the 12 digits of the account, quoted (\"444455556666\")",
     });
+}
+
+#[test]
+fn regions_listed_twice_or_the_image_s_own_are_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "  channel: poc",
+            "  channel: poc\n  regions: [us-west-2, ap-northeast-3, us-west-2]",
+        ),
+        at: ("regions: [", "us-west-2]"),
+        message: "region `us-west-2` is listed twice",
+        hint: "list each region once",
+    });
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "  channel: poc",
+            "  channel: poc\n  regions: [us-west-2, ap-northeast-1]",
+        ),
+        at: ("regions: [", "ap-northeast-1"),
+        message: "region `ap-northeast-1` is the image's own region",
+        hint: "remove it: the image is baked there; `regions` lists the other regions it is \
+               copied to",
+    });
+}
+
+/// The POC's distribution with `kms_keys: { KEYS }` and copies to us-west-2.
+fn with_keys(keys: &str) -> String {
+    format!("  channel: poc\n  regions: [us-west-2]\n  kms_keys: {{ {keys} }}")
+}
+
+const KEY: &str = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+#[test]
+fn kms_keys_that_are_not_key_arns_of_a_copied_region_are_refused_exactly() {
+    let edit = with_keys("us-west-2: 1234abcd-12ab-34cd-56ef-1234567890ab");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  channel: poc", &edit),
+        at: ("kms_keys:", "1234abcd"),
+        message: "`1234abcd-12ab-34cd-56ef-1234567890ab` is not a KMS key ARN or alias ARN",
+        hint: "write the key's ARN, such as \
+               `arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab`, \
+               or an alias ARN (`arn:aws:kms:us-west-2:111122223333:alias/images`)",
+    });
+    let edit = with_keys("us-west-2: arn:aws:kms:us-east-1:111122223333:alias/images");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  channel: poc", &edit),
+        at: ("kms_keys:", "arn:"),
+        message: "the key given for us-west-2 is a key of us-east-1",
+        hint: "a copy into us-west-2 is encrypted with a key of us-west-2: give one of that \
+               region",
+    });
+    let edit = with_keys(&format!(
+        "us-west-2: {KEY}, us-east-2: {}",
+        KEY.replace("west", "east")
+    ));
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  channel: poc", &edit),
+        at: ("kms_keys:", "us-east-2"),
+        message: "kms_keys gives a key for us-east-2, which `regions` does not list",
+        hint: "give keys only for the regions the image is copied to (the image's own region \
+               takes builder.root_volume.kms_key_id), or add the region to `regions`",
+    });
+}
+
+#[test]
+fn sharing_with_what_is_not_an_organization_or_unit_arn_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "  channel: poc",
+            "  channel: poc\n  organizations: [o-a1b2c3d4e5]",
+        ),
+        at: ("organizations: [", "o-a1b2"),
+        message: "`o-a1b2c3d4e5` is not an organization ARN",
+        hint: "write the organization's ARN, such as \
+               `arn:aws:organizations::111122223333:organization/o-a1b2c3d4e5`",
+    });
+    let unit = "arn:aws:organizations::111122223333:ou/o-a1b2c3d4e5/ou-web";
+    let edit = format!("  channel: poc\n  organizational_units: [\"{unit}\"]");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  channel: poc", &edit),
+        at: ("organizational_units: [", "\"arn"),
+        message: &format!("`{unit}` is not an organizational unit ARN"),
+        hint: "write the unit's ARN, such as \
+               `arn:aws:organizations::111122223333:ou/o-a1b2c3d4e5/ou-ab12-c3d4e5f6`",
+    });
+}
+
+#[test]
+fn target_names_that_are_empty_shared_or_not_plain_are_refused_exactly() {
+    let hint = "use 1 to 128 letters, digits, `-` or `_`";
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  - name: poc-web", "  - name: \"../../../tmp/x y\""),
+        at: ("  - name: \"../", "\""),
+        message: "`../../../tmp/x y` is not a valid target name",
+        hint,
+    });
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("  - name: poc-web", "  - name: \"\""),
+        at: ("  - name: \"\"", "\""),
+        message: "`` is not a valid target name",
+        hint,
+    });
+    let second = "targets:\n  - { name: poc-web, group: poc-web-asg, launch_template: poc-web-lt, \
+                  strategy: rolling }\n";
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("targets:\n", second),
+        at: ("  - name: poc-web", "poc-web"),
+        message: "target `poc-web` is defined twice",
+        hint: "give every target its own name",
+    });
+}
+
+#[test]
+fn a_probe_path_without_its_slash_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("http_probe: /health", "http_probe: health"),
+        at: ("http_probe: health", "health"),
+        message: "`health` is not an HTTP path the probe can ask for",
+        hint: "write the path each instance answers on, starting with `/` (such as `/health`), \
+               of at most 1024 letters, digits and `-._~/%?=+,:@`",
+    });
+}
+
+#[test]
+fn variables_of_the_wrong_kind_are_refused_at_their_value() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("parameter_prefix: /poc/web", "parameter_prefix: poc/web"),
+        at: ("parameter_prefix: poc/web", "poc/web"),
+        message: "variable `parameter_prefix` is a Parameter Store path; `poc/web` is not one",
+        hint: "write a path that starts with `/` and holds only letters, digits and `_.-/`, \
+               such as `/poc/web` (recipes are read from {recipes}/boot-config.yaml:10:5)",
+    });
+    let kinds = [
+        ("[poc, web]", "[", "a list"),
+        ("{ name: poc }", "{", "a map"),
+        ("~", "~", "no value (null)"),
+    ];
+    for (value, at, given) in kinds {
+        let edit = format!("    app_version: {value}");
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("    app_version: \"1.0.0\"", &edit),
+            at: ("app_version:", at),
+            message: &format!(
+                "variable `app_version` is a string, and the pipeline gives it {given}"
+            ),
+            hint: "give one value (quoted when in doubt) (recipes are read from \
+                   {recipes}/laravel.yaml:27:5)",
+        });
+    }
 }
 
 // Rollout settings of a target.
@@ -666,6 +907,97 @@ fn run_command_timeouts_out_of_ssm_range_are_refused_exactly() {
 }
 
 #[test]
+fn rollout_durations_that_spin_or_never_end_are_refused_exactly() {
+    let cases = [
+        (
+            "timeouts: { poll: 0s }",
+            "0s",
+            "poll 0s is out of range",
+            "give it between 1s and 5m: how often progress and gates are read",
+        ),
+        (
+            "timeouts: { rollout: 1000d }",
+            "1000d",
+            "rollout 2years 8months 25days 23h 31m 12s is out of range",
+            "give it between 1m and 7days: the deadline of the whole replacement",
+        ),
+        (
+            "timeouts: { rollback: 0s }",
+            "0s",
+            "rollback 0s is out of range",
+            "give it between 1m and 2days: the deadline of a rollback",
+        ),
+        (
+            "timeouts: { rollout: 2m, poll: 2m }",
+            "2m }",
+            "poll 2m is not shorter than the rollout timeout 2m",
+            "poll more often than the rollout deadline, or the deadline passes unread",
+        ),
+        (
+            "blue_green: { rollback_window: 1000d }",
+            "1000d",
+            "rollback_window 2years 8months 25days 23h 31m 12s is out of range",
+            "give it between 5m and 7days: blue is kept this long after the switch, for a \
+             rollback that is one listener change",
+        ),
+        (
+            "canary: { mode: ab, rollback_window: 0s }",
+            "0s",
+            "rollback_window 0s is out of range",
+            "give it between 5m and 7days: blue is kept this long after the switch, for a \
+             rollback that is one listener change",
+        ),
+        (
+            "blue_green: { step_bake: 3d }",
+            "3d",
+            "step_bake 3days is out of range",
+            "give it at most 48h, as a canary checkpoint",
+        ),
+    ];
+    for (block, value, message, hint) in cases {
+        let settings = with_settings(&format!("    {block}\n"));
+        let line = block.split_once(' ').expect("a key and its value").1;
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("    strategy: rolling\n", &settings),
+            at: (line, value),
+            message,
+            hint,
+        });
+    }
+}
+
+#[test]
+fn an_unhealthy_bound_shorter_than_two_health_checks_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "      http_probe: /health",
+            "      http_probe: /health\n      unhealthy_after: 1s",
+        ),
+        at: ("unhealthy_after: 1s", "1s"),
+        message: "unhealthy_after 1s is out of range",
+        hint: "give it between 10s and 2h: a new instance needs at least two health checks to \
+               be healthy, and longer than two warm-ups is AWS's own hour-long wait",
+    });
+}
+
+#[test]
+fn copy_budgets_out_of_the_time_based_copy_range_are_refused_exactly() {
+    for (written, shown) in [("0s", "0s"), ("1000d", "2years 8months 25days 23h 31m 12s")] {
+        let edit = format!("  channel: poc\n  copy_timeout: {written}");
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("  channel: poc", &edit),
+            at: ("copy_timeout:", written),
+            message: &format!("copy_timeout {shown} is out of range"),
+            hint: "give it between 15m and 48h: the range in which AWS completes a time-based \
+                   image copy",
+        });
+    }
+}
+
+#[test]
 fn an_in_place_batch_larger_than_run_command_takes_is_refused_exactly() {
     let settings = with_settings("    in_place: { script: [\"true\"], batch_size: 51 }\n");
     assert_refused_exactly(&Case {
@@ -674,6 +1006,137 @@ fn an_in_place_batch_larger_than_run_command_takes_is_refused_exactly() {
         at: ("batch_size: 51", "51"),
         message: "batch_size 51 is out of range",
         hint: "give 1 to 50: one Run Command call takes at most 50 instances",
+    });
+}
+
+/// A target rolled out as an A/B canary with `canary` (the settings inside `canary: {}`).
+fn ab_canary(canary: &str) -> String {
+    with_settings(&format!("    canary: {{ mode: ab, {canary} }}\n"))
+}
+
+#[test]
+fn ab_comparison_thresholds_that_turn_the_gate_off_are_refused_exactly() {
+    let cases = [
+        (
+            "compare: { max_latency_ratio: .nan }",
+            ".nan",
+            "max_latency_ratio NaN is out of range",
+            "give a finite ratio of at least 1 (1.5: half again the baseline's latency)",
+        ),
+        (
+            "compare: { max_error_rate_increase: .inf }",
+            ".inf",
+            "max_error_rate_increase inf is out of range",
+            "give 0 to 100 percentage points above the baseline's 5xx rate",
+        ),
+        (
+            "compare: { max_error_rate_increase: -0.5 }",
+            "-0.5",
+            "max_error_rate_increase -0.5 is out of range",
+            "give 0 to 100 percentage points above the baseline's 5xx rate",
+        ),
+        (
+            "compare: { min_requests: -1 }",
+            "-1",
+            "min_requests -1 is out of range",
+            "give a finite count of at least 1 (a step with no canary request proves nothing)",
+        ),
+        (
+            "compare: { min_latency_increase: 2h }",
+            "2h",
+            "min_latency_increase 2h is out of range",
+            "give at most 1h 6m 40s: no request waits longer than an ALB's longest idle timeout",
+        ),
+    ];
+    for (canary, value, message, hint) in cases {
+        let settings = ab_canary(canary);
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("    strategy: rolling\n", &settings),
+            at: ("compare: {", value),
+            message,
+            hint,
+        });
+    }
+}
+
+#[test]
+fn ab_traffic_steps_that_compare_nothing_are_refused_exactly() {
+    let cases = [
+        (
+            "traffic_steps: []",
+            "[]",
+            "an A/B canary without traffic_steps compares nothing",
+            "list the percentages of the requests the canary takes, ending at 100, such as \
+             `[5, 25, 50, 100]`",
+        ),
+        (
+            "traffic_steps: [100]",
+            "[100]",
+            "an A/B canary whose only traffic step is 100 switches at once and compares nothing",
+            "add steps below 100 (such as `[5, 25, 50, 100]`), or use `strategy: blue-green` \
+             for one switch",
+        ),
+        (
+            "traffic_steps: [5, 50]",
+            "50",
+            "traffic_steps end at 50, not at 100",
+            "end the steps with 100: the last step is the switch to the canary",
+        ),
+        (
+            "traffic_steps: [25, 5, 100]",
+            "5, 100",
+            "traffic_steps are not in ascending order (25 then 5)",
+            "list each percentage once, smallest first",
+        ),
+        (
+            "traffic_steps: [0, 100]",
+            "0",
+            "traffic_steps value 0 is not a percentage of the requests",
+            "give each step between 1 and 100",
+        ),
+    ];
+    for (canary, value, message, hint) in cases {
+        let settings = ab_canary(canary);
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("    strategy: rolling\n", &settings),
+            at: ("traffic_steps: [", value),
+            message,
+            hint,
+        });
+    }
+}
+
+#[test]
+fn an_in_place_fix_with_nothing_to_run_is_refused_exactly() {
+    for script in ["[]", "[\"  \"]"] {
+        let settings = with_settings(&format!("    in_place: {{ script: {script} }}\n"));
+        assert_refused_exactly(&Case {
+            file: "pipeline.yaml",
+            edit: ("    strategy: rolling\n", &settings),
+            at: ("in_place: { script:", &script[..1]),
+            message: "the in-place fix has no script",
+            hint: "write the fix's shell lines, such as `script: [\"systemctl reload php-fpm\"]`",
+        });
+    }
+}
+
+#[test]
+fn an_in_place_fix_bash_refuses_is_refused_at_its_line() {
+    let settings = with_settings(
+        "    in_place:\n      script:\n        - systemctl reload php-fpm\n        - \"if true; \
+         then\"\n        - \"  echo reloaded\"\n",
+    );
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    strategy: rolling\n", &settings),
+        // Bash finds the file ending inside the `if`: the last line.
+        at: ("  echo reloaded", "\""),
+        message: "the in-place fix of target `poc-web` is not valid bash: syntax error: \
+                  unexpected end of file",
+        hint: "fix the script at this line: `bash -n` (which runs nothing) refuses it, as the \
+               instances' bash would",
     });
 }
 
@@ -904,6 +1367,157 @@ fn a_misspelt_launch_template_or_target_group_is_refused_before_the_bake() {
         &[&["plan"], &["pipeline", "run"]],
         missing("target group", "target_group", "poc-web-tgx"),
     );
+}
+
+#[test]
+fn a_misspelt_load_balancer_is_refused_whatever_the_strategy() {
+    // The POC target rolls out by instance refresh, which never reads the load balancer.
+    assert_refused_by_the_account_in(
+        ("load_balancer: poc-poc-alb", "load_balancer: poc-poc-albx"),
+        &[&["plan"], &["pipeline", "run"]],
+        missing("load balancer", "load_balancer", "poc-poc-albx"),
+    );
+}
+
+/// Refused at `value`, on the first line holding `line`, with `message` and the fix for
+/// a name the region does not have, by every command that reads the account.
+fn refused_at(edit: (&str, &str), (line, value): (&str, &str), message: &str, hint: &str) {
+    let expected = |file: &str, text: &str| {
+        let (row, column) = position_in(text, line, value);
+        format!("kiln: error: {file}:{row}:{column}: {message}\n  hint: {hint}\n")
+    };
+    assert_refused_by_the_account_in(edit, &ACCOUNT_COMMANDS, expected);
+}
+
+const WRONG_NAME_OR_REGION: &str =
+    "fix the name, or the region it is looked for in (the image's `region:`, or --region)";
+
+#[test]
+fn a_builder_subnet_the_region_lacks_is_refused_before_the_bake() {
+    refused_at(
+        (
+            "tags: { Name: poc-private-1a }",
+            "id: subnet-0abcdef0123456789",
+        ),
+        ("id: subnet-", "subnet-"),
+        "no subnet matches subnet-0abcdef0123456789 in ap-northeast-1",
+        WRONG_NAME_OR_REGION,
+    );
+    refused_at(
+        (
+            "tags: { Name: poc-private-1a }",
+            "tags: { Name: poc-private-9z }",
+        ),
+        ("tags: { Name: poc-private-9z }", "{"),
+        "no subnet matches subnet tagged Name=poc-private-9z in ap-northeast-1",
+        WRONG_NAME_OR_REGION,
+    );
+}
+
+#[test]
+fn a_subnet_picked_by_no_tag_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("tags: { Name: poc-private-1a }", "tags: {}"),
+        at: ("tags: {}", "{}"),
+        message: "`subnet: { tags: {} }` matches every subnet of the region",
+        hint: "give the tags that pick the builder's subnet (such as `{ Name: private-1a }`), \
+               or its id (`subnet: { id: subnet-... }`)",
+    });
+}
+
+/// The POC image's source line.
+const SOURCE: &str =
+    "parameter: /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+
+#[test]
+fn a_source_the_region_lacks_is_refused_before_the_bake() {
+    refused_at(
+        (SOURCE, "image_id: ami-0123456789abcdef0"),
+        ("image_id: ami-", "ami-"),
+        "source image ami-0123456789abcdef0 does not exist in ap-northeast-1",
+        "fix the name, or the region it is looked for in (the image's `region:`, or \
+         --region), and check that this account may launch it",
+    );
+    refused_at(
+        (
+            SOURCE,
+            "parameter: /aws/service/ami-amazon-linux-latest/al2099",
+        ),
+        ("parameter: /aws/", "/aws/"),
+        "source parameter `/aws/service/ami-amazon-linux-latest/al2099` does not exist in \
+         ap-northeast-1",
+        WRONG_NAME_OR_REGION,
+    );
+    refused_at(
+        (SOURCE, "channel: { image: poc-web-base, channel: nope }"),
+        ("channel: { image", "{"),
+        "channel `nope` of image `poc-web-base` is empty in ap-northeast-1 (no parameter \
+         /kiln/poc-web-base/nope)",
+        "bake poc-web-base and publish it to `nope` first (a layer of this file does so in \
+         the run when `distribute.channel` is `nope`), or `kiln promote` a version to it",
+    );
+}
+
+#[test]
+fn secret_parameters_that_protect_nothing_are_refused_before_the_bake() {
+    let cases = [
+        (
+            "[/nope/]",
+            "/nope/",
+            "secret path /nope/ holds no parameter in ap-northeast-1",
+            "fix the path, or store the secrets under it as SecureStrings first",
+        ),
+        (
+            "[/aws/service/ami-amazon-linux-latest/]",
+            "/aws/",
+            "secret path /aws/service/ami-amazon-linux-latest/ holds no SecureString in \
+             ap-northeast-1: its parameters are stored in clear",
+            "store the secrets under it as SecureStrings (a String is kept and shown in \
+             clear), or fix the path",
+        ),
+        (
+            "[/poc/web/db/password, /poc/web/proxysql/admin-user]",
+            "/poc/web/proxysql",
+            "secret parameter /poc/web/proxysql/admin-user is a String, not a SecureString, \
+             in ap-northeast-1",
+            "store it as a SecureString (aws ssm put-parameter --name \
+             /poc/web/proxysql/admin-user --type SecureString --overwrite ...), or remove it \
+             from `secret_parameters`",
+        ),
+        (
+            "[/poc/web/db/passwd]",
+            "/poc/",
+            "secret parameter /poc/web/db/passwd does not exist in ap-northeast-1",
+            "create it (a SecureString) or remove it from `secret_parameters`",
+        ),
+    ];
+    for (list, value, message, hint) in cases {
+        let edit = format!("secret_parameters: {list}");
+        refused_at(
+            ("secret_parameters: [/poc/web/]", &edit),
+            ("secret_parameters: [", value),
+            message,
+            hint,
+        );
+    }
+}
+
+#[test]
+fn a_secret_s_value_in_the_pipeline_is_refused_exactly() {
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: (
+            "    app_version: \"1.0.0\"",
+            "    app_version: \"1.0.0\"\n    db_password: hunter2",
+        ),
+        at: ("db_password:", "db_password"),
+        message: "variable `db_password` is a secret of recipe `proxysql`: the pipeline may \
+                  not give its value",
+        hint: "remove it: a secret lives in Parameter Store as a SecureString under the \
+               image's parameter prefix, read at boot; a value here would be hashed into the \
+               image's input hash, an AMI tag",
+    });
 }
 
 #[test]

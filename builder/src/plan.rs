@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use kiln_cloud::{Cloud, ImageFilter, ImageId, ImageState, RootVolume, SubnetId, Tags};
+use kiln_cloud::{Cloud, ImageFilter, ImageId, ImageState, RootVolume, Subnet, SubnetId, Tags};
 use serde::{Deserialize, Serialize};
 
 use crate::error::BakeError;
@@ -397,8 +397,9 @@ fn validate(spec: &BakeSpec) -> Result<(), BakeError> {
     Ok(())
 }
 
-/// The source AMI's id and root device name.
-async fn resolve_source(
+/// The source AMI's id and root device name: the id as written, or what the parameter or
+/// channel holds, refused unless the region has it available.
+pub async fn resolve_source(
     cloud: &Cloud,
     source: &SourceImage,
 ) -> Result<(ImageId, String), BakeError> {
@@ -462,30 +463,35 @@ async fn read_source_parameter(cloud: &Cloud, source: &SourceImage) -> Result<Im
     Ok(ImageId::new(parameter.value.trim()))
 }
 
+/// The subnet the builder launches into: the one of the id, or the first by id of those
+/// carrying the tags, so that repeated plans pick the same one.
+pub async fn find_subnet(cloud: &Cloud, selector: &SubnetSelector) -> Result<Subnet, BakeError> {
+    let (ids, tags) = match selector {
+        SubnetSelector::Id(id) => (vec![id.clone()], Tags::new()),
+        SubnetSelector::Tags(tags) => (Vec::new(), tags.clone()),
+    };
+    let shown = selector.to_string();
+    let mut subnets = match retry_throttled(|| cloud.compute.describe_subnets(&ids, &tags)).await {
+        Ok(subnets) => subnets,
+        Err(e) if e.is(kiln_cloud::ErrorKind::NotFound) => Vec::new(),
+        Err(e) => return Err(BakeError::cloud(format!("describing {shown}"), e)),
+    };
+    subnets.sort_by(|a, b| a.id.cmp(&b.id));
+    subnets
+        .into_iter()
+        .next()
+        .ok_or_else(|| BakeError::NoSubnet {
+            selector: shown,
+            region: cloud.region.clone(),
+        })
+}
+
 async fn resolve_builder(
     cloud: &Cloud,
     spec: &BakeSpec,
     root_device: String,
 ) -> Result<ResolvedBuilder, BakeError> {
-    let (ids, tags) = match &spec.builder.subnet {
-        SubnetSelector::Id(id) => (vec![id.clone()], Tags::new()),
-        SubnetSelector::Tags(tags) => (Vec::new(), tags.clone()),
-    };
-    let selector = spec.builder.subnet.to_string();
-    let mut subnets = match retry_throttled(|| cloud.compute.describe_subnets(&ids, &tags)).await {
-        Ok(subnets) => subnets,
-        Err(e) if e.is(kiln_cloud::ErrorKind::NotFound) => Vec::new(),
-        Err(e) => return Err(BakeError::cloud(format!("describing {selector}"), e)),
-    };
-    subnets.sort_by(|a, b| a.id.cmp(&b.id));
-    let subnet = subnets
-        .into_iter()
-        .next()
-        .ok_or_else(|| BakeError::NoSubnet {
-            selector,
-            region: cloud.region.clone(),
-        })?;
-
+    let subnet = find_subnet(cloud, &spec.builder.subnet).await?;
     let volume = &spec.builder.root_volume;
     Ok(ResolvedBuilder {
         instance_type: spec.builder.instance_type.clone(),

@@ -59,6 +59,11 @@ pub(crate) fn plan_part(
         });
         return None;
     }
+    let batch = crate::preflight::check_in_place_batch(group, settings.batch_size);
+    if !batch.is_empty() {
+        refusals.extend(batch);
+        return None;
+    }
     let ids: Vec<InstanceId> = group
         .instances
         .iter()

@@ -70,7 +70,7 @@ pub use error::{Refusal, RolloutError, StopReason};
 pub use gates::{probe_command, FIX_COMMENT, PROBE_COMMENT};
 pub use inplace::{InPlacePlan, TAG_DRIFT};
 pub use limits::{Field, SpecProblem};
-pub use lock::{LockHolder, LOCK_TAG};
+pub use lock::{LockHolder, LOCK_MARGIN, LOCK_TAG};
 pub use outcome::{status as outcome_status, RolloutOutcome};
 pub use plan::{
     canary_steps, plan, GroupFacts, InstanceFacts, RefreshPlan, RolloutPlan, TemplatePlan,

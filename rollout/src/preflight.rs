@@ -330,6 +330,47 @@ fn check_room(
     (vec![refusal("max_size", reason, fix)], None)
 }
 
+/// An in-place batch leaves serving the instances not in it. It may take out those above
+/// the group's min size (the capacity its owners say it needs), or one instance when none
+/// is above it, so that a fix can make progress; never all of them (PITFALLS 4).
+pub fn check_in_place_batch(group: &Group, batch_size: usize) -> Vec<Refusal> {
+    let in_service = group.instances.iter().filter(|i| i.in_service()).count();
+    let min = usize::try_from(group.min_size).unwrap_or(0);
+    if in_service <= 1 {
+        return vec![refusal(
+            "in_place_batch",
+            format!(
+                "group {} has {in_service} instance(s) in service: an in-place batch would \
+                 take the application down while it is fixed",
+                group.name
+            ),
+            "scale the group to at least 2 first, or roll out a fixed image with a rolling \
+             refresh (launch first)"
+                .into(),
+        )];
+    }
+    let allowed = in_service.saturating_sub(min).clamp(1, in_service - 1);
+    if batch_size <= allowed {
+        return Vec::new();
+    }
+    let taken = batch_size.min(in_service);
+    vec![refusal(
+        "in_place_batch",
+        format!(
+            "in-place batch_size {batch_size} takes {taken} of the {in_service} in-service \
+             instances of group {} (min size {}) out of the target group at once, leaving {} \
+             serving",
+            group.name,
+            group.min_size,
+            in_service - taken
+        ),
+        format!(
+            "set in_place.batch_size to at most {allowed}: a batch may take out the instances \
+             above the group's min size, or one when none is above it, never all"
+        ),
+    )]
+}
+
 /// Where the warm-up comes from, so the plan can say it (PITFALLS 7).
 pub fn warmup(
     settings: &RollingSettings,

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use kiln_cloud::{Group, GroupInstance, GroupTemplate, InstanceId, ProtectedInstances};
 use kiln_rollout::preflight::{
-    capacity, check_group_sizes, check_percentages, check_protected_standby, check_suspended,
+    capacity, check_group_sizes, check_in_place_batch, check_percentages, check_protected_standby,
+    check_suspended,
 };
 use kiln_rollout::{ReplacementOrder, RollingSettings};
 
@@ -183,4 +184,35 @@ fn inconsistent_or_empty_groups_are_refused() {
     let r = check_group_sizes(&group(0, 6, 0));
     assert!(r.iter().any(|r| r.check == "empty_group"));
     assert!(check_group_sizes(&group(1, 6, 3)).is_empty());
+}
+
+#[test]
+fn an_in_place_batch_takes_out_what_is_above_min_size_or_one() {
+    // min 3 of 3: one at a time, so that the fix makes progress.
+    assert!(check_in_place_batch(&group(3, 6, 3), 1).is_empty());
+    let r = check_in_place_batch(&group(3, 6, 3), 2);
+    assert_eq!(
+        r[0].to_string(),
+        "in-place batch_size 2 takes 2 of the 3 in-service instances of group poc-web-asg \
+         (min size 3) out of the target group at once, leaving 1 serving (fix: set \
+         in_place.batch_size to at most 1: a batch may take out the instances above the \
+         group's min size, or one when none is above it, never all)"
+    );
+    // min 2 of 10: eight may go at once, never all ten.
+    assert!(check_in_place_batch(&group(2, 12, 10), 8).is_empty());
+    assert_eq!(check_in_place_batch(&group(2, 12, 10), 9).len(), 1);
+    assert!(check_in_place_batch(&group(0, 6, 3), 2).is_empty());
+    assert_eq!(check_in_place_batch(&group(0, 6, 3), 3).len(), 1);
+}
+
+#[test]
+fn an_in_place_fix_of_a_group_of_one_is_refused() {
+    let r = check_in_place_batch(&group(1, 2, 1), 1);
+    assert_eq!(r[0].check, "in_place_batch");
+    assert_eq!(
+        r[0].to_string(),
+        "group poc-web-asg has 1 instance(s) in service: an in-place batch would take the \
+         application down while it is fixed (fix: scale the group to at least 2 first, or \
+         roll out a fixed image with a rolling refresh (launch first))"
+    );
 }

@@ -430,3 +430,74 @@ async fn an_in_place_fix_is_not_refused_for_imdsv1_but_says_so() {
         p.notes
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_longest_deadlines_accepted_bound_the_group_lock() {
+    let (account, cloud) = poc().await;
+    let before = account.snapshot_json();
+    let day = std::time::Duration::from_secs(24 * 3600);
+    // A 1000-day deadline once locked the group for years; it is refused now.
+    let mut endless = rolling(RollingSettings::default());
+    endless.timeouts.rollout = 1000 * day;
+    match plan(&cloud, &endless, &new_image()).await {
+        Err(RolloutError::Invalid { detail, .. }) => assert_eq!(
+            detail,
+            "timeouts.rollout: rollout 2years 8months 25days 23h 31m 12s is out of range (give \
+             it between 1m and 7days: the deadline of the whole replacement)"
+        ),
+        other => panic!("expected the deadline refused, got {other:?}"),
+    }
+    assert_eq!(account.snapshot_json(), before, "the account changed");
+
+    // The longest accepted: a week's rollout, two days' rollback, the lock's margin.
+    let mut longest = rolling(RollingSettings::default());
+    longest.timeouts.rollout = 7 * day;
+    longest.timeouts.rollback = 2 * day;
+    let p = plan(&cloud, &longest, &new_image()).await.expect("plan");
+    let now = cloud.clock.now();
+    let lock = p.lock_holder(now).expires - now;
+    let margin = chrono::Duration::from_std(kiln_rollout::LOCK_MARGIN).expect("margin");
+    assert_eq!(lock, chrono::Duration::days(9) + margin);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_in_place_batch_that_drains_the_whole_group_is_refused() {
+    let (account, cloud) = poc().await;
+    let before = account.snapshot_json();
+    let fix = |batch_size| {
+        spec(Strategy::InPlace(kiln_rollout::InPlaceSettings {
+            script: vec!["systemctl reload php-fpm".into()],
+            batch_size,
+            description: "reload PHP-FPM".into(),
+        }))
+    };
+    match plan(&cloud, &fix(3), &new_image()).await {
+        Err(RolloutError::Preflight { refusals, .. }) => {
+            assert_eq!(checks(&refusals), ["in_place_batch"]);
+            assert_eq!(
+                refusals[0].to_string(),
+                "in-place batch_size 3 takes 3 of the 3 in-service instances of group \
+                 poc-web-asg (min size 3) out of the target group at once, leaving 0 serving \
+                 (fix: set in_place.batch_size to at most 1: a batch may take out the \
+                 instances above the group's min size, or one when none is above it, never \
+                 all)"
+            );
+        }
+        other => panic!("expected the batch refused, got {other:?}"),
+    }
+    let mut after = account.snapshot_json();
+    after["meta"]["now"] = before["meta"]["now"].clone();
+    assert_eq!(before, after, "a refused plan changes nothing");
+
+    // With min size 1, two of three may be fixed at once.
+    let lower = UpdateGroup {
+        name: GROUP.into(),
+        min_size: Some(1),
+        ..Default::default()
+    };
+    cloud.scaling.update_group(&lower).await.unwrap();
+    let p = plan(&cloud, &fix(2), &new_image())
+        .await
+        .expect("two above min");
+    assert_eq!(p.in_place.expect("in place").batches.len(), 2);
+}

@@ -86,6 +86,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let loaded = super::load(&args.file)?;
     let (account, cloud) = super::open(global, &loaded.pipeline).await?;
+    super::inputs::check(&cloud, &loaded.pipeline).await?;
     let reporter = Reporter::new(global, global.sim.is_some());
     let baked = bake_all(
         global,
@@ -217,7 +218,7 @@ async fn bake_layer(
     rendered: &kiln_builder::recipe::Rendered,
     run_uuid: &mut Option<String>,
 ) -> anyhow::Result<Layer> {
-    let secrets = crate::secrets::read(ctx.cloud, &section.secret_parameters).await?;
+    let secrets = crate::secrets::read(ctx.cloud, &loaded.pipeline, section).await?;
     crate::secrets::check_rendered(rendered, &secrets)?;
     let spec = super::section_spec(loaded, section, rendered);
     let mut plan = kiln_builder::plan(ctx.cloud, &spec)

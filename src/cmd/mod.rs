@@ -5,6 +5,7 @@ pub mod bake;
 pub mod gc;
 pub mod iam_policy;
 pub mod images;
+pub mod inputs;
 pub mod pipeline_run;
 pub mod plan;
 pub mod promote;
@@ -60,6 +61,7 @@ pub fn load(file: &Path) -> anyhow::Result<Loaded> {
         if !matches!(image.source, SourceSection::Channel(_)) {
             installed.clear();
         }
+        secret_values(&pipeline, image, &source).map_err(|e| Exit::new(exit::BAD_INPUT, e))?;
         let layer = recipe::render_layer(&source, &installed, &image.recipes, &image.variables)
             .map_err(|e| Exit::new(exit::BAD_INPUT, in_pipeline(&pipeline, image, e)))?;
         installed.extend(image.recipes.iter().cloned());
@@ -71,6 +73,45 @@ pub fn load(file: &Path) -> anyhow::Result<Loaded> {
         rendered: image,
         layers: rendered,
     })
+}
+
+/// A value for a variable a recipe marks secret is refused where the pipeline gives it:
+/// secrets are read at boot from Parameter Store, and a value in the file would also be
+/// hashed into the image's input hash, which is an AMI tag. A recipe that does not load
+/// is left to the rendering, which says why.
+fn secret_values(
+    pipeline: &Pipeline,
+    image: &ImageSection,
+    source: &RecipeSource,
+) -> Result<(), crate::pipeline::PipelineError> {
+    let names = image.recipes.iter().map(String::as_str);
+    for info in names
+        .chain([recipe::HYGIENE])
+        .filter_map(|n| recipe::describe(source, n).ok())
+    {
+        let secret = info.variables.iter().filter(|v| v.secret);
+        let Some(given) = secret
+            .map(|v| &v.name)
+            .find(|n| image.variables.contains_key(*n))
+        else {
+            continue;
+        };
+        let mut at = pipeline.section_path(image);
+        at.extend([Seg::Key("variables"), Seg::Key(given)]);
+        return Err(pipeline.invalid_key(
+            &at,
+            format!(
+                "variable `{given}` is a secret of recipe `{}`: the pipeline may not give \
+                 its value",
+                info.name
+            ),
+            "remove it: a secret lives in Parameter Store as a SecureString under the \
+             image's parameter prefix, read at boot; a value here would be hashed into the \
+             image's input hash, an AMI tag"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A recipe error caused by what the pipeline file says (a recipe it lists, a variable
@@ -89,6 +130,11 @@ fn in_pipeline(pipeline: &Pipeline, image: &ImageSection, error: RecipeError) ->
             at.extend(image.variables.keys().find(named).map(|n| Seg::Key(n)));
             // The name is what is wrong: point at it, not at its value.
             true
+        }
+        RecipeErrorKind::WrongKind => {
+            at.push(Seg::Key("variables"));
+            at.extend(image.variables.keys().find(named).map(|n| Seg::Key(n)));
+            false
         }
         RecipeErrorKind::MissingVariable => {
             at.push(Seg::Key("variables"));
@@ -204,23 +250,16 @@ pub fn section_spec(loaded: &Loaded, image: &ImageSection, rendered: &Rendered) 
     let timeouts = &builder.timeouts;
     BakeSpec {
         image_name: image.name.clone(),
-        source: match &image.source {
-            SourceSection::Parameter(name) => SourceImage::Parameter(name.clone()),
-            SourceSection::ImageId(id) => SourceImage::Id(ImageId::new(id)),
-            SourceSection::Channel(c) => SourceImage::Channel {
-                image: c.image.clone(),
-                channel: c.channel.clone(),
-            },
-        },
+        source: source_of(image),
         builder: BuilderSettings {
             instance_type: builder.instance_type.clone(),
-            subnet: match &builder.subnet {
-                SubnetSection::Id(id) => SubnetSelector::Id(SubnetId::new(id)),
-                SubnetSection::Tags(tags) => SubnetSelector::Tags(tags.clone()),
-            },
+            subnet: subnet_of(&builder.subnet),
             instance_profile: Some(builder.instance_profile.clone()),
             root_volume: RootVolumeSettings {
-                size_gib: volume.map_or(ROOT_VOLUME_GIB, |v| v.size_gib),
+                // In range: `Pipeline::load` refused any other size.
+                size_gib: volume.map_or(ROOT_VOLUME_GIB, |v| {
+                    v.size_gib.as_i32().expect("a size checked on load")
+                }),
                 volume_type: "gp3".into(),
                 encrypted: volume.is_none_or(|v| v.encrypted),
                 kms_key_id: volume.and_then(|v| v.kms_key_id.clone()),
@@ -238,6 +277,26 @@ pub fn section_spec(loaded: &Loaded, image: &ImageSection, rendered: &Rendered) 
                 .unwrap_or(defaults.instance_terminated),
         },
         version: image.version.clone(),
+    }
+}
+
+/// Where an image section's bake starts from.
+pub fn source_of(image: &ImageSection) -> SourceImage {
+    match &image.source {
+        SourceSection::Parameter(name) => SourceImage::Parameter(name.clone()),
+        SourceSection::ImageId(id) => SourceImage::Id(ImageId::new(id)),
+        SourceSection::Channel(c) => SourceImage::Channel {
+            image: c.image.clone(),
+            channel: c.channel.clone(),
+        },
+    }
+}
+
+/// The builder's subnet, as the bake looks it up.
+pub fn subnet_of(subnet: &SubnetSection) -> SubnetSelector {
+    match subnet {
+        SubnetSection::Id(id) => SubnetSelector::Id(SubnetId::new(id)),
+        SubnetSection::Tags(tags) => SubnetSelector::Tags(tags.clone()),
     }
 }
 

@@ -38,6 +38,7 @@ pub async fn run(
     let loaded = super::load(&args.file)?;
     let pipeline = &loaded.pipeline;
     let (account, cloud) = super::open(global, pipeline).await?;
+    super::inputs::check(&cloud, pipeline).await?;
     let reporter = Reporter::new(global, global.sim.is_some());
 
     // The targets are checked before the bake: a misspelt group must not cost an hour

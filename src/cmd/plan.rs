@@ -65,6 +65,7 @@ pub async fn run(global: &GlobalArgs, args: &FileArgs) -> anyhow::Result<()> {
     let loaded = super::load(&args.file)?;
     let pipeline = &loaded.pipeline;
     let (account, cloud) = super::open(global, pipeline).await?;
+    super::inputs::check(&cloud, pipeline).await?;
     let mut layers = plan_images(account.as_ref(), &cloud, &loaded).await?;
     let image = layers.pop().expect("the image is always planned last");
     // Before the bake the new image has no id yet; the rollout plan only compares it

@@ -186,9 +186,16 @@ pub async fn check_targets(
             let context = format!("target `{}` (group {})", target.name, target.group);
             Exit::new(exit::BAD_INPUT, e.context(context))
         };
+        // Only blue/green and A/B read the load balancer, but a misspelt one is a
+        // mistake whatever the strategy: checked before the plan.
+        if let Some(missing) = missing_load_balancer(cloud, pipeline, target).await? {
+            return Err(Exit::new(exit::BAD_INPUT, missing).into());
+        }
         let planned = kiln_rollout::plan(cloud, &spec, image).await;
         if planned.is_err() {
-            // A name the region does not have is refused at its line in the file.
+            // A name the region does not have is refused at its line in the file. The
+            // group and target group are looked for only then: after a blue/green switch
+            // the target is served by another group, and the one named may be gone.
             if let Some(missing) = missing_resource(cloud, pipeline, target).await? {
                 return Err(Exit::new(exit::BAD_INPUT, missing).into());
             }
@@ -207,27 +214,54 @@ pub async fn check_targets(
     Ok(())
 }
 
+/// The load balancer a target names, as an error at its line when the region lacks it.
+async fn missing_load_balancer(
+    cloud: &Cloud,
+    pipeline: &Pipeline,
+    target: &crate::pipeline::TargetSection,
+) -> anyhow::Result<Option<crate::pipeline::PipelineError>> {
+    let Some(name) = &target.load_balancer else {
+        return Ok(None);
+    };
+    let balancers = cloud
+        .load_balancing
+        .describe_load_balancers(std::slice::from_ref(name));
+    if found(balancers.await, |l| &l.name == name)? {
+        return Ok(None);
+    }
+    let missing = ("load_balancer", "load balancer", name.as_str());
+    Ok(Some(missing_at(cloud, pipeline, target, missing)))
+}
+
 /// The first resource a target names that its region does not have (group, launch
-/// template, target group, load balancer), as an error at its line; `None` when all exist.
+/// template, target group), as an error at its line; `None` when all exist.
 async fn missing_resource(
     cloud: &Cloud,
     pipeline: &Pipeline,
     target: &crate::pipeline::TargetSection,
 ) -> anyhow::Result<Option<crate::pipeline::PipelineError>> {
-    let Some((key, what, name)) = first_missing(cloud, target).await? else {
+    let Some(missing) = first_missing(cloud, target).await? else {
         return Ok(None);
     };
+    Ok(Some(missing_at(cloud, pipeline, target, missing)))
+}
+
+/// What a target names and its region lacks (its key in the file, what it is, its name),
+/// as an error at its line.
+fn missing_at(
+    cloud: &Cloud,
+    pipeline: &Pipeline,
+    target: &crate::pipeline::TargetSection,
+    (key, what, name): (&'static str, &str, &str),
+) -> crate::pipeline::PipelineError {
     let mut at = pipeline.target_path(&target.name);
     at.push(Seg::Key(key));
-    Ok(Some(
-        pipeline.invalid_at(
-            &at,
-            format!("{what} `{name}` does not exist in {}", cloud.region),
-            "fix the name, or the region it is looked for in (the image's `region:`, or \
-         --region)"
-                .into(),
-        ),
-    ))
+    pipeline.invalid_at(
+        &at,
+        format!("{what} `{name}` does not exist in {}", cloud.region),
+        "fix the name, or the region it is looked for in (the image's `region:`, or --region)"
+            .into(),
+    )
 }
 
 /// The first resource the target names that the region lacks: its key in the file, what
@@ -251,12 +285,6 @@ async fn first_missing<'t>(
         let groups = elb.describe_target_groups(std::slice::from_ref(name));
         if !found(groups.await, |t| &t.name == name)? {
             return Ok(Some(("target_group", "target group", name)));
-        }
-    }
-    if let Some(name) = &target.load_balancer {
-        let balancers = elb.describe_load_balancers(std::slice::from_ref(name));
-        if !found(balancers.await, |l| &l.name == name)? {
-            return Ok(Some(("load_balancer", "load balancer", name)));
         }
     }
     Ok(None)

@@ -21,6 +21,18 @@ pub fn variables(recipe: &Recipe) -> Result<(), RecipeError> {
                 "use lower-case snake_case: templates read variables as Tera identifiers",
             ));
         }
+        let kind = decl.kind().zip(decl.default.as_ref());
+        let source = "its default is";
+        if let Some((problem, hint)) = kind
+            .and_then(|(kind, default)| super::variables::kind_problem(name, kind, default, source))
+        {
+            return Err(RecipeError::new(
+                RecipeErrorKind::InvalidValue,
+                at(),
+                problem,
+                hint,
+            ));
+        }
         if decl.secret && decl.default.is_some() {
             return Err(RecipeError::new(
                 RecipeErrorKind::InvalidValue,

@@ -68,12 +68,16 @@ pub enum RecipeErrorKind {
     MissingVariable,
     /// The pipeline sets a variable that no recipe of the pipeline declares.
     UnknownVariable,
+    /// The pipeline gives a variable a value of another kind than its recipe declares.
+    WrongKind,
     /// Two recipes declare one variable differently.
     ConflictingVariable,
     /// A template or script uses a secret variable.
     SecretUsed,
     /// A rendered script or file contains the value of a secret variable.
     SecretLeak,
+    /// A rendered step script that `bash -n` refuses.
+    ScriptSyntax,
     /// A step timeout is outside what Run Command accepts.
     TimeoutOutOfRange,
     /// Two steps of one recipe share a name.

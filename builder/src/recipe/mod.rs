@@ -5,6 +5,7 @@
 //! typo in a key, an undefined or secret variable, a template that does not parse, a
 //! timeout Run Command would reject. The format is documented in recipes/README.md.
 
+mod bash;
 mod check;
 mod error;
 mod locate;
@@ -20,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use bash::{Bash, SyntaxError};
 pub use error::{RecipeError, RecipeErrorKind, SourceLocation};
 pub use locate::{locate, without_location, Seg};
 pub use model::{DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
@@ -173,20 +175,24 @@ pub fn render_layer(
     requirements(&recipes, installed)?;
     let declared = variables::declarations(&recipes)?;
     variables::unknown(&source.recipes_dir, &recipes, &declared, variables)?;
+    variables::kinds(&declared, variables)?;
 
-    let mut templates = Templates::new(&source.templates_dir);
-    let mut steps = Vec::new();
-    let mut files = Vec::new();
+    let mut out = Output {
+        templates: Templates::new(&source.templates_dir),
+        steps: Vec::new(),
+        files: Vec::new(),
+        bash: Bash::default(),
+    };
     for recipe in &recipes {
         let ctx = variables::context(recipe, variables)?;
-        render_recipe(recipe, &ctx, &mut templates, &mut steps, &mut files)?;
+        render_recipe(recipe, &ctx, &mut out)?;
     }
     // Stable: within a phase, pipeline order and then file order are kept.
-    steps.sort_by_key(|step| step.phase);
-    check_expanded_names(&recipes, &steps)?;
-    variables::leaks(&recipes, &declared, variables, &steps, &files)?;
+    out.steps.sort_by_key(|step| step.phase);
+    check_expanded_names(&recipes, &out.steps)?;
+    variables::leaks(&recipes, &declared, variables, &out.steps, &out.files)?;
 
-    let inputs = inputs(&recipes, templates);
+    let inputs = inputs(&recipes, out.templates);
     let secrets = declared
         .iter()
         .filter(|(_, d)| d.decl.secret)
@@ -194,10 +200,10 @@ pub fn render_layer(
         .collect();
     Ok(Rendered {
         recipes: order,
-        steps,
+        steps: out.steps,
         inputs,
         secrets,
-        files,
+        files: out.files,
     })
 }
 
@@ -291,12 +297,19 @@ fn phase_of(recipe: &Recipe, key: &str) -> Phase {
     }
 }
 
+/// What rendering collects, recipe after recipe.
+struct Output {
+    templates: Templates,
+    steps: Vec<Step>,
+    files: Vec<RenderedFile>,
+    /// Every script is checked with `bash -n` as it is rendered.
+    bash: Bash,
+}
+
 fn render_recipe(
     recipe: &Recipe,
     ctx: &RecipeContext,
-    templates: &mut Templates,
-    steps: &mut Vec<Step>,
-    files: &mut Vec<RenderedFile>,
+    out: &mut Output,
 ) -> Result<(), RecipeError> {
     for (key, docs) in recipe.doc.phases() {
         let phase = phase_of(recipe, key);
@@ -308,10 +321,13 @@ fn render_recipe(
                 doc,
                 phase,
             };
-            let (scripts, file) = at.scripts(ctx, templates)?;
+            let (scripts, file) = at.scripts(ctx, &mut out.templates)?;
             let names = script::chunk_names(&doc.name, scripts.len());
             for (name, script) in names.into_iter().zip(scripts) {
-                steps.push(Step {
+                if let Some(error) = out.bash.check(&script) {
+                    return Err(at.syntax_error(&name, &script, &error));
+                }
+                out.steps.push(Step {
                     recipe: recipe.name.clone(),
                     name,
                     phase,
@@ -320,7 +336,7 @@ fn render_recipe(
                     reboot: doc.reboot,
                 });
             }
-            files.extend(file);
+            out.files.extend(file);
         }
     }
     Ok(())
@@ -434,6 +450,47 @@ impl StepAt<'_> {
         }
         let path = [Seg::Key(self.key), Seg::Index(self.index)];
         Err(check::bad_path(self.recipe, &path, &rendered))
+    }
+
+    /// A script bash refuses, at the line of the recipe it comes from when that can be
+    /// told (a `run` script that rendered line for line), else at the step.
+    fn syntax_error(&self, name: &str, script: &str, error: &SyntaxError) -> RecipeError {
+        let at = self.run_line(script, error.line).unwrap_or_else(|| {
+            self.recipe
+                .at(&[Seg::Key(self.key), Seg::Index(self.index)])
+        });
+        RecipeError::new(
+            RecipeErrorKind::ScriptSyntax,
+            at,
+            format!(
+                "step `{name}` of recipe `{}` is not valid bash: {}",
+                self.recipe.name, error.message
+            ),
+            "fix the script at this line: `bash -n` (which runs nothing) refuses it, as the \
+             builder's bash would",
+        )
+    }
+
+    /// Where line `line` of a `run` step's script is in the recipe file: the script is the
+    /// header and the rendered `run` text, which maps line for line when rendering kept
+    /// the number of lines (bash may name the line after the last one).
+    fn run_line(&self, script: &str, line: Option<usize>) -> Option<SourceLocation> {
+        let raw = self.doc.run.as_deref()?;
+        let header = script::Header {
+            recipe: &self.recipe.name,
+            step: &self.doc.name,
+            phase: self.phase.as_str(),
+        };
+        let raw_lines: Vec<&str> = raw.lines().collect();
+        let body_lines = script.lines().count().checked_sub(header.lines())?;
+        if body_lines != raw_lines.len() || raw_lines.is_empty() {
+            return None;
+        }
+        let body_line = line?.checked_sub(header.lines())?.clamp(1, body_lines);
+        let text = raw_lines[body_line - 1];
+        let column = text.len() - text.trim_start().len() + 1;
+        let position = self.origin("run").map((body_line, column))?;
+        Some(SourceLocation::at(&self.recipe.file, Some(position)))
     }
 
     /// Where the text of `key` (a `run` script) starts in the recipe file.

@@ -51,6 +51,33 @@ pub struct VariableDecl {
     pub default: Option<serde_json::Value>,
     #[serde(default)]
     pub secret: bool,
+    /// What the value must be; by default what the default is (a string default makes a
+    /// string), else anything.
+    #[serde(default, rename = "type")]
+    pub kind: Option<VariableKind>,
+}
+
+/// The kinds of value a recipe may ask of a variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VariableKind {
+    /// One value, written into a script or a file as text: a string, a number or a
+    /// boolean; never a list, a map or null.
+    String,
+    /// A Parameter Store path (`/poc/web`): a string starting with `/`, of letters,
+    /// digits and `_.-/`.
+    ParameterPath,
+}
+
+impl VariableDecl {
+    /// The kind the value must be: as declared, else a string when the default is one.
+    pub fn kind(&self) -> Option<VariableKind> {
+        let inferred = match &self.default {
+            Some(serde_json::Value::String(_)) => Some(VariableKind::String),
+            _ => None,
+        };
+        self.kind.or(inferred)
+    }
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {

@@ -30,6 +30,12 @@ pub struct Header<'a> {
 }
 
 impl Header<'_> {
+    /// The lines the header takes at the top of every script: a step's own text starts
+    /// on the next one.
+    pub fn lines(&self) -> usize {
+        self.render().lines().count()
+    }
+
     fn render(&self) -> String {
         format!(
             "#!/bin/bash\n\

@@ -39,7 +39,8 @@ pub enum Origin {
 }
 
 impl Origin {
-    fn map(self, (line, column): (usize, usize)) -> Option<(usize, usize)> {
+    /// A position in the text as one in its file, when it can be told.
+    pub fn map(self, (line, column): (usize, usize)) -> Option<(usize, usize)> {
         match self {
             Origin::File => Some((line, column)),
             Origin::Block { line: at, indent } => Some((at + line, indent + column)),

@@ -357,6 +357,50 @@ fn secrets_may_not_have_defaults() {
 }
 
 #[test]
+fn values_must_be_of_the_declared_kind() {
+    let text = "name: web\ndescription: x\nvariables:\n  \
+                prefix: { description: p, type: parameter_path }\n  \
+                name: { description: n, default: web }\n";
+    let f = Fixture::new();
+    f.recipe("web", text);
+    let error = f.error(&["web"], json!({ "prefix": "/ok", "name": ["a", "b"] }));
+    assert_eq!(error.kind(), RecipeErrorKind::WrongKind);
+    assert_eq!(
+        error.problem(),
+        "variable `name` is a string, and the pipeline gives it a list"
+    );
+    for bad in ["poc/web", "/poc//web", "/poc web"] {
+        let error = f.error(&["web"], json!({ "prefix": bad }));
+        assert_eq!(
+            error.problem(),
+            format!("variable `prefix` is a Parameter Store path; `{bad}` is not one")
+        );
+    }
+    let error = f.error(&["web"], json!({ "prefix": 7 }));
+    assert_eq!(
+        error.problem(),
+        "variable `prefix` is a Parameter Store path, and the pipeline gives it a number or \
+         a boolean"
+    );
+    // A number or a boolean reads as text in a string.
+    f.render(&["web"], json!({ "prefix": "/poc/web", "name": 7 }))
+        .expect("a number is text enough");
+}
+
+#[test]
+fn a_default_must_be_of_the_declared_kind() {
+    let text = "name: web\ndescription: x\nvariables:\n  \
+                prefix: { description: p, type: parameter_path, default: poc }\n";
+    let (_, message) = web_error(text, json!({}));
+    assert!(
+        message.contains(
+            "web.yaml:4:11: variable `prefix` is a Parameter Store path; `poc` is not one"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
 fn secret_values_found_in_output_are_refused() {
     let f = Fixture::new();
     let vars = json!({ "greeting": "s3cret-value", "token": "s3cret-value" });

@@ -5,9 +5,15 @@ use std::path::Path;
 
 use super::error::{RecipeError, RecipeErrorKind, SourceLocation};
 use super::locate::Seg;
-use super::model::{Recipe, VariableDecl};
+use super::model::{Recipe, VariableDecl, VariableKind};
 use super::template::RecipeContext;
 use super::{RenderedFile, Step};
+
+/// Parameter Store names (and so the paths under which they live) are at most 1011
+/// characters, the path included.
+const PARAMETER_NAME_MAX: usize = 1011;
+/// What a Parameter Store path may hold besides letters and digits.
+const PARAMETER_PATH_CHARS: &str = "_.-/";
 
 /// How far (in edits) a pipeline variable may be from a declared one to be suggested.
 const SUGGESTION_DISTANCE: usize = 3;
@@ -26,7 +32,9 @@ pub fn declarations(recipes: &[Recipe]) -> Result<BTreeMap<String, Declared<'_>>
     for recipe in recipes {
         for (name, decl) in &recipe.doc.variables {
             if let Some(first) = declared.get(name) {
-                let same = first.decl.secret == decl.secret && first.decl.default == decl.default;
+                let same = first.decl.secret == decl.secret
+                    && first.decl.default == decl.default
+                    && first.decl.kind() == decl.kind();
                 if !same {
                     return Err(conflict(name, first.recipe, recipe));
                 }
@@ -86,6 +94,78 @@ pub fn unknown(
         ),
         hint,
     ))
+}
+
+/// Each value the pipeline gives is of the kind its declaration asks for.
+pub fn kinds(
+    declared: &BTreeMap<String, Declared<'_>>,
+    variables: &BTreeMap<String, serde_json::Value>,
+) -> Result<(), RecipeError> {
+    for (name, value) in variables {
+        let Some(declared) = declared.get(name) else {
+            continue;
+        };
+        let Some(kind) = declared.decl.kind() else {
+            continue;
+        };
+        if let Some((problem, hint)) = kind_problem(name, kind, value, "the pipeline gives it") {
+            let at = declared.recipe.at(&[Seg::Key("variables"), Seg::Key(name)]);
+            return Err(RecipeError::new(
+                RecipeErrorKind::WrongKind,
+                at,
+                problem,
+                hint,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with `value` for a variable of `kind`, and the fix; `source` says where
+/// the value comes from (`the pipeline gives it`, `its default is`).
+pub fn kind_problem(
+    name: &str,
+    kind: VariableKind,
+    value: &serde_json::Value,
+    source: &str,
+) -> Option<(String, String)> {
+    use serde_json::Value;
+    let given = match value {
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+        Value::Null => "no value (null)",
+        Value::String(text) if kind == VariableKind::ParameterPath => {
+            return (!is_parameter_path(text)).then(|| {
+                (
+                    format!("variable `{name}` is a Parameter Store path; `{text}` is not one"),
+                    format!(
+                        "write a path that starts with `/` and holds only letters, digits \
+                         and `{PARAMETER_PATH_CHARS}`, such as `/poc/web`"
+                    ),
+                )
+            });
+        }
+        _ if kind == VariableKind::ParameterPath => "a number or a boolean",
+        _ => return None,
+    };
+    let what = match kind {
+        VariableKind::String => "a string",
+        VariableKind::ParameterPath => "a Parameter Store path",
+    };
+    Some((
+        format!("variable `{name}` is {what}, and {source} {given}"),
+        "give one value (quoted when in doubt)".to_string(),
+    ))
+}
+
+/// `/`, then letters, digits and `_.-/`, without an empty level (`//`).
+fn is_parameter_path(text: &str) -> bool {
+    text.starts_with('/')
+        && text.len() <= PARAMETER_NAME_MAX
+        && !text.contains("//")
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || PARAMETER_PATH_CHARS.contains(c))
 }
 
 /// What one recipe's templates see: its own non-secret variables, valued.
