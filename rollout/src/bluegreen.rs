@@ -44,8 +44,18 @@ pub const GROUP_STICKINESS: Duration = Duration::from_secs(60 * 60);
 /// How often an A/B canary's step is compared with the baseline while it runs:
 /// CloudWatch's resolution for load balancer metrics, a new datapoint each minute.
 const COMPARE_EVERY: Duration = Duration::from_secs(60);
+/// Blue's traffic before the rollout that green is compared with after the switch: a
+/// quarter of an hour is the same load green will take, in fifteen of CloudWatch's
+/// one-minute datapoints.
+const BASELINE_LOOKBACK: Duration = Duration::from_secs(15 * 60);
 /// Longest target group name ELB accepts.
 const MAX_TARGET_GROUP_NAME: usize = 32;
+
+/// When the switch happened, and blue's traffic before it, to compare green's with.
+struct Switched {
+    at: kiln_cloud::Timestamp,
+    baseline: crate::compare::Sample,
+}
 
 /// One listener the switch changes, with its forward action as it was.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -412,6 +422,7 @@ impl Run<'_> {
     /// Green made, healthy, previewed, weighed, switched to and drained.
     async fn forward(&self, made: &mut Made, timings: &mut Timings<'_>) -> Result<Green, Halt> {
         let (cloud, plan) = (self.cloud, self.plan);
+        let started = cloud.clock.now();
         let (template_id, version) = create_version(cloud, plan, self.emit, self.ledger).await?;
         made.version = version;
         if version != plan.template.source_version {
@@ -431,9 +442,14 @@ impl Run<'_> {
         halted(self.before_switch(&green, &mut gates, made).await)?;
         made.switched = true;
         self.switch(&green).await?;
+        let switched_at = cloud.clock.now();
         self.tag_switched(&green).await?;
         timings.lap("switch");
-        halted(self.after_switch(&green, &mut gates).await)?;
+        let after = Switched {
+            at: switched_at,
+            baseline: self.baseline(started, switched_at).await?,
+        };
+        halted(self.after_switch(&green, &mut gates, &after).await)?;
         timings.lap("drain");
         Ok(green)
     }
@@ -697,18 +713,84 @@ impl Run<'_> {
 
     /// In-flight requests to blue finish within the deregistration delay (PITFALLS 30);
     /// the gates watch green meanwhile, and a failure switches back at once.
+    /// Green takes all the traffic: the gates are watched while blue drains, and green's
+    /// 5xx rate and latency since the switch are compared with blue's before it every
+    /// minute for `watch_after_switch` (PITFALLS 8: the alarms may watch blue's
+    /// target group only).
     async fn after_switch(
         &self,
         green: &Green,
         gates: &mut GateState,
+        switched: &Switched,
     ) -> Result<Result<(), StopReason>, RolloutError> {
-        let bg = self.bg;
-        let mut drain = bg.blue_target_group.deregistration_delay;
-        if bg.ab.is_some() {
-            // An A/B canary at 100 % is watched as long as each step was.
-            drain = drain.max(bg.settings.step_bake);
+        let settings = &self.bg.settings;
+        let drain = self.bg.blue_target_group.deregistration_delay;
+        let span = drain.max(settings.watch_after_switch);
+        let end = self.cloud.clock.now() + chrono_of(span);
+        loop {
+            let left = (end - self.cloud.clock.now()).to_std().unwrap_or_default();
+            let last = left <= COMPARE_EVERY;
+            if let Err(stop) = self
+                .watch_for(green, gates, left.min(COMPARE_EVERY))
+                .await?
+            {
+                return Ok(Err(stop));
+            }
+            if let Some(decided) = self.compare_after_switch(green, switched, last).await? {
+                return Ok(decided);
+            }
         }
-        self.watch_for(green, gates, drain).await
+    }
+
+    /// Blue's traffic from [`BASELINE_LOOKBACK`] before the rollout started until the
+    /// switch: what it served alone, then beside the testers or an A/B canary's steps.
+    async fn baseline(
+        &self,
+        started: kiln_cloud::Timestamp,
+        switched: kiln_cloud::Timestamp,
+    ) -> Result<crate::compare::Sample, RolloutError> {
+        let blue = &self.bg.blue_target_group;
+        let from = started - chrono_of(BASELINE_LOOKBACK);
+        let lb = blue.load_balancer_arns.first();
+        crate::compare::sample(self.cloud, lb, &blue.arn, from, switched).await
+    }
+
+    /// Green since the switch against blue before it: `Some` once decided (worse
+    /// on enough requests, or the watch's end), `None` to watch on. Too few requests by
+    /// the end is no evidence against green: it passes with a warning, the other gates
+    /// having held.
+    async fn compare_after_switch(
+        &self,
+        green: &Green,
+        switched: &Switched,
+        last: bool,
+    ) -> Result<Option<Result<(), StopReason>>, RolloutError> {
+        let thresholds = &self.bg.settings.compare;
+        let lb = self.bg.blue_target_group.load_balancer_arns.first();
+        let now = self.cloud.clock.now();
+        let tg = &green.target_group.arn;
+        let canary = crate::compare::sample(self.cloud, lb, tg, switched.at, now).await?;
+        let verdict = crate::compare::decide(canary, switched.baseline, thresholds);
+        let text =
+            format!("after the switch, green as canary, blue before it as baseline: {verdict}");
+        let conclusive = verdict.canary.requests >= thresholds.min_requests;
+        let subject = &green.target_group.name;
+        match (&verdict.failure, conclusive, last) {
+            (Some(_), true, _) => {
+                self.emit.error("compare", subject, text);
+                let detail = verdict.to_string();
+                Ok(Some(Err(StopReason::Comparison { step: 100, detail })))
+            }
+            (_, _, false) => Ok(None),
+            (Some(_), false, true) => {
+                self.emit.warn("compare", subject, text);
+                Ok(Some(Ok(())))
+            }
+            (None, _, true) => {
+                self.emit.info("compare", subject, text);
+                Ok(Some(Ok(())))
+            }
+        }
     }
 
     /// Sleeps one poll; true when cancelled meanwhile.

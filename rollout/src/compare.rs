@@ -120,7 +120,7 @@ pub(crate) async fn compare(
     Ok(decide(c, b, thresholds))
 }
 
-async fn sample(
+pub(crate) async fn sample(
     cloud: &Cloud,
     load_balancer: Option<&Arn>,
     tg: &Arn,

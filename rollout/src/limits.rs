@@ -62,6 +62,9 @@ const ROLLBACK_WINDOW: RangeInclusive<Duration> = minutes(5)..=hours(7 * 24);
 /// Blue/green's traffic steps and testers' hold pause the run like a canary checkpoint,
 /// and are held to CheckpointDelay's limit (48 h): they lengthen the group's lock.
 const PAUSE_MAX: Duration = CHECKPOINT_DELAY_MAX;
+/// Green is compared with blue after the switch for at least one CloudWatch datapoint
+/// (a minute), and at most as long as a pause: the watch holds the group's lock.
+const WATCH_AFTER_SWITCH: RangeInclusive<Duration> = minutes(1)..=PAUSE_MAX;
 /// SendCommand takes at most 50 instance ids per call.
 const BATCH_MAX: usize = 50;
 /// Listener rule priorities are 1 to 50000.
@@ -360,6 +363,18 @@ impl BlueGreenSettings {
             let hint = format!("give it at most {CHECKPOINT_DELAY_TEXT}, as a canary checkpoint");
             out.push(out_of_range("step_bake", secs(self.step_bake), hint));
         }
+        out.extend(duration_problem(
+            "watch_after_switch",
+            self.watch_after_switch,
+            &WATCH_AFTER_SWITCH,
+            "green is compared with blue this long once it takes all the traffic",
+        ));
+        out.extend(
+            self.compare
+                .problems()
+                .into_iter()
+                .map(|p| p.under("compare")),
+        );
         if let Some(preview) = &self.preview {
             out.extend(
                 preview_problems(preview)

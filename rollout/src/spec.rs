@@ -262,6 +262,8 @@ impl CanarySettings {
             rollback_window: self.rollback_window,
             traffic_steps: self.traffic_steps.clone(),
             step_bake: self.bake,
+            watch_after_switch: self.bake,
+            compare: self.compare.clone(),
         })
     }
 }
@@ -284,6 +286,13 @@ pub struct BlueGreenSettings {
     /// How long the gates watch each traffic step.
     #[serde(with = "humantime_serde")]
     pub step_bake: Duration,
+    /// How long green is watched once it takes all the traffic, its 5xx rate and latency
+    /// compared with blue's before the switch: the alarms may watch blue's target group
+    /// only, and green's is new.
+    #[serde(with = "humantime_serde")]
+    pub watch_after_switch: Duration,
+    /// How much worse than blue green may be after the switch.
+    pub compare: AbThresholds,
 }
 
 impl Default for BlueGreenSettings {
@@ -293,6 +302,8 @@ impl Default for BlueGreenSettings {
             rollback_window: DEFAULT_ROLLBACK_WINDOW,
             traffic_steps: Vec::new(),
             step_bake: DEFAULT_CANARY_BAKE,
+            watch_after_switch: DEFAULT_CANARY_BAKE,
+            compare: AbThresholds::default(),
         }
     }
 }

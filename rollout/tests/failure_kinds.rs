@@ -221,7 +221,9 @@ async fn ab_canary_shifts_traffic_in_steps_comparing_each_with_the_baseline() {
         .filter(|e| e.phase == "compare")
         .map(|e| e.message)
         .collect();
-    assert_eq!(compared.len(), 3, "{compared:?}");
+    // Each step below 100 %, then green alone after the switch against blue before it.
+    assert_eq!(compared.len(), 4, "{compared:?}");
+    assert!(compared[3].starts_with("after the switch"), "{compared:?}");
     for c in &compared {
         assert!(c.contains("vs baseline") && c.ends_with("pass"), "{c}");
         assert!(
