@@ -9,6 +9,7 @@ pub mod ports;
 pub mod progress;
 pub mod sim;
 pub mod sweep;
+pub mod throttle;
 pub mod types;
 pub mod yaml;
 
