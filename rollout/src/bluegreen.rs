@@ -508,10 +508,9 @@ impl Run<'_> {
     async fn restore_listeners(&self, made: &Made) -> bool {
         let mut ok = true;
         for l in &self.bg.listeners {
+            // The cloud's calls already outlast a throttling storm (crate::patient).
             let lb = &self.cloud.load_balancing;
-            let put = crate::remove::throttled(self.cloud, || {
-                lb.modify_listener_forward(&l.listener, &l.original)
-            });
+            let put = lb.modify_listener_forward(&l.listener, &l.original);
             if let Err(e) = put.await {
                 let text = format!("could not put the listener back on blue: {e}");
                 self.emit.error("rollback", l.listener.as_str(), text);
@@ -1105,6 +1104,7 @@ pub async fn retire(
     progress: &dyn kiln_cloud::Progress,
     force: bool,
 ) -> Result<Retired, RolloutError> {
+    let cloud = &crate::patient::patient(cloud);
     let emit = Emitter {
         progress,
         clock: &*cloud.clock,

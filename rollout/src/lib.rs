@@ -51,6 +51,7 @@ mod ledger;
 mod limits;
 mod lock;
 mod outcome;
+mod patient;
 mod plan;
 pub mod preflight;
 mod refresh;

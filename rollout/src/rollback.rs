@@ -8,7 +8,7 @@ use crate::error::{human, RolloutError};
 use crate::events::Emitter;
 use crate::lock;
 use crate::outcome::{status, RolloutOutcome};
-use crate::plan::plan;
+use crate::plan::planned;
 use crate::refresh::{chrono_of, RefreshRun, Watched};
 use crate::run::{on_new_image, outcome, Timings, TAG_PREVIOUS_VERSION, TAG_TARGET};
 use crate::spec::{Gates, RollingSettings, RolloutSpec, Strategy, Timeouts};
@@ -20,6 +20,7 @@ pub async fn rollback(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<RolloutOutcome, RolloutError> {
+    let cloud = &crate::patient::patient(cloud);
     let emit = Emitter {
         progress,
         clock: &*cloud.clock,
@@ -121,7 +122,7 @@ async fn refresh_back(
     cancel: &CancellationToken,
 ) -> Result<RolloutOutcome, RolloutError> {
     let (spec, image, previous) = rollback_spec(cloud, g, last).await?;
-    let plan = plan(cloud, &spec, &image).await?;
+    let plan = planned(cloud, &spec, &image).await?;
     if plan.template.source_version == previous {
         let detail =
             format!("the group already runs version {previous}, the recorded previous version");

@@ -51,6 +51,7 @@ pub async fn rollout_with_journal(
     cancel: &CancellationToken,
     journal: &dyn Journal,
 ) -> Result<RolloutOutcome, RolloutError> {
+    let cloud = &crate::patient::patient(cloud);
     let ledger = Ledger::new(journal, &cloud.region, &plan.run_id);
     let emit = Emitter {
         progress,

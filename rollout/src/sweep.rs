@@ -61,6 +61,7 @@ fn keep_reason(judge: &RunJudge<'_>, run_id: &str) -> Option<String> {
 
 /// Lists what rollouts left in the cloud's region; changes nothing.
 pub async fn survey(cloud: &Cloud, judge: &RunJudge<'_>) -> CloudResult<Survey> {
+    let cloud = &crate::patient::patient(cloud);
     let region = Region {
         name: cloud.region.clone(),
         groups: cloud.scaling.describe_groups(&[]).await?,
@@ -280,6 +281,7 @@ async fn version_keep(
 /// then target groups (out of any listener action that gives them no traffic first),
 /// then versions, each checked again just before. Failures are reported, not fatal.
 pub async fn sweep(cloud: &Cloud, survey: &Survey) -> SweepReport {
+    let cloud = &crate::patient::patient(cloud);
     let mut report = SweepReport::default();
     let of = |kind| survey.remove.iter().filter(move |f| f.kind == kind);
     for rule in of(ResourceKind::ListenerRule) {

@@ -331,12 +331,14 @@ async fn an_error_once_green_exists_undoes_the_run_through_throttling() {
     let (account, cloud) = poc().await;
     let before = estate(&cloud).await;
     let traffic_before = forward(&cloud).await;
-    // The first listener change (green joining at weight 0) fails, and so do the undo's
-    // first tries: the run stops with the error and undoes itself anyway.
+    // The first listener change (green joining at weight 0) is throttled for longer than
+    // kiln tries it (THROTTLE_BUDGET: at most 13 tries of the client's 3 attempts, 39
+    // rejections); the undo meets what is left (up to 16 rejections), which its own
+    // tries outlast: the run stops with the error and undoes itself anyway.
     account.set_faults(kiln_cloud::sim::Faults {
         throttle: vec![kiln_cloud::sim::ThrottleFault {
             operation: "ModifyListener".into(),
-            count: 9,
+            count: 40,
             rejected: 0,
         }],
         ..Default::default()
