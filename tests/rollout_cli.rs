@@ -207,3 +207,104 @@ async fn after_a_blue_green_switch_the_next_rollout_acts_on_the_live_group() {
         "the old group was refreshed: {refreshes:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_poc_throttling_faults_delay_rollouts_without_failing_them() {
+    for strategy in ["rolling", "blue-green"] {
+        let sandbox = Sandbox::new();
+        let out = sandbox.kiln(&[
+            "--faults",
+            "examples/poc/faults/throttling.yaml",
+            "--output",
+            "json",
+            "rollout",
+            POC_PIPELINE,
+            "--image",
+            NEW_IMAGE,
+            "--strategy",
+            strategy,
+        ]);
+        out.assert_code(0);
+        assert!(
+            !out.stderr.contains("failed"),
+            "{strategy}:\n{}",
+            out.stderr
+        );
+        let rollout = &out.json()["rollouts"][0];
+        assert_eq!(
+            (rollout["status"].as_str(), rollout["on_new_image"].as_i64()),
+            (Some("Successful"), Some(3)),
+            "{strategy}: {rollout}"
+        );
+        {
+            // The state file is locked while the account is open.
+            let (account, _cloud) = sandbox.cloud().await;
+            let throttled = account.faults().throttle[0].rejected;
+            assert_eq!(throttled, 5, "{strategy}: the faults were met");
+        }
+        let live = rollout["group"].as_str().unwrap().to_string();
+        let status = sandbox.kiln(&["--output", "json", "status", POC_PIPELINE]);
+        status.assert_code(0);
+        let s = status.json();
+        for i in group(&s, &live)["instances"].as_array().unwrap() {
+            assert_eq!(i["image"].as_str(), Some(NEW_IMAGE), "{strategy}: {i}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_after_the_switch_says_green_is_live_and_calls_nothing_removed() {
+    let sandbox = Sandbox::new();
+    // Counting green's instances, after the switch, fails for longer than kiln tries.
+    let faults = sandbox.write(
+        "faults.yaml",
+        "throttle:\n  - { operation: DescribeInstances, count: 100000 }\n",
+    );
+    let out = sandbox.kiln(&[
+        "--faults",
+        faults.to_str().unwrap(),
+        "rollout",
+        POC_PIPELINE,
+        "--image",
+        NEW_IMAGE,
+        "--strategy",
+        "blue-green",
+    ]);
+    out.assert_code(i32::from(kiln::exit::FAILED));
+    let err = &out.stderr;
+    assert!(
+        err.contains("went through: 1 listener(s) forward to green poc-web-asg-v3")
+            && err.contains("Nothing was undone"),
+        "{err}"
+    );
+    assert!(!err.contains("removed auto scaling group"), "{err}");
+    assert!(
+        err.contains("rollout went through, then failed; it removed nothing in ap-northeast-1"),
+        "{err}"
+    );
+    let kept = err
+        .lines()
+        .find(|l| l.contains("kept in ap-northeast-1 as the rollout's result:"))
+        .unwrap_or_else(|| panic!("no line of what was kept:\n{err}"));
+    for what in [
+        "auto scaling group poc-web-asg-v3",
+        "target group arn:",
+        "launch template version lt-",
+    ] {
+        assert!(kept.contains(what), "{what} in {kept}");
+    }
+    let (account, cloud) = sandbox.cloud().await;
+    account.set_faults(Default::default());
+    let live = [
+        ("poc-web-tg".to_string(), 0),
+        ("poc-web-tg-v3".to_string(), 100),
+    ];
+    assert_eq!(listener(&cloud).await, live);
+    let green = cloud
+        .scaling
+        .describe_groups(&["poc-web-asg-v3".into()])
+        .await
+        .unwrap();
+    let tag = green[0].tags.get("kiln:live").map(String::as_str);
+    assert_eq!(tag, Some("true"));
+}

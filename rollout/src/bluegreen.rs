@@ -446,22 +446,26 @@ impl Run<'_> {
         timings: Timings<'_>,
     ) -> Result<RolloutOutcome, RolloutError> {
         self.ledger
-            .forget(ResourceKind::AutoScalingGroup, &green.group);
+            .kept(ResourceKind::AutoScalingGroup, &green.group);
         let tg = green.target_group.arn.as_str();
-        self.ledger.forget(ResourceKind::TargetGroup, tg);
+        self.ledger.kept(ResourceKind::TargetGroup, tg);
         if let Some(template) = &made.created_version {
-            self.ledger.forget_version(template, made.version);
+            self.ledger.kept_version(template, made.version);
         }
         let (cloud, plan, bg) = (self.cloud, self.plan, self.bg);
-        let mut out = outcome(plan, made.version, status::SUCCESSFUL, 0, timings.list);
-        out.group = green.group.clone();
-        out.on_new_image = crate::run::on_new_image(cloud, &green.group, &plan.image).await?;
         let window = human(bg.settings.rollback_window);
         let text = format!(
             "green is live; blue {} kept {window} for a rollback",
             bg.blue_group
         );
-        self.emit.info("switch", &green.group, text);
+        self.emit.info("switch", &green.group, text.clone());
+        let mut out = outcome(plan, made.version, status::SUCCESSFUL, 0, timings.list);
+        out.group = green.group.clone();
+        let n = bg.listeners.len();
+        let done = format!("{n} listener(s) forward to green {}, {text}", green.group);
+        out.on_new_image = crate::run::on_new_image(cloud, &green.group, &plan.image)
+            .await
+            .map_err(|e| e.after_done(&plan.spec.group, &cloud.region, done))?;
         Ok(out)
     }
 
@@ -541,7 +545,7 @@ impl Run<'_> {
         };
         match result {
             Ok(()) => {
-                self.ledger.forget(kind, id);
+                self.ledger.removed(kind, id);
                 self.emit.info("cleanup", id, format!("{what} deleted"));
             }
             Err(why) => {

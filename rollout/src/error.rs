@@ -133,6 +133,19 @@ pub enum RolloutError {
         rolled_back: bool,
         outcome: Box<RolloutOutcome>,
     },
+    /// The rollout reached its end (the refresh succeeded, the switch is done and
+    /// drained, every batch was fixed), then a call failed: it stands as it is.
+    #[error(
+        "rollout of {group} in {region} went through: {done}; then {error}. Nothing was \
+         undone: `kiln status` shows the group, `kiln rollback` undoes the rollout"
+    )]
+    Unreported {
+        group: String,
+        region: String,
+        /// What is live now.
+        done: String,
+        error: Box<RolloutError>,
+    },
     #[error("rollback of {group} in {region} failed: {detail}; {next}")]
     RollbackFailed {
         group: String,
@@ -176,6 +189,21 @@ impl RolloutError {
     /// A throttled or unreachable API: a later poll may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Cloud(e) if e.is_transient())
+    }
+
+    /// This error, met once the rollout had gone through (`done`: what is live).
+    pub(crate) fn after_done(self, group: &str, region: &str, done: String) -> Self {
+        Self::Unreported {
+            group: group.to_string(),
+            region: region.to_string(),
+            done,
+            error: Box::new(self),
+        }
+    }
+
+    /// Whether the rollout went through before the error (it stands; nothing to undo).
+    pub fn went_through(&self) -> bool {
+        matches!(self, Self::Unreported { .. })
     }
 
     /// The stop reason, when the rollout started and then stopped.

@@ -113,7 +113,10 @@ pub(crate) async fn run(
         );
     }
     timings.lap("in_place");
-    r.record_drift(ip).await?;
+    if let Err(e) = r.record_drift(ip).await {
+        let done = format!("the fix ran on all {fixed} instance(s) in service");
+        return Err(e.after_done(&plan.spec.group, &cloud.region, done));
+    }
     let version = plan.template.source_version;
     Ok(outcome(
         plan,

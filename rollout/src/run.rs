@@ -199,7 +199,10 @@ async fn run_refresh(
                 version,
             };
             let result = refresh_to_new_version(&run, refresh, timings).await;
-            settle_version(&run, ledger, result.is_ok()).await;
+            let went_through = result
+                .as_ref()
+                .map_or_else(RolloutError::went_through, |_| true);
+            settle_version(&run, ledger, went_through).await;
             result
         }
         Err(e) => Err(e),
@@ -214,7 +217,7 @@ async fn run_refresh(
 async fn settle_version(run: &RefreshRun<'_>, ledger: &Ledger<'_>, succeeded: bool) {
     let (template, version) = (&run.template_id, run.version);
     if succeeded || version == run.plan.template.source_version {
-        ledger.forget_version(template, version);
+        ledger.kept_version(template, version);
         return;
     }
     drop_version(run.cloud, ledger, run.emit, template, version, &[]).await;
@@ -246,7 +249,7 @@ pub(crate) async fn drop_version(
     };
     match result {
         Ok(()) => {
-            ledger.forget_version(template, version);
+            ledger.removed_version(template, version);
             emit.info("cleanup", &subject, "launch template version deleted");
         }
         Err(why) => emit.warn("cleanup", &subject, format!("left behind: {why}")),
@@ -268,7 +271,10 @@ async fn refresh_to_new_version(
             timings.lap("refresh");
             let group = &plan.spec.group;
             emit.info("refresh", group, format!("version {version} is live"));
-            let on_new = on_new_image(cloud, group, &plan.image).await?;
+            let done = format!("instance refresh {id} succeeded: {group} runs version {version}");
+            let on_new = on_new_image(cloud, group, &plan.image)
+                .await
+                .map_err(|e| e.after_done(group, &cloud.region, done))?;
             let label = status::SUCCESSFUL;
             Ok(outcome(plan, version, label, on_new, timings.list))
         }

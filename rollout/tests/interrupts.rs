@@ -359,6 +359,116 @@ async fn an_error_once_green_exists_undoes_the_run_through_throttling() {
     assert_safe(&account, GROUP, 3);
 }
 
+/// DescribeInstances, which counts what runs the new image once the rollout is through,
+/// answers "throttled" from now on, far longer than kiln tries a call.
+fn instances_unreadable(account: &kiln_cloud::sim::SimAccount) {
+    account.set_faults(kiln_cloud::sim::Faults {
+        throttle: vec![kiln_cloud::sim::ThrottleFault {
+            operation: "DescribeInstances".into(),
+            count: 100_000,
+            rejected: 0,
+        }],
+        ..Default::default()
+    });
+}
+
+fn ids_of(records: Vec<kiln_cloud::Record>) -> Vec<(ResourceKind, String)> {
+    records.into_iter().map(|r| (r.kind, r.id)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_after_the_switch_says_green_is_live_and_keeps_what_it_made() {
+    let (account, cloud) = poc().await;
+    let p = plan(&cloud, &blue_green(), &new_image()).await.unwrap();
+    let journal = Arc::new(MemoryJournal::new());
+    let (task, _cancel) = start(&cloud, &p, &journal);
+    until(&cloud, Phase::Draining).await;
+    instances_unreadable(&account);
+    let err = task.await.unwrap().unwrap_err();
+    account.set_faults(Default::default());
+
+    assert!(err.went_through(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("went through: 1 listener(s) forward to green poc-web-asg-v3")
+            && text.contains("Nothing was undone")
+            && text.contains("DescribeInstances"),
+        "{text}"
+    );
+    // The journal calls removed only what is gone (the testers' rule); green is kept.
+    assert_eq!(journal.open_records(), vec![]);
+    let removed: Vec<ResourceKind> = ids_of(journal.closed(kiln_cloud::Fate::Removed))
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
+    assert_eq!(removed, [ResourceKind::ListenerRule]);
+    assert_eq!(
+        rules(&cloud).await,
+        Vec::<String>::new(),
+        "the rule is gone"
+    );
+    let kept: Vec<ResourceKind> = ids_of(journal.closed(kiln_cloud::Fate::Kept))
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ResourceKind::AutoScalingGroup,
+            ResourceKind::TargetGroup,
+            ResourceKind::LaunchTemplateVersion
+        ]
+    );
+    // And the account agrees: green takes every request and is tagged live.
+    assert_eq!(green_weight(&cloud).await, Some(100));
+    let live = group(&cloud, GREEN)
+        .await
+        .tags
+        .get(kiln_rollout::TAG_LIVE)
+        .cloned();
+    assert_eq!(live.as_deref(), Some("true"));
+    assert_eq!(
+        versions_and_images(&cloud, GREEN).await,
+        ("3".to_string(), vec![NEW_IMAGE.to_string(); 3])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_after_the_refresh_succeeded_keeps_the_version_the_group_runs() {
+    let (account, cloud) = poc().await;
+    let spec = rolling(kiln_rollout::RollingSettings::default());
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    let journal = Arc::new(MemoryJournal::new());
+    let (task, _cancel) = start(&cloud, &p, &journal);
+    loop {
+        tokio::time::sleep(LOOK_EVERY).await;
+        let refreshes = cloud.scaling.describe_instance_refreshes(GROUP).await;
+        let done = refreshes.unwrap().first().map(|r| r.status);
+        if done == Some(kiln_cloud::RefreshStatus::Successful) {
+            break;
+        }
+    }
+    instances_unreadable(&account);
+    let err = task.await.unwrap().unwrap_err();
+    account.set_faults(Default::default());
+
+    assert!(err.went_through(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("succeeded: poc-web-asg runs version 3"),
+        "{err}"
+    );
+    assert_eq!(journal.open_records(), vec![], "nothing left for gc");
+    assert_eq!(ids_of(journal.closed(kiln_cloud::Fate::Removed)), vec![]);
+    let kept = ids_of(journal.closed(kiln_cloud::Fate::Kept));
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].1.ends_with(":3"), "{kept:?}");
+    assert_eq!(
+        versions_and_images(&cloud, GROUP).await,
+        ("3".to_string(), vec![NEW_IMAGE.to_string(); 3])
+    );
+}
+
 fn over(_: &str) -> RunState {
     RunState::Over
 }

@@ -1,6 +1,7 @@
 //! `kiln rollout FILE --image ID`: roll an image out to the pipeline's targets.
 
 use kiln_builder::recipe::Seg;
+use kiln_cloud::throttle::retry_throttled;
 use kiln_cloud::{Cloud, ImageId, TemplateRef};
 use kiln_rollout::{RolloutError, RolloutOutcome, StopReason};
 use serde::Serialize;
@@ -143,7 +144,7 @@ async fn check_image(cloud: &Cloud, image: &ImageId) -> anyhow::Result<()> {
         ids: vec![image.clone()],
         ..Default::default()
     };
-    let found = match cloud.compute.describe_images(&filter).await {
+    let found = match retry_throttled(|| cloud.compute.describe_images(&filter)).await {
         Ok(images) => images,
         Err(e) if e.is(kiln_cloud::ErrorKind::NotFound) => Vec::new(),
         Err(e) => return Err(e.into()),
@@ -237,24 +238,24 @@ async fn first_missing<'t>(
     target: &'t crate::pipeline::TargetSection,
 ) -> anyhow::Result<Option<(&'static str, &'static str, &'t str)>> {
     let (scaling, elb) = (&cloud.scaling, &cloud.load_balancing);
-    let group = scaling.describe_groups(std::slice::from_ref(&target.group));
+    let group = retry_throttled(|| scaling.describe_groups(std::slice::from_ref(&target.group)));
     if !found(group.await, |g| g.name == target.group)? {
         return Ok(Some(("group", "Auto Scaling group", &target.group)));
     }
     let template = TemplateRef::Name(target.launch_template.clone());
-    let template = cloud.compute.describe_launch_template(&template).await;
+    let template = retry_throttled(|| cloud.compute.describe_launch_template(&template)).await;
     if !found(template.map(|t| vec![t]), |_| true)? {
         let name = &target.launch_template;
         return Ok(Some(("launch_template", "launch template", name)));
     }
     if let Some(name) = &target.target_group {
-        let groups = elb.describe_target_groups(std::slice::from_ref(name));
+        let groups = retry_throttled(|| elb.describe_target_groups(std::slice::from_ref(name)));
         if !found(groups.await, |t| &t.name == name)? {
             return Ok(Some(("target_group", "target group", name)));
         }
     }
     if let Some(name) = &target.load_balancer {
-        let balancers = elb.describe_load_balancers(std::slice::from_ref(name));
+        let balancers = retry_throttled(|| elb.describe_load_balancers(std::slice::from_ref(name)));
         if !found(balancers.await, |l| &l.name == name)? {
             return Ok(Some(("load_balancer", "load balancer", name)));
         }
@@ -284,7 +285,7 @@ async fn check_alarms(
     if names.is_empty() {
         return Ok(());
     }
-    let found = cloud.metrics.describe_alarms(names).await?;
+    let found = retry_throttled(|| cloud.metrics.describe_alarms(names)).await?;
     let missing: Vec<&String> = names
         .iter()
         .filter(|name| !found.iter().any(|alarm| &alarm.name == *name))
@@ -346,6 +347,7 @@ async fn roll_out_journaled(
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) if e.stop_reason() == Some(&StopReason::Cancelled) => "interrupted",
+        Err(e) if e.went_through() => "went through, then failed",
         Err(_) => "failed",
     };
     if result.is_err() {
@@ -370,7 +372,8 @@ pub fn exit_for(error: RolloutError) -> anyhow::Error {
             rolled_back: true, ..
         } => exit::ROLLED_BACK,
         RolloutError::Stopped { .. } | RolloutError::RollbackFailed { .. } => exit::NEEDS_ATTENTION,
-        RolloutError::Cloud(_) => exit::FAILED,
+        // It went through, but what is live could not all be read: not a rollback's 4 or 5.
+        RolloutError::Cloud(_) | RolloutError::Unreported { .. } => exit::FAILED,
     };
     Exit::new(code, error).into()
 }
