@@ -171,7 +171,17 @@ fn a_blue_green_rollout_killed_after_green_exists_is_swept_by_gc() {
     assert_eq!(after.forward.len(), 1, "{:?}", after.forward);
     assert_eq!(after.forward[0].0, BLUE_TG, "traffic on blue");
     assert!(after.forward[0].1 > 0, "{:?}", after.forward);
-    assert_eq!(blue_after, killed.1, "gc leaves the live group alone");
+    let mut unlocked = killed.1.clone();
+    assert!(
+        unlocked.tags.remove("kiln:lock").is_some(),
+        "the killed run held the lock"
+    );
+    assert_eq!(
+        blue_after, unlocked,
+        "gc leaves the live group alone, but for the dead run's lock"
+    );
+    let released = format!("group lock {BLUE} (run {run})");
+    assert!(gc.stdout.contains(&released), "{}", gc.stdout);
     assert!(
         !journal.exists(),
         "gc forgets the journal of a run it swept"
@@ -276,4 +286,63 @@ fn gc_keeps_the_live_green_and_the_blue_kept_for_a_rollback() {
         forward.contains(&("poc-web-tg-v4".to_string(), 100)),
         "{forward:?}"
     );
+}
+
+/// The lock tag of the POC group, if any.
+fn lock_of(sandbox: &Sandbox) -> Option<String> {
+    read(sandbox, async |cloud| {
+        blue(cloud).await.tags.get("kiln:lock").cloned()
+    })
+}
+
+#[test]
+fn gc_releases_the_lock_of_a_killed_rollout_so_the_next_one_runs() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let rolling = ["rollout", POC_PIPELINE, "--image", NEW_IMAGE];
+    let mut child = spawn_kiln(&sandbox, &rolling);
+    let mut lines = stderr_lines(&mut child);
+    let seen = read_until(&mut lines, &|l| {
+        l.contains("instance refresh") && l.contains("started")
+    });
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap the child");
+    let run = run_id(&seen);
+    let lock = lock_of(&sandbox).expect("the killed run's lock stays");
+    assert!(lock.contains(&format!("run={run}")), "{lock}");
+
+    // The killed run's refresh is rolled back by hand; its lock still refuses the next.
+    sandbox.kiln(&["rollback", POC_PIPELINE]).assert_code(0);
+    let refused = sandbox.kiln(&rolling);
+    refused.assert_code(i32::from(kiln::exit::LOCKED));
+    assert!(refused.stderr.contains(&run), "{}", refused.stderr);
+
+    let gc = sandbox.kiln(&["gc", "--yes"]);
+    gc.assert_code(0);
+    let finding = format!("group lock {BLUE} (run {run}): tag kiln:lock of a run that is over");
+    let listed = gc.stderr.find("to remove").expect("the list comes first");
+    let asked = gc.stderr[listed..].find(&finding);
+    assert!(asked.is_some(), "listed before removal:\n{}", gc.stderr);
+    let removed = gc.stdout.split("kept:").next().unwrap_or_default();
+    assert!(removed.contains(&finding), "released:\n{}", gc.stdout);
+    assert_eq!(lock_of(&sandbox), None, "the tag is gone");
+
+    let next = sandbox.kiln(&rolling);
+    next.assert_code(0);
+    let (version, images) = read(&sandbox, async |cloud| {
+        let g = blue(cloud).await;
+        let version = g.launch_template.map(|t| t.version).unwrap_or_default();
+        let ids: Vec<_> = g.instances.iter().map(|i| i.id.clone()).collect();
+        let filter = kiln::cloud::InstanceFilter {
+            ids,
+            exclude_terminated: true,
+            ..Default::default()
+        };
+        let instances = cloud.compute.describe_instances(&filter).await.unwrap();
+        let images: Vec<String> = instances.iter().map(|i| i.image_id.to_string()).collect();
+        (version, images)
+    });
+    // Version 3 was the killed run's, deleted by gc: AWS does not reuse numbers.
+    assert_eq!(version, "4");
+    assert_eq!(images, vec![NEW_IMAGE.to_string(); 3]);
 }

@@ -31,6 +31,9 @@ pub enum ResourceKind {
     TargetGroup,
     /// A listener rule, by ARN (blue/green's testers' rule).
     ListenerRule,
+    /// A group's lock (the `kiln:lock` tag), by the group's name. Never journaled: a
+    /// sweep finds it on the group and releases it once its run is over.
+    GroupLock,
 }
 
 /// The record id of a launch template version: `lt-0abc:7`.
@@ -66,6 +69,7 @@ impl fmt::Display for ResourceKind {
             Self::AutoScalingGroup => "auto scaling group",
             Self::TargetGroup => "target group",
             Self::ListenerRule => "listener rule",
+            Self::GroupLock => "group lock",
         })
     }
 }

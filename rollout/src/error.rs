@@ -114,7 +114,8 @@ pub enum RolloutError {
     },
     #[error(
         "group {group} in {region} is locked by {holder}; wait for that rollout, or if it \
-         is dead, remove the group tag kiln:lock (it expires at {expires})",
+         is dead, run `kiln gc`, which releases the lock of a run that is over (it expires \
+         at {expires})",
         expires = holder.expires
     )]
     Locked {

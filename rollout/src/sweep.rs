@@ -4,15 +4,17 @@
 //! A rollout killed with SIGKILL, or whose machine was lost, cannot undo itself
 //! (PITFALLS 11). What blue/green and A/B canaries create carries the run id: green
 //! groups and target groups (tag `kiln:role=green`), testers' rules (`kiln:role=preview`),
-//! launch template versions (description `kiln <run id>: …`). [`survey`] lists them and
-//! changes nothing; [`sweep`] removes them: rules first, then groups (waiting until they
-//! are gone), then target groups, then versions.
+//! launch template versions (description `kiln <run id>: …`), and the group lock (tag
+//! `kiln:lock`, which names its run) that a killed run never released. [`survey`] lists
+//! them and changes nothing; [`sweep`] removes them: rules first, then groups (waiting
+//! until they are gone), then target groups, then versions, and the locks last, so that
+//! no new rollout takes a group before what the dead run left on it is gone.
 //!
 //! Safety first: a group tagged `kiln:live=true` is never removed, nor the blue group
 //! another group keeps for its rollback window, nor a group its rollout switched to, nor
 //! a target group a listener or a kept rule sends traffic to or a kept group uses, nor a
-//! version a group, an instance, a refresh or a rollback needs, nor any resource of a run
-//! that may still be going ([`RunJudge`]).
+//! version a group, an instance, a refresh or a rollback needs, nor any resource (or
+//! lock) of a run that may still be going ([`RunJudge`]).
 
 use std::collections::BTreeMap;
 
@@ -25,6 +27,7 @@ use kiln_cloud::{
 };
 
 use crate::bluegreen::{ROLE_GREEN, ROLE_PREVIEW, TAG_BLUE_GROUP, TAG_BLUE_UNTIL, TAG_LIVE};
+use crate::lock::{holder_of, LOCK_TAG};
 
 /// The start time in a rollout's run id (`ro-20261203T172112-1a2b`).
 pub fn run_started(run_id: &str) -> Option<Timestamp> {
@@ -76,6 +79,7 @@ pub async fn survey(cloud: &Cloud, judge: &RunJudge<'_>) -> CloudResult<Survey> 
     survey_groups(&region, judge, &mut survey);
     survey_target_groups(&region, judge, &mut survey);
     survey_versions(cloud, &region, judge, &mut survey).await?;
+    survey_locks(&region, judge, &mut survey);
     Ok(survey)
 }
 
@@ -216,6 +220,32 @@ fn survey_target_groups(region: &Region, judge: &RunJudge<'_>, survey: &mut Surv
     }
 }
 
+/// Locks of runs that are over (a run killed with SIGKILL never releases its own); a
+/// group about to be removed takes its lock with it.
+fn survey_locks(region: &Region, judge: &RunJudge<'_>, survey: &mut Survey) {
+    for g in &region.groups {
+        let Some(holder) = holder_of(&g.tags) else {
+            continue;
+        };
+        if listed(survey, ResourceKind::AutoScalingGroup, &g.name) {
+            continue;
+        }
+        let found = Found {
+            kind: ResourceKind::GroupLock,
+            id: g.name.clone(),
+            region: region.name.clone(),
+            reason: format!(
+                "tag {LOCK_TAG} of a run that is over, held by {} (until {})",
+                holder.owner,
+                holder.expires.to_rfc3339()
+            ),
+            run_id: holder.run_id,
+        };
+        let keep = keep_reason(judge, &found.run_id);
+        survey.place(found, keep);
+    }
+}
+
 /// The run id in a version description kiln wrote (`kiln ro-…: ami-… from version 2`).
 pub fn version_run_id(description: &str) -> Option<&str> {
     let rest = description.strip_prefix("kiln ")?;
@@ -296,7 +326,29 @@ pub async fn sweep(cloud: &Cloud, survey: &Survey) -> SweepReport {
     for version in of(ResourceKind::LaunchTemplateVersion) {
         report.note(version, remove_version(cloud, &version.id).await);
     }
+    for lock in of(ResourceKind::GroupLock) {
+        report.note(lock, release_lock(cloud, &lock.id, &lock.run_id).await);
+    }
     report
+}
+
+/// Deletes the group's lock tag if it still names `run_id`: a run that took the group
+/// since holds a lock of its own, which is not the sweep's to release.
+async fn release_lock(cloud: &Cloud, group: &str, run_id: &str) -> Result<(), String> {
+    let names = [group.to_string()];
+    let groups = cloud.scaling.describe_groups(&names).await;
+    let Some(g) = groups.map_err(|e| e.to_string())?.pop() else {
+        return Ok(());
+    };
+    match holder_of(&g.tags) {
+        None => Ok(()),
+        Some(h) if h.run_id == run_id => cloud
+            .scaling
+            .delete_group_tags(group, &[LOCK_TAG.to_string()])
+            .await
+            .map_err(|e| e.to_string()),
+        Some(h) => Err(format!("not released: the lock is held by {h} now")),
+    }
 }
 
 /// A target group, unless a group still uses it (its removal may have failed).

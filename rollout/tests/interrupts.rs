@@ -529,25 +529,31 @@ async fn a_killed_blue_green_is_swept_once_its_run_is_over() {
         "{made:?}"
     );
 
+    // What the journal had, and the lock the killed run never released.
+    let mut left = made.clone();
+    left.push((ResourceKind::GroupLock, GROUP.to_string()));
+
     // A run nobody knows about, started minutes ago, may still be going elsewhere.
     let young = sweep::survey(&cloud, &judge(&cloud, &unknown))
         .await
         .unwrap();
     assert!(young.remove.is_empty(), "{:?}", young.remove);
-    assert_eq!(ids(&young.kept), made);
+    assert_eq!(ids(&young.kept), left);
 
     let survey = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
     assert_eq!(
         ids(&survey.remove),
-        made,
-        "the sweep finds what the journal had"
+        left,
+        "the sweep finds what the journal had, and the lock"
     );
     assert!(survey.kept.is_empty(), "{:?}", survey.kept);
     let report = sweep::sweep(&cloud, &survey).await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    assert_eq!(ids(&report.removed), made);
+    assert_eq!(ids(&report.removed), left);
 
     assert_eq!(estate(&cloud).await, before, "nothing of the run is left");
+    let tags = group(&cloud, GROUP).await.tags;
+    assert!(!tags.contains_key(kiln_rollout::LOCK_TAG), "{tags:?}");
     let on_blue = forward(&cloud).await;
     assert!(
         on_blue.len() == 1 && on_blue[0].0 == TG && on_blue[0].1 > 0,
@@ -561,6 +567,62 @@ async fn a_killed_blue_green_is_swept_once_its_run_is_over() {
     assert_safe(&account, GROUP, 3);
 }
 
+fn live(_: &str) -> RunState {
+    RunState::Live
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_is_released_only_for_a_run_that_is_over_and_still_holds_it() {
+    let (_account, cloud) = poc().await;
+    let spec = rolling(kiln_rollout::RollingSettings::default());
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    let journal = Arc::new(MemoryJournal::new());
+    let (task, _cancel) = start(&cloud, &p, &journal);
+    until_refresh_in_progress(&cloud, 1).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let lock = (ResourceKind::GroupLock, GROUP.to_string());
+
+    // A live run keeps its lock, with the reason.
+    let going = sweep::survey(&cloud, &judge(&cloud, &live)).await.unwrap();
+    let kept = going
+        .kept
+        .iter()
+        .find(|f| f.kind == ResourceKind::GroupLock);
+    let kept = kept.unwrap_or_else(|| panic!("{:?}", going.kept));
+    assert_eq!(
+        (kept.id.as_str(), kept.run_id.as_str()),
+        (GROUP, p.run_id.as_str())
+    );
+    assert!(kept.reason.contains("still going"), "{}", kept.reason);
+    assert!(!ids(&going.remove).contains(&lock), "{:?}", going.remove);
+
+    // Over: listed, then released, unless another run took the group meanwhile.
+    let survey = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
+    assert!(ids(&survey.remove).contains(&lock), "{:?}", survey.remove);
+    let other = "owner=ci;run=ro-20990101T000000-beef;expires=2099-01-01T00:00:00+00:00";
+    let tags = kiln_cloud::Tags::from([(kiln_rollout::LOCK_TAG.to_string(), other.to_string())]);
+    cloud.scaling.put_group_tags(GROUP, &tags).await.unwrap();
+    let report = sweep::sweep(&cloud, &survey).await;
+    let failed: Vec<_> = report
+        .failed
+        .iter()
+        .filter(|(f, _)| f.kind == lock.0)
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", report.failed);
+    assert!(
+        failed[0].1.contains("ro-20990101T000000-beef"),
+        "{}",
+        failed[0].1
+    );
+    let tag = group(&cloud, GROUP)
+        .await
+        .tags
+        .get(kiln_rollout::LOCK_TAG)
+        .cloned();
+    assert_eq!(tag.as_deref(), Some(other), "the new holder's lock stays");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_killed_rollout_whose_green_takes_traffic_is_kept_with_the_reason() {
     let (_account, cloud) = poc().await;
@@ -569,10 +631,10 @@ async fn a_killed_rollout_whose_green_takes_traffic_is_kept_with_the_reason() {
     assert!(weight > 0 && weight < 100, "{weight}");
 
     let survey = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
-    assert!(
-        survey.remove.is_empty(),
-        "nothing that serves is removed: {:?}",
-        survey.remove
+    assert_eq!(
+        ids(&survey.remove),
+        [(ResourceKind::GroupLock, GROUP.to_string())],
+        "nothing that serves is removed, only the dead run's lock is released"
     );
     assert_eq!(ids(&survey.kept), made);
     let group = survey
