@@ -1032,15 +1032,18 @@ pub(crate) async fn switch_back(
     let text = format!("{switched} listener(s) back on blue");
     emit.info("rollback", &blue_group, text);
     let blue = lock::describe(cloud, &blue_group).await?;
+    let now = crate::run::running(cloud, &blue).await?;
     Ok(Some(RolloutOutcome {
         target: live.tags.get(TAG_TARGET).cloned().unwrap_or_default(),
         group: blue_group,
         strategy: "blue_green".into(),
-        launch_template_version: group_version(&blue),
+        launch_template_version: now.version,
         previous_version: group_version(&live),
         status: status::ROLLED_BACK.into(),
         desired: blue.desired_capacity,
-        on_new_image: 0,
+        on_new_image: now.on_image,
+        image: now.image,
+        note: None,
         timings: timings.list,
     }))
 }
@@ -1071,6 +1074,22 @@ pub(crate) async fn listeners_of(cloud: &Cloud, tg: &Arn) -> Result<Vec<Listener
         out.extend(cloud.load_balancing.describe_listeners(&lb).await?);
     }
     Ok(out)
+}
+
+/// A green group that `group` was blue of and that a rollback switched away from (it is
+/// no longer live), if any.
+pub(crate) async fn rolled_back_from(
+    cloud: &Cloud,
+    group: &Group,
+) -> Result<Option<String>, RolloutError> {
+    let all = cloud.scaling.describe_groups(&[]).await?;
+    Ok(all
+        .into_iter()
+        .find(|g| {
+            g.tags.get(TAG_BLUE_GROUP) == Some(&group.name)
+                && g.tags.get(TAG_LIVE).map(String::as_str) == Some("false")
+        })
+        .map(|g| g.name))
 }
 
 /// The live green group of `group`'s target, if the target is blue/green.

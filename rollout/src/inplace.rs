@@ -118,13 +118,10 @@ pub(crate) async fn run(
         return Err(e.after_done(&plan.spec.group, &cloud.region, done));
     }
     let version = plan.template.source_version;
-    Ok(outcome(
-        plan,
-        version,
-        status::SUCCESSFUL,
-        fixed,
-        timings.list,
-    ))
+    let mut out = outcome(plan, version, status::SUCCESSFUL, fixed, timings.list);
+    // A fix changes no image: the instances stay on their version's.
+    out.image = plan.template.source_image.clone();
+    Ok(out)
 }
 
 impl Run<'_> {
@@ -287,7 +284,8 @@ impl Run<'_> {
     ) -> Result<RolloutOutcome, RolloutError> {
         timings.lap("in_place");
         let version = self.plan.template.source_version;
-        let out = outcome(self.plan, version, status::FAILED, fixed, timings.list);
+        let mut out = outcome(self.plan, version, status::FAILED, fixed, timings.list);
+        out.image = self.plan.template.source_image.clone();
         Err(RolloutError::Stopped {
             group: self.plan.spec.group.clone(),
             region: self.cloud.region.clone(),

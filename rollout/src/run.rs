@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use kiln_cloud::journal::{Journal, MemoryJournal};
 use kiln_cloud::{
-    Cloud, ImageId, InstanceFilter, LaunchTemplateId, NewTemplateVersion, Progress, RefreshStatus,
-    Tags, TemplateRef, Timestamp, UpdateGroup, TAG_RUN_ID,
+    Cloud, Group, GroupTemplate, ImageId, InstanceFilter, LaunchTemplateId, NewTemplateVersion,
+    Progress, RefreshStatus, Tags, TemplateRef, Timestamp, UpdateGroup, TAG_RUN_ID,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -468,6 +468,53 @@ pub(crate) async fn on_new_image(
     Ok(instances.iter().filter(|i| &i.image_id == image).count() as i32)
 }
 
+/// What a group runs now: its numbered version, that version's image, and how many of
+/// its in-service instances run that image.
+pub(crate) struct Running {
+    pub version: i64,
+    pub image: Option<ImageId>,
+    pub on_image: i32,
+}
+
+/// Reads what `g` runs now (for the result lines of rollbacks, which install no image
+/// of their own).
+pub(crate) async fn running(cloud: &Cloud, g: &Group) -> Result<Running, RolloutError> {
+    let t = g.launch_template.as_ref();
+    let version = t.and_then(|t| t.numbered_version()).unwrap_or_default();
+    let image = match t.and_then(template_ref) {
+        Some(template) => version_image(cloud, &template, version).await?,
+        None => None,
+    };
+    let on_image = match &image {
+        Some(image) => on_new_image(cloud, &g.name, image).await?,
+        None => 0,
+    };
+    Ok(Running {
+        version,
+        image,
+        on_image,
+    })
+}
+
+/// The template a group launches from, by id when it has one.
+pub(crate) fn template_ref(t: &GroupTemplate) -> Option<TemplateRef> {
+    let by_id = t.template_id.clone().map(TemplateRef::Id);
+    by_id.or(t.template_name.clone().map(TemplateRef::Name))
+}
+
+/// The image a numbered version launches, if it names one.
+pub(crate) async fn version_image(
+    cloud: &Cloud,
+    template: &TemplateRef,
+    version: i64,
+) -> Result<Option<ImageId>, RolloutError> {
+    let versions = cloud
+        .compute
+        .describe_launch_template_versions(template, &[version])
+        .await?;
+    Ok(versions.first().and_then(|v| v.data.image_id.clone()))
+}
+
 pub(crate) fn outcome(
     plan: &RolloutPlan,
     version: i64,
@@ -484,6 +531,8 @@ pub(crate) fn outcome(
         status: label.to_string(),
         desired: plan.group.desired,
         on_new_image,
+        image: Some(plan.image.clone()),
+        note: None,
         timings,
     }
 }

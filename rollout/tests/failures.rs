@@ -307,6 +307,42 @@ async fn an_in_place_fix_outlasts_a_throttling_storm_whenever_it_comes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_rollback_with_nothing_to_undo_is_a_result_that_says_why() {
+    let (_account, cloud) = poc().await;
+    let never = CancellationToken::new();
+    let fresh = rollback(&cloud, GROUP, &Silent, &never).await.unwrap();
+    assert_eq!(fresh.status, "NothingToRollBack");
+    let note = fresh.note.clone().unwrap_or_default();
+    assert!(note.contains("no rollout by kiln is recorded"), "{note}");
+
+    let p = plan(&cloud, &rolling(RollingSettings::default()), &new_image())
+        .await
+        .unwrap();
+    rollout(&cloud, &p, &Silent, &never).await.unwrap();
+    let back = rollback(&cloud, GROUP, &Silent, &never).await.unwrap();
+    assert_eq!(back.status, "RolledBack");
+    let refreshes = cloud.scaling.describe_instance_refreshes(GROUP).await;
+    let count = refreshes.unwrap().len();
+
+    let twice = rollback(&cloud, GROUP, &Silent, &never).await.unwrap();
+    assert_eq!(twice.status, "NothingToRollBack");
+    let note = twice.note.clone().unwrap_or_default();
+    assert!(note.contains("already runs version 2"), "{note}");
+    let image = twice.image.as_ref().map(ToString::to_string);
+    assert_eq!(
+        (
+            twice.launch_template_version,
+            image.as_deref(),
+            twice.on_new_image
+        ),
+        (2, Some(CURRENT_IMAGE), 3)
+    );
+    let refreshes = cloud.scaling.describe_instance_refreshes(GROUP).await;
+    assert_eq!(refreshes.unwrap().len(), count, "no refresh started");
+    assert!(!group(&cloud, GROUP).await.tags.contains_key(LOCK_TAG));
+}
+
+#[tokio::test(start_paused = true)]
 async fn rollback_by_hand_during_a_rollout_stops_it() {
     let (_account, cloud) = poc().await;
     let p = plan(&cloud, &rolling(RollingSettings::default()), &new_image())
@@ -321,6 +357,12 @@ async fn rollback_by_hand_during_a_rollout_stops_it() {
         .unwrap();
     assert_eq!(out.status, "RolledBack");
     assert_eq!((out.launch_template_version, out.previous_version), (2, 3));
+    // The result counts what the instances run once AWS is done.
+    let image = out.image.as_ref().map(ToString::to_string);
+    assert_eq!(
+        (image.as_deref(), out.on_new_image),
+        (Some(CURRENT_IMAGE), 3)
+    );
     let err = task.await.unwrap().unwrap_err();
     let Some(StopReason::RefreshEnded { status, .. }) = err.stop_reason() else {
         panic!("expected the refresh to end, got {err}");

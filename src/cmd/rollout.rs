@@ -3,7 +3,7 @@
 use kiln_builder::recipe::Seg;
 use kiln_cloud::throttle::retry_throttled;
 use kiln_cloud::{Cloud, ImageId, TemplateRef};
-use kiln_rollout::{RolloutError, RolloutOutcome, StopReason};
+use kiln_rollout::{outcome_status as status, RolloutError, RolloutOutcome, StopReason};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -13,7 +13,8 @@ use crate::journal;
 use crate::output::{print_result, Reporter};
 use crate::pipeline::{Pipeline, StrategyName};
 
-/// One target's rollout as printed.
+/// One target's rollout (or rollback) as printed: the version its instances are on now
+/// and that version's image; `on_new_image` of them run it (in place: were fixed).
 #[derive(Debug, Clone, Serialize)]
 pub struct RolloutResult {
     pub target: String,
@@ -23,6 +24,11 @@ pub struct RolloutResult {
     pub status: String,
     pub desired: i32,
     pub on_new_image: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Why nothing changed, when nothing did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl From<&RolloutOutcome> for RolloutResult {
@@ -35,6 +41,8 @@ impl From<&RolloutOutcome> for RolloutResult {
             status: o.status.clone(),
             desired: o.desired,
             on_new_image: o.on_new_image,
+            image: o.image.as_ref().map(ToString::to_string),
+            note: o.note.clone(),
         }
     }
 }
@@ -378,20 +386,36 @@ pub fn exit_for(error: RolloutError) -> anyhow::Error {
     Exit::new(code, error).into()
 }
 
+/// One line per target saying what is true now: which version and image its instances
+/// are on, and how many.
 pub fn rollouts_text(rollouts: &[RolloutResult]) -> String {
-    rollouts
-        .iter()
-        .map(|r| {
-            format!(
-                "{} ({}): {} {} to launch template version {}, {}/{} on the new image\n",
-                r.target,
-                r.group,
-                r.strategy,
-                r.status,
-                r.launch_template_version,
-                r.on_new_image,
-                r.desired
-            )
-        })
-        .collect()
+    rollouts.iter().map(result_line).collect()
+}
+
+fn result_line(r: &RolloutResult) -> String {
+    let head = format!("{} ({}): ", r.target, r.group);
+    let image = r.image.as_deref().unwrap_or("image unknown");
+    let on = format!(
+        "launch template version {} ({image})",
+        r.launch_template_version
+    );
+    let count = format!("{}/{}", r.on_new_image, r.desired);
+    let body = match (r.strategy.as_str(), r.status.as_str()) {
+        (_, status::NOTHING_TO_ROLL_BACK) => format!(
+            "nothing to roll back: {}; {count} instances on {on}",
+            r.note.as_deref().unwrap_or("no earlier version recorded")
+        ),
+        (strategy, status::NO_CHANGE) => {
+            format!("{strategy} NoChange: nothing to do, {count} instances already on {on}")
+        }
+        ("in_place", state) => format!(
+            "in_place {state}: the fix ran on {count} instances, which stay on {on} (an \
+             in-place fix makes no version)"
+        ),
+        (strategy, status::ROLLED_BACK) => {
+            format!("{strategy} RolledBack: {count} instances back on {on}")
+        }
+        (strategy, state) => format!("{strategy} {state}: {count} instances on {on}"),
+    };
+    format!("{head}{body}\n")
 }
