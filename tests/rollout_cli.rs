@@ -478,3 +478,93 @@ fn each_result_line_says_which_version_and_image_the_instances_are_on() {
         vec![CURRENT_IMAGE.to_string(); 3]
     );
 }
+
+/// The POC pipeline with an in-place fix, written into the sandbox.
+fn with_fix(sandbox: &Sandbox) -> String {
+    let path = sandbox.poc_pipeline("pipeline.yaml", |text| {
+        text.replace(
+            "    strategy: rolling\n",
+            "    strategy: rolling\n    in_place: { script: [\"systemctl reload php-fpm\"] }\n",
+        )
+    });
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_failed_fix_says_where_the_instances_are_and_rollback_gives_the_same_advice() {
+    let sandbox = Sandbox::new();
+    let pipeline = with_fix(&sandbox);
+    let faults = sandbox.write(
+        "faults.yaml",
+        "steps:\n  - { step: rollout/fix-batch-2, exit_code: 1, stderr: [\"php-fpm failed\"] }\n",
+    );
+    let fix = [
+        "--faults",
+        faults.to_str().unwrap(),
+        "rollout",
+        &pipeline,
+        "--image",
+        NEW_IMAGE,
+        "--strategy",
+        "in-place",
+    ];
+    let out = sandbox.kiln(&fix);
+    out.assert_code(i32::from(kiln::exit::NEEDS_ATTENTION));
+    let error = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("kiln: error:"))
+        .unwrap();
+    assert!(
+        error.contains("an in-place fix has no rollback. Now: i-")
+            && error.contains(" out of target group poc-web-tg (the batch the fix failed on)")
+            && error.contains("fixed and back in service: i-")
+            && !error.contains("run `kiln rollback`"),
+        "{error}"
+    );
+    let next = error.split(". Next: ").nth(1).expect("what to do");
+
+    let before = sandbox.account_state();
+    let back = sandbox.kiln(&["rollback", &pipeline]);
+    back.assert_code(i32::from(kiln::exit::NEEDS_ATTENTION));
+    assert!(
+        back.stderr
+            .contains("the last rollout of poc-web-asg was an in-place fix")
+            && back.stderr.contains("Failed at batch 2 of 3"),
+        "{}",
+        back.stderr
+    );
+    assert!(
+        back.stderr.contains(next),
+        "the same advice:\n{}",
+        back.stderr
+    );
+    assert_eq!(
+        rollout_state(&sandbox.account_state()),
+        rollout_state(&before),
+        "the rollback changed nothing"
+    );
+}
+
+#[test]
+fn rollback_after_a_fix_that_went_through_is_refused_before_anything_changes() {
+    let sandbox = Sandbox::new();
+    let pipeline = with_fix(&sandbox);
+    let fix = [
+        "rollout",
+        &pipeline,
+        "--image",
+        NEW_IMAGE,
+        "--strategy",
+        "in-place",
+    ];
+    sandbox.kiln(&fix).assert_code(0);
+    let back = sandbox.kiln(&["rollback", &pipeline]);
+    back.assert_code(i32::from(kiln::exit::BAD_INPUT));
+    assert!(
+        back.stderr.contains("Successful: 3 of 3 fixed")
+            && back.stderr.contains("`kiln rollback` cannot undo a fix"),
+        "{}",
+        back.stderr
+    );
+}

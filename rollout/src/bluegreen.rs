@@ -405,6 +405,7 @@ fn stopped(
         reason: Box::new(reason),
         rolled_back,
         outcome: Box::new(outcome),
+        left: None,
     }
 }
 
@@ -1090,6 +1091,13 @@ pub(crate) async fn rolled_back_from(
                 && g.tags.get(TAG_LIVE).map(String::as_str) == Some("false")
         })
         .map(|g| g.name))
+}
+
+/// The group that serves `group`'s target: its live green, else `group` itself.
+pub(crate) async fn serving(cloud: &Cloud, group: &Group) -> Result<Group, RolloutError> {
+    Ok(live_green(cloud, group)
+        .await?
+        .unwrap_or_else(|| group.clone()))
 }
 
 /// The live green group of `group`'s target, if the target is blue/green.

@@ -125,7 +125,7 @@ pub enum RolloutError {
     },
     #[error(
         "rollout of {group} in {region} stopped: {reason}; {after}",
-        after = rolled_back_text(*.rolled_back, .outcome)
+        after = rolled_back_text(*.rolled_back, .outcome, .left.as_deref())
     )]
     Stopped {
         group: String,
@@ -133,6 +133,8 @@ pub enum RolloutError {
         reason: Box<StopReason>,
         rolled_back: bool,
         outcome: Box<RolloutOutcome>,
+        /// What a stop with no rollback left, and what to do (in place).
+        left: Option<String>,
     },
     /// The rollout reached its end (the refresh succeeded, the switch is done and
     /// drained, every batch was fixed), then a call failed: it stands as it is.
@@ -146,6 +148,17 @@ pub enum RolloutError {
         /// What is live now.
         done: String,
         error: Box<RolloutError>,
+    },
+    /// The last rollout of the group was an in-place fix, which nothing can undo.
+    #[error("rollback of {group} in {region} refused: {detail}. Next: {next}")]
+    NoUndo {
+        group: String,
+        region: String,
+        /// The fix, how it ended, and where the instances are.
+        detail: String,
+        next: String,
+        /// Instances are out of service or the fix failed: someone must look now.
+        needs_attention: bool,
     },
     #[error("rollback of {group} in {region} failed: {detail}; {next}")]
     RollbackFailed {
@@ -172,17 +185,17 @@ fn preflight_message(group: &str, region: &str, refusals: &[Refusal]) -> String 
     )
 }
 
-fn rolled_back_text(rolled_back: bool, outcome: &RolloutOutcome) -> String {
-    if rolled_back {
-        format!(
+fn rolled_back_text(rolled_back: bool, outcome: &RolloutOutcome, left: Option<&str>) -> String {
+    match (rolled_back, left) {
+        (true, _) => format!(
             "rolled back to launch template version {} ({})",
             outcome.previous_version, outcome.status
-        )
-    } else {
-        format!(
+        ),
+        (false, Some(left)) => left.to_string(),
+        (false, None) => format!(
             "not rolled back ({}); run `kiln rollback` for {}",
             outcome.status, outcome.group
-        )
+        ),
     }
 }
 

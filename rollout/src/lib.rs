@@ -45,6 +45,7 @@ mod bluegreen;
 mod compare;
 mod error;
 mod events;
+mod fixed;
 mod gates;
 mod inplace;
 mod ledger;
@@ -68,6 +69,7 @@ pub use bluegreen::{
     TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL, TAG_LIVE,
 };
 pub use error::{Refusal, RolloutError, StopReason};
+pub use fixed::TAG_IN_PLACE;
 pub use gates::{probe_command, FIX_COMMENT, PROBE_COMMENT};
 pub use inplace::{InPlacePlan, TAG_DRIFT};
 pub use limits::{Field, SpecProblem};

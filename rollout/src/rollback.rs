@@ -3,11 +3,12 @@
 //! Nothing to undo (no rollout recorded, or the group already back on the recorded
 //! version) is a result, not a failure: a retried CI job must not page anyone.
 
-use kiln_cloud::{Cloud, Group, ImageId, InstanceRefresh, Progress, RefreshStatus};
+use kiln_cloud::{Cloud, Group, ImageId, InstanceId, InstanceRefresh, Progress, RefreshStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{human, RolloutError};
 use crate::events::Emitter;
+use crate::fixed;
 use crate::lock;
 use crate::outcome::{status, RolloutOutcome};
 use crate::plan::planned;
@@ -31,6 +32,10 @@ pub async fn rollback(
         clock: &*cloud.clock,
     };
     let g = lock::describe(cloud, group).await?;
+    let serving = crate::bluegreen::serving(cloud, &g).await?;
+    if let Some((run, state)) = fixed::last_fix(&serving.tags) {
+        return Err(no_undo(cloud, &serving, &run, &state).await?);
+    }
     if let Some(out) = crate::bluegreen::switch_back(cloud, &g, &emit).await? {
         return Ok(out);
     }
@@ -39,6 +44,53 @@ pub async fn rollback(
         return roll_back_running(cloud, &g, running, &emit).await;
     }
     refresh_back(cloud, &g, refreshes.first(), &emit, cancel).await
+}
+
+/// Why the last rollout of `g`, the in-place fix of `run`, cannot be rolled back: how it
+/// ended, where the instances are now, and the same advice a failed fix gives.
+async fn no_undo(
+    cloud: &Cloud,
+    g: &Group,
+    run: &str,
+    state: &str,
+) -> Result<RolloutError, RolloutError> {
+    let (tg, out) = out_of_target_group(cloud, g).await?;
+    let now = running_now(cloud, g).await?;
+    let tg_text = tg.as_deref().unwrap_or("its target group");
+    let place = if out.is_empty() {
+        format!("every instance in service is in {tg_text}")
+    } else {
+        let ids: Vec<&str> = out.iter().map(InstanceId::as_str).collect();
+        format!("{} out of target group {tg_text}", ids.join(", "))
+    };
+    let detail = format!(
+        "the last rollout of {} was an in-place fix (run {run}: {state}), which has no \
+         rollback. Now: {place}",
+        g.name
+    );
+    let next = fixed::advice(&out, tg.as_deref(), now.version, now.image.as_ref());
+    Ok(RolloutError::NoUndo {
+        group: g.name.clone(),
+        region: cloud.region.clone(),
+        detail,
+        next,
+        needs_attention: !out.is_empty() || !state.starts_with(status::SUCCESSFUL),
+    })
+}
+
+/// The group's (first) target group by name, and its in-service instances that target
+/// group does not count in service; no target group, no instance out.
+async fn out_of_target_group(
+    cloud: &Cloud,
+    g: &Group,
+) -> Result<(Option<String>, Vec<InstanceId>), RolloutError> {
+    let Some(arn) = g.target_group_arns.first() else {
+        return Ok((None, Vec::new()));
+    };
+    let all = cloud.load_balancing.describe_target_groups(&[]).await?;
+    let name = all.into_iter().find(|t| &t.arn == arn).map(|t| t.name);
+    let health = cloud.load_balancing.describe_target_health(arn).await?;
+    Ok((name, fixed::out_of_service(g, &health)))
 }
 
 /// AWS's own rollback of a refresh in progress; allowed while another run holds the

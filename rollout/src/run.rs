@@ -323,6 +323,7 @@ async fn stop(
         reason: Box::new(reason),
         rolled_back,
         outcome: Box::new(outcome(plan, run.version, label, on_new, timings.list)),
+        left: None,
     })
 }
 

@@ -380,6 +380,12 @@ pub fn exit_for(error: RolloutError) -> anyhow::Error {
             rolled_back: true, ..
         } => exit::ROLLED_BACK,
         RolloutError::Stopped { .. } | RolloutError::RollbackFailed { .. } => exit::NEEDS_ATTENTION,
+        // A fix has no undo: look now if it left instances out, else nothing changed.
+        RolloutError::NoUndo {
+            needs_attention: true,
+            ..
+        } => exit::NEEDS_ATTENTION,
+        RolloutError::NoUndo { .. } => exit::BAD_INPUT,
         // It went through, but what is live could not all be read: not a rollback's 4 or 5.
         RolloutError::Cloud(_) | RolloutError::Unreported { .. } => exit::FAILED,
     };
