@@ -249,7 +249,20 @@ fn gc_keeps_the_live_green_and_the_blue_kept_for_a_rollback() {
     let gc = sandbox.kiln(&["gc", "--grace", "0s", "--dry-run", "--output", "json"]);
     gc.assert_code(0);
     let json = gc.json();
-    assert_eq!(json["to_remove"], serde_json::json!([]), "{json}");
+    // The first rollout's blue: the group it left is kept by nothing now (the live group
+    // keeps the second's), takes no traffic, and goes with its target group.
+    let to_remove: Vec<(&str, &str)> = json["to_remove"]
+        .as_array()
+        .expect("to_remove")
+        .iter()
+        .map(|f| (f["kind"].as_str().unwrap(), f["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(to_remove.len(), 2, "{json}");
+    assert_eq!(to_remove[0], ("auto_scaling_group", BLUE), "{json}");
+    assert!(
+        to_remove[1].0 == "target_group" && to_remove[1].1.contains("/poc-web-tg/"),
+        "{json}"
+    );
     let kept = json["kept"].as_array().expect("kept");
     let reason = |kind: &str, id: &str| {
         kept.iter()
@@ -345,4 +358,93 @@ fn gc_releases_the_lock_of_a_killed_rollout_so_the_next_one_runs() {
     // Version 3 was the killed run's, deleted by gc: AWS does not reuse numbers.
     assert_eq!(version, "4");
     assert_eq!(images, vec![NEW_IMAGE.to_string(); 3]);
+}
+
+/// The POC's groups and the listener's action.
+fn groups_and_forward(sandbox: &Sandbox) -> (Vec<String>, Vec<(String, i32)>) {
+    read(sandbox, async |cloud| {
+        let e = estate(cloud).await;
+        (e.groups, e.forward)
+    })
+}
+
+#[test]
+fn gc_retires_the_blue_once_its_rollback_window_is_over_and_rollouts_go_on() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let pipeline = sandbox.poc_pipeline("pipeline.yaml", |text| {
+        text.replace(
+            "    strategy: rolling\n",
+            "    strategy: rolling\n    blue_green: { rollback_window: 0s }\n",
+        )
+    });
+    let pipeline = pipeline.to_str().unwrap();
+    let bg = [
+        "rollout",
+        pipeline,
+        "--image",
+        NEW_IMAGE,
+        "--strategy",
+        "blue-green",
+    ];
+    sandbox.kiln(&bg).assert_code(0);
+
+    let gc = sandbox.kiln(&["gc", "--yes"]);
+    gc.assert_code(0);
+    let finding = format!("auto scaling group {BLUE} (run ");
+    let listed = gc.stderr.split("to remove").nth(1).unwrap_or_default();
+    assert!(listed.contains(&finding), "listed first:\n{}", gc.stderr);
+    let removed = gc.stdout.split("kept:").next().unwrap_or_default();
+    assert!(
+        removed.contains(&finding) && removed.contains("/poc-web-tg/"),
+        "blue and its target group removed:\n{}",
+        gc.stdout
+    );
+    let (groups, forward) = groups_and_forward(&sandbox);
+    assert_eq!(groups, [GREEN], "only the live green is left");
+    assert_eq!(forward, [("poc-web-tg-v3".to_string(), 100)]);
+
+    // The target goes on on its green: a rolling rollout and its rollback.
+    let rolling = ["rollout", pipeline, "--image", CURRENT_IMAGE];
+    let out = sandbox.kiln(&rolling);
+    out.assert_code(0);
+    assert!(
+        out.stdout
+            .starts_with(&format!("poc-web ({GREEN}): rolling Successful: 3/3")),
+        "{}",
+        out.stdout
+    );
+    let back = sandbox.kiln(&["rollback", pipeline]);
+    back.assert_code(0);
+    assert!(
+        back.stdout.contains(&format!(
+            "rollback RolledBack: 3/3 instances back on launch template version 3 ({NEW_IMAGE})"
+        )),
+        "{}",
+        back.stdout
+    );
+}
+
+#[test]
+fn gc_removes_a_green_that_kiln_rollback_switched_away_from() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let before = block_on(async {
+        let (_account, cloud) = sandbox.cloud_of_seed().await;
+        estate(&cloud).await
+    });
+    sandbox.kiln(&blue_green_args(NEW_IMAGE)).assert_code(0);
+    sandbox.kiln(&["rollback", POC_PIPELINE]).assert_code(0);
+
+    let gc = sandbox.kiln(&["gc", "--yes"]);
+    gc.assert_code(0);
+    let finding = format!("auto scaling group {GREEN} (run ");
+    assert!(gc.stdout.contains(&finding), "{}", gc.stdout);
+    assert!(!gc.stdout.contains("remove it by hand"), "{}", gc.stdout);
+    let after = read(&sandbox, async |cloud| estate(cloud).await);
+    assert_eq!(after.groups, before.groups, "only blue is left");
+    assert_eq!(after.target_groups, before.target_groups);
+    assert_eq!(after.versions, before.versions);
+    assert_eq!(after.forward.len(), 1, "{:?}", after.forward);
+    assert_eq!(after.forward[0].0, BLUE_TG);
 }

@@ -33,6 +33,8 @@ pub const TAG_BLUE_GROUP: &str = "kiln:blue-group";
 pub const TAG_BLUE_TARGET_GROUP: &str = "kiln:blue-target-group";
 /// Group tag on green: until when blue is kept (RFC 3339).
 pub const TAG_BLUE_UNTIL: &str = "kiln:blue-until";
+/// Group tag on green: the blue group retired after the rollback window, and when.
+pub const TAG_BLUE_RETIRED: &str = "kiln:blue-retired";
 /// `kiln:role` of green's group and target group.
 pub const ROLE_GREEN: &str = "green";
 /// `kiln:role` of the testers' rule.
@@ -1093,6 +1095,23 @@ pub(crate) async fn rolled_back_from(
         .map(|g| g.name))
 }
 
+/// The group that serves the pipeline's `target`, whose file names `group`: the one
+/// tagged live for it, else `group` (a blue retired by `kiln gc` is gone, its green is
+/// the target's group now).
+pub async fn serving_group(
+    cloud: &Cloud,
+    target: &str,
+    group: &str,
+) -> Result<String, RolloutError> {
+    let cloud = &crate::patient::patient(cloud);
+    let groups = cloud.scaling.describe_groups(&[]).await?;
+    let live = groups.into_iter().find(|g| {
+        g.tags.get(TAG_TARGET).map(String::as_str) == Some(target)
+            && g.tags.get(TAG_LIVE).map(String::as_str) == Some("true")
+    });
+    Ok(live.map_or_else(|| group.to_string(), |g| g.name))
+}
+
 /// The group that serves `group`'s target: its live green, else `group` itself.
 pub(crate) async fn serving(cloud: &Cloud, group: &Group) -> Result<Group, RolloutError> {
     Ok(live_green(cloud, group)
@@ -1165,14 +1184,28 @@ pub async fn retire(
         .await
         .map_err(|detail| invalid(format!("blue group {blue_group} not deleted: {detail}")))?;
     cloud.load_balancing.delete_target_group(&blue_tg).await?;
-    let keys = [TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL].map(String::from);
-    cloud.scaling.delete_group_tags(&live.name, &keys).await?;
+    forget_blue(cloud, &live.name, &blue_group).await?;
     emit.info("retire", &blue_group, "blue group and target group deleted");
     Ok(Retired {
         blue_group,
         blue_target_group: blue_tg,
         live_group: live.name,
     })
+}
+
+/// `green` no longer keeps `blue` (deleted): its blue tags go, and it records that blue
+/// was retired, so that a rollback says there is nothing to switch back to.
+pub(crate) async fn forget_blue(
+    cloud: &Cloud,
+    green: &str,
+    blue: &str,
+) -> Result<(), RolloutError> {
+    let keys = [TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL].map(String::from);
+    cloud.scaling.delete_group_tags(green, &keys).await?;
+    let at = cloud.clock.now().to_rfc3339();
+    let retired = Tags::from([(TAG_BLUE_RETIRED.to_string(), format!("{blue} {at}"))]);
+    cloud.scaling.put_group_tags(green, &retired).await?;
+    Ok(())
 }
 
 /// Removes `blue` from every listener action of the live group's load balancers.

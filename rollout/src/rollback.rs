@@ -200,7 +200,16 @@ async fn refresh_back(
     cancel: &CancellationToken,
 ) -> Result<RolloutOutcome, RolloutError> {
     let Some((spec, image, previous)) = rollback_spec(cloud, g, last).await? else {
+        let retired = g.tags.get(crate::bluegreen::TAG_BLUE_RETIRED);
         let why = match crate::bluegreen::rolled_back_from(cloud, g).await? {
+            _ if retired.is_some() => {
+                let retired = retired.map(String::as_str).unwrap_or_default();
+                let (blue, at) = retired.split_once(' ').unwrap_or((retired, "?"));
+                format!(
+                    "the blue group {blue} of the last blue/green rollout was retired at {at}, \
+                     after its rollback window: there is nothing to switch back to"
+                )
+            }
             Some(green) => format!(
                 "the blue/green rollout to {green} is rolled back already: group {} takes \
                  the traffic again",

@@ -678,7 +678,19 @@ async fn the_sweep_keeps_the_live_green_and_the_blue_in_its_window() {
     assert_eq!(journal.open_records(), vec![]);
 
     let survey = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
-    assert!(survey.remove.is_empty(), "{:?}", survey.remove);
+    // Only the first blue goes: the live green keeps the second's blue, not it.
+    let gone: Vec<(ResourceKind, &str)> = survey
+        .remove
+        .iter()
+        .map(|f| (f.kind, f.reason.as_str()))
+        .collect();
+    assert_eq!(
+        gone.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [ResourceKind::AutoScalingGroup, ResourceKind::TargetGroup],
+        "{gone:?}"
+    );
+    assert_eq!(survey.remove[0].id, GROUP);
+    assert!(gone[0].1.contains("no live group keeps it"), "{gone:?}");
     let reason = |kind, id: &str| {
         survey
             .kept
@@ -708,4 +720,175 @@ async fn the_sweep_keeps_the_live_green_and_the_blue_in_its_window() {
         .count();
     assert_eq!(kept_tgs, 2, "{:?}", survey.kept);
     traffic_always_served(&account);
+}
+
+/// Two blue/green rollouts: the second starts from the first's green.
+async fn two_blue_greens(cloud: &Cloud) {
+    let spec = spec(Strategy::BlueGreen(BlueGreenSettings::default()));
+    let never = CancellationToken::new();
+    let current = kiln_cloud::ImageId::new(CURRENT_IMAGE);
+    for image in [new_image(), current] {
+        let p = plan(cloud, &spec, &image).await.unwrap();
+        kiln_rollout::rollout(cloud, &p, &Silent, &never)
+            .await
+            .unwrap();
+    }
+}
+
+fn kinds_and_ids(found: &[sweep::Found]) -> Vec<(ResourceKind, String)> {
+    found.iter().map(|f| (f.kind, f.id.clone())).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn once_the_rollback_window_is_over_gc_retires_every_blue_and_keeps_the_live_green() {
+    let (account, cloud) = poc().await;
+    two_blue_greens(&cloud).await;
+    let live = "poc-web-asg-v4";
+    tokio::time::sleep(kiln_rollout::DEFAULT_ROLLBACK_WINDOW).await;
+
+    // No local journal, runs an hour old: over all the same, they released their locks.
+    let survey = sweep::survey(&cloud, &judge(&cloud, &unknown))
+        .await
+        .unwrap();
+    let groups: Vec<String> = survey
+        .remove
+        .iter()
+        .filter(|f| f.kind == ResourceKind::AutoScalingGroup)
+        .map(|f| f.id.clone())
+        .collect();
+    assert_eq!(groups, [GROUP, GREEN], "{:?}", survey.remove);
+    let v3 = survey.remove.iter().find(|f| f.id == GREEN).unwrap();
+    assert!(
+        v3.reason.contains("rollback window is over"),
+        "{}",
+        v3.reason
+    );
+    let target_groups = survey
+        .remove
+        .iter()
+        .filter(|f| f.kind == ResourceKind::TargetGroup)
+        .count();
+    assert_eq!(target_groups, 2, "{:?}", survey.remove);
+    let kept = kinds_and_ids(&survey.kept);
+    assert!(
+        kept.contains(&(ResourceKind::AutoScalingGroup, live.to_string())),
+        "{kept:?}"
+    );
+
+    let report = sweep::sweep(&cloud, &survey).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(estate(&cloud).await.groups, [live]);
+    assert_eq!(forward(&cloud).await, [("poc-web-tg-v4".to_string(), 100)]);
+    let tags = group(&cloud, live).await.tags;
+    assert!(!tags.contains_key(kiln_rollout::TAG_BLUE_GROUP), "{tags:?}");
+    let retired = tags.get(kiln_rollout::TAG_BLUE_RETIRED).cloned();
+    assert!(retired.is_some_and(|r| r.starts_with(GREEN)), "{tags:?}");
+    assert_eq!(
+        versions_and_images(&cloud, live).await,
+        ("4".to_string(), vec![CURRENT_IMAGE.to_string(); 3])
+    );
+    traffic_always_served(&account);
+
+    let never = CancellationToken::new();
+    let back = kiln_rollout::rollback(&cloud, live, &Silent, &never)
+        .await
+        .unwrap();
+    assert_eq!(back.status, "NothingToRollBack");
+    let note = back.note.unwrap_or_default();
+    assert!(note.contains(&format!("blue group {GREEN}")), "{note}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_green_a_rollback_switched_away_from_is_removed_by_gc() {
+    let (account, cloud) = poc().await;
+    let before = estate(&cloud).await;
+    let spec = spec(Strategy::BlueGreen(BlueGreenSettings::default()));
+    let never = CancellationToken::new();
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    kiln_rollout::rollout(&cloud, &p, &Silent, &never)
+        .await
+        .unwrap();
+    kiln_rollout::rollback(&cloud, GROUP, &Silent, &never)
+        .await
+        .unwrap();
+    assert_eq!(
+        green_weight(&cloud).await,
+        Some(0),
+        "green takes no traffic"
+    );
+
+    let survey = sweep::survey(&cloud, &judge(&cloud, &unknown))
+        .await
+        .unwrap();
+    let kinds: Vec<ResourceKind> = survey.remove.iter().map(|f| f.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ResourceKind::AutoScalingGroup,
+            ResourceKind::TargetGroup,
+            ResourceKind::LaunchTemplateVersion
+        ],
+        "{:?}",
+        survey.remove
+    );
+    assert!(
+        survey.remove[0]
+            .reason
+            .contains("a rollback switched away from"),
+        "{}",
+        survey.remove[0].reason
+    );
+    let report = sweep::sweep(&cloud, &survey).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(estate(&cloud).await, before, "only blue is left");
+    let on_blue = forward(&cloud).await;
+    assert!(
+        on_blue.len() == 1 && on_blue[0].0 == TG && on_blue[0].1 > 0,
+        "{on_blue:?}"
+    );
+    assert_safe(&account, GROUP, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gc_never_retires_a_blue_that_takes_traffic_or_whose_run_may_be_going() {
+    let (_account, cloud) = poc().await;
+    let settings = BlueGreenSettings {
+        rollback_window: Duration::ZERO,
+        ..Default::default()
+    };
+    let spec = spec(Strategy::BlueGreen(settings));
+    // Killed while blue drains: the switch is done, the window (none) over, the run's
+    // lock still on blue.
+    kill_at(&cloud, spec, Phase::Draining).await;
+    let young = sweep::survey(&cloud, &judge(&cloud, &unknown))
+        .await
+        .unwrap();
+    let blue = young.kept.iter().find(|f| f.id == GROUP);
+    let blue = blue.unwrap_or_else(|| panic!("blue kept: {:?}", young.kept));
+    assert!(blue.reason.contains("grace period"), "{}", blue.reason);
+    assert!(!kinds_and_ids(&young.remove).contains(&(ResourceKind::AutoScalingGroup, GROUP.into())));
+
+    // Over, but a listener sends blue a tenth of the requests again.
+    let l = listener(&cloud).await;
+    let mut f = l.default_forward.clone().unwrap();
+    for t in &mut f.target_groups {
+        t.weight = if t.weight == 0 { 10 } else { 90 };
+    }
+    cloud
+        .load_balancing
+        .modify_listener_forward(&l.arn, &f)
+        .await
+        .unwrap();
+    let over = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
+    let removed = kinds_and_ids(&over.remove);
+    assert!(
+        !removed
+            .iter()
+            .any(|(k, _)| *k == ResourceKind::AutoScalingGroup),
+        "{removed:?}"
+    );
+    let blue = over.kept.iter().find(|f| f.id == GROUP).unwrap();
+    assert!(blue.reason.contains("weight 10"), "{}", blue.reason);
+    let green = over.kept.iter().find(|f| f.id == GREEN).unwrap();
+    assert!(green.reason.contains("kiln:live=true"), "{}", green.reason);
 }
