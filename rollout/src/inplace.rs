@@ -105,6 +105,8 @@ pub(crate) async fn run(
         if cancel.is_cancelled() {
             return r.stopped(ip, n, StopReason::Cancelled, timings).await;
         }
+        // Not done: a cloud error inside a batch ends the run without saying where the
+        // batch is (out of the target group or not); the mark can go when it does.
         if let Err(stop) = r.batch(n + 1, batch, &ip.script).await? {
             return r.stopped(ip, n, stop, timings).await;
         }
