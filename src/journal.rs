@@ -54,8 +54,9 @@ pub fn close(journal: FileJournal, at: Timestamp, outcome: &str) {
     }
 }
 
-/// What an unsuccessful run (`what`: bake, rollout) removed and what it left, for the
-/// person or the CI log. Resources outside `region` name their own.
+/// What an unsuccessful run (`what`: bake, rollout) removed, what it kept as its result
+/// and what it left, for the person or the CI log. Only what is gone is called removed.
+/// Resources outside `region` name their own.
 pub fn cleanup_text(journal: &FileJournal, what: &str, outcome: &str, region: &str) -> String {
     let list = |records: Vec<Record>| {
         records
@@ -67,13 +68,23 @@ pub fn cleanup_text(journal: &FileJournal, what: &str, outcome: &str, region: &s
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let removed = journal.removed();
-    let mut text = if removed.is_empty() {
-        format!("kiln: {what} {outcome}; it had created nothing to remove in {region}\n")
-    } else {
-        let list = list(removed);
-        format!("kiln: {what} {outcome}; cleaned up in {region}: removed {list}\n")
+    let (removed, kept) = (journal.removed(), journal.kept());
+    let mut text = match (removed.is_empty(), kept.is_empty()) {
+        (true, true) => {
+            format!("kiln: {what} {outcome}; it had created nothing to remove in {region}\n")
+        }
+        (true, false) => format!("kiln: {what} {outcome}; it removed nothing in {region}\n"),
+        (false, _) => {
+            let list = list(removed);
+            format!("kiln: {what} {outcome}; cleaned up in {region}: removed {list}\n")
+        }
     };
+    if !kept.is_empty() {
+        text.push_str(&format!(
+            "kiln: kept in {region} as the {what}'s result: {}\n",
+            list(kept)
+        ));
+    }
     let open = journal.open_records();
     if !open.is_empty() {
         text.push_str(&format!(
@@ -116,4 +127,55 @@ fn process_alive(pid: u32) -> bool {
         .rsplit_once(')')
         .and_then(|(_, rest)| rest.split_whitespace().next());
     !matches!(state, Some("Z" | "X" | "x"))
+}
+
+#[cfg(test)]
+mod tests {
+    use kiln_builder::{Journal, ResourceKind};
+    use kiln_cloud::Fate;
+
+    use super::*;
+
+    fn record(kind: ResourceKind, id: &str) -> Record {
+        Record {
+            kind,
+            id: id.into(),
+            region: "ap-northeast-1".into(),
+            run_id: "ro-1".into(),
+        }
+    }
+
+    #[test]
+    fn the_summary_calls_removed_only_what_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::create(dir.path(), "ro-1", chrono::Utc::now()).unwrap();
+        journal.record(record(ResourceKind::ListenerRule, "rule-1"));
+        journal.record(record(ResourceKind::AutoScalingGroup, "web-v3"));
+        journal.record(record(ResourceKind::TargetGroup, "tg-v3"));
+        journal.forget(ResourceKind::ListenerRule, "rule-1", Fate::Removed);
+        journal.forget(ResourceKind::AutoScalingGroup, "web-v3", Fate::Kept);
+        let text = cleanup_text(&journal, "rollout", "failed", "ap-northeast-1");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "kiln: rollout failed; cleaned up in ap-northeast-1: removed listener rule rule-1",
+                "kiln: kept in ap-northeast-1 as the rollout's result: auto scaling group web-v3",
+                &format!(
+                    "kiln: still present in ap-northeast-1: target group tg-v3; run `kiln gc` \
+                     (journal {})",
+                    journal.path().display()
+                ),
+            ]
+        );
+
+        let only_kept = FileJournal::create(dir.path(), "ro-2", chrono::Utc::now()).unwrap();
+        only_kept.record(record(ResourceKind::AutoScalingGroup, "web-v4"));
+        only_kept.forget(ResourceKind::AutoScalingGroup, "web-v4", Fate::Kept);
+        let text = cleanup_text(&only_kept, "rollout", "failed", "ap-northeast-1");
+        assert!(
+            text.starts_with("kiln: rollout failed; it removed nothing in ap-northeast-1\n"),
+            "{text}"
+        );
+    }
 }

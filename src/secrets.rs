@@ -11,6 +11,7 @@
 use anyhow::Context;
 use kiln_builder::recipe::{Rendered, Seg};
 use kiln_builder::BakePlan;
+use kiln_cloud::throttle::retry_throttled;
 use kiln_cloud::{Cloud, Parameter, ParameterType};
 
 use crate::exit::{self, Exit};
@@ -79,18 +80,14 @@ async fn designated(
 
 /// The parameter `name` names, or every one under the path `name` (ending in `/`).
 async fn parameters_of(cloud: &Cloud, name: &str, decrypt: bool) -> anyhow::Result<Vec<Parameter>> {
-    let region = &cloud.region;
+    let (region, parameters) = (&cloud.region, &cloud.parameters);
     if name.ends_with('/') {
         let path = name.trim_end_matches('/');
-        return cloud
-            .parameters
-            .get_parameters_by_path(path, decrypt)
+        return retry_throttled(|| parameters.get_parameters_by_path(path, decrypt))
             .await
             .with_context(|| format!("read the secrets under {name} in {region}"));
     }
-    let one = cloud
-        .parameters
-        .get_parameter(name, decrypt)
+    let one = retry_throttled(|| parameters.get_parameter(name, decrypt))
         .await
         .with_context(|| format!("read secret parameter {name} in {region}"))?;
     Ok(one.into_iter().collect())

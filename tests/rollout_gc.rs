@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use kiln::cloud::{Cloud, Group, TemplateRef};
 use support::{block_on, read_until, spawn_kiln, stderr_lines, Sandbox, POC_PIPELINE};
 
@@ -109,6 +111,15 @@ async fn blue(cloud: &Cloud) -> Group {
     found.into_iter().next().expect("blue exists")
 }
 
+/// Lets `span` of simulated time pass on the account between two `kiln` calls.
+fn pass_time(sandbox: &Sandbox, span: Duration) {
+    block_on(async {
+        let (account, _cloud) = sandbox.cloud().await;
+        tokio::time::sleep(span).await;
+        account.save_now().expect("save the account");
+    });
+}
+
 /// Reads the account between two `kiln` calls (the state file is locked while open).
 fn read<T>(sandbox: &Sandbox, f: impl AsyncFnOnce(&Cloud) -> T) -> T {
     block_on(async {
@@ -171,7 +182,17 @@ fn a_blue_green_rollout_killed_after_green_exists_is_swept_by_gc() {
     assert_eq!(after.forward.len(), 1, "{:?}", after.forward);
     assert_eq!(after.forward[0].0, BLUE_TG, "traffic on blue");
     assert!(after.forward[0].1 > 0, "{:?}", after.forward);
-    assert_eq!(blue_after, killed.1, "gc leaves the live group alone");
+    let mut unlocked = killed.1.clone();
+    assert!(
+        unlocked.tags.remove("kiln:lock").is_some(),
+        "the killed run held the lock"
+    );
+    assert_eq!(
+        blue_after, unlocked,
+        "gc leaves the live group alone, but for the dead run's lock"
+    );
+    let released = format!("group lock {BLUE} (run {run})");
+    assert!(gc.stdout.contains(&released), "{}", gc.stdout);
     assert!(
         !journal.exists(),
         "gc forgets the journal of a run it swept"
@@ -239,7 +260,20 @@ fn gc_keeps_the_live_green_and_the_blue_kept_for_a_rollback() {
     let gc = sandbox.kiln(&["gc", "--grace", "0s", "--dry-run", "--output", "json"]);
     gc.assert_code(0);
     let json = gc.json();
-    assert_eq!(json["to_remove"], serde_json::json!([]), "{json}");
+    // The first rollout's blue: the group it left is kept by nothing now (the live group
+    // keeps the second's), takes no traffic, and goes with its target group.
+    let to_remove: Vec<(&str, &str)> = json["to_remove"]
+        .as_array()
+        .expect("to_remove")
+        .iter()
+        .map(|f| (f["kind"].as_str().unwrap(), f["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(to_remove.len(), 2, "{json}");
+    assert_eq!(to_remove[0], ("auto_scaling_group", BLUE), "{json}");
+    assert!(
+        to_remove[1].0 == "target_group" && to_remove[1].1.contains("/poc-web-tg/"),
+        "{json}"
+    );
     let kept = json["kept"].as_array().expect("kept");
     let reason = |kind: &str, id: &str| {
         kept.iter()
@@ -276,4 +310,159 @@ fn gc_keeps_the_live_green_and_the_blue_kept_for_a_rollback() {
         forward.contains(&("poc-web-tg-v4".to_string(), 100)),
         "{forward:?}"
     );
+}
+
+/// The lock tag of the POC group, if any.
+fn lock_of(sandbox: &Sandbox) -> Option<String> {
+    read(sandbox, async |cloud| {
+        blue(cloud).await.tags.get("kiln:lock").cloned()
+    })
+}
+
+#[test]
+fn gc_releases_the_lock_of_a_killed_rollout_so_the_next_one_runs() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let rolling = ["rollout", POC_PIPELINE, "--image", NEW_IMAGE];
+    let mut child = spawn_kiln(&sandbox, &rolling);
+    let mut lines = stderr_lines(&mut child);
+    let seen = read_until(&mut lines, &|l| {
+        l.contains("instance refresh") && l.contains("started")
+    });
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap the child");
+    let run = run_id(&seen);
+    let lock = lock_of(&sandbox).expect("the killed run's lock stays");
+    assert!(lock.contains(&format!("run={run}")), "{lock}");
+
+    // The killed run's refresh is rolled back by hand; its lock still refuses the next.
+    sandbox.kiln(&["rollback", POC_PIPELINE]).assert_code(0);
+    let refused = sandbox.kiln(&rolling);
+    refused.assert_code(i32::from(kiln::exit::LOCKED));
+    assert!(refused.stderr.contains(&run), "{}", refused.stderr);
+
+    let gc = sandbox.kiln(&["gc", "--yes"]);
+    gc.assert_code(0);
+    let finding = format!("group lock {BLUE} (run {run}): tag kiln:lock of a run that is over");
+    let listed = gc.stderr.find("to remove").expect("the list comes first");
+    let asked = gc.stderr[listed..].find(&finding);
+    assert!(asked.is_some(), "listed before removal:\n{}", gc.stderr);
+    let removed = gc.stdout.split("kept:").next().unwrap_or_default();
+    assert!(removed.contains(&finding), "released:\n{}", gc.stdout);
+    assert_eq!(lock_of(&sandbox), None, "the tag is gone");
+
+    let next = sandbox.kiln(&rolling);
+    next.assert_code(0);
+    let (version, images) = read(&sandbox, async |cloud| {
+        let g = blue(cloud).await;
+        let version = g.launch_template.map(|t| t.version).unwrap_or_default();
+        let ids: Vec<_> = g.instances.iter().map(|i| i.id.clone()).collect();
+        let filter = kiln::cloud::InstanceFilter {
+            ids,
+            exclude_terminated: true,
+            ..Default::default()
+        };
+        let instances = cloud.compute.describe_instances(&filter).await.unwrap();
+        let images: Vec<String> = instances.iter().map(|i| i.image_id.to_string()).collect();
+        (version, images)
+    });
+    // Version 3 was the killed run's, deleted by gc: AWS does not reuse numbers.
+    assert_eq!(version, "4");
+    assert_eq!(images, vec![NEW_IMAGE.to_string(); 3]);
+}
+
+/// The POC's groups and the listener's action.
+fn groups_and_forward(sandbox: &Sandbox) -> (Vec<String>, Vec<(String, i32)>) {
+    read(sandbox, async |cloud| {
+        let e = estate(cloud).await;
+        (e.groups, e.forward)
+    })
+}
+
+#[test]
+fn gc_retires_the_blue_once_its_rollback_window_is_over_and_rollouts_go_on() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let pipeline = sandbox.poc_pipeline("pipeline.yaml", |text| {
+        text.replace(
+            "    strategy: rolling\n",
+            "    strategy: rolling\n    blue_green: { rollback_window: 5m }\n",
+        )
+    });
+    let pipeline = pipeline.to_str().unwrap();
+    let bg = [
+        "rollout",
+        pipeline,
+        "--image",
+        NEW_IMAGE,
+        "--strategy",
+        "blue-green",
+    ];
+    sandbox.kiln(&bg).assert_code(0);
+    let kept = sandbox.kiln(&["gc", "--dry-run"]);
+    assert!(
+        kept.stdout.contains("for a rollback"),
+        "blue kept within its window:\n{}",
+        kept.stdout
+    );
+    pass_time(&sandbox, Duration::from_secs(6 * 60));
+
+    let gc = sandbox.kiln(&["gc", "--yes"]);
+    gc.assert_code(0);
+    let finding = format!("auto scaling group {BLUE} (run ");
+    let listed = gc.stderr.split("to remove").nth(1).unwrap_or_default();
+    assert!(listed.contains(&finding), "listed first:\n{}", gc.stderr);
+    let removed = gc.stdout.split("kept:").next().unwrap_or_default();
+    assert!(
+        removed.contains(&finding) && removed.contains("/poc-web-tg/"),
+        "blue and its target group removed:\n{}",
+        gc.stdout
+    );
+    let (groups, forward) = groups_and_forward(&sandbox);
+    assert_eq!(groups, [GREEN], "only the live green is left");
+    assert_eq!(forward, [("poc-web-tg-v3".to_string(), 100)]);
+
+    // The target goes on on its green: a rolling rollout and its rollback.
+    let rolling = ["rollout", pipeline, "--image", CURRENT_IMAGE];
+    let out = sandbox.kiln(&rolling);
+    out.assert_code(0);
+    assert!(
+        out.stdout
+            .starts_with(&format!("poc-web ({GREEN}): rolling Successful: 3/3")),
+        "{}",
+        out.stdout
+    );
+    let back = sandbox.kiln(&["rollback", pipeline]);
+    back.assert_code(0);
+    assert!(
+        back.stdout.contains(&format!(
+            "rollback RolledBack: 3/3 instances back on launch template version 3 ({NEW_IMAGE})"
+        )),
+        "{}",
+        back.stdout
+    );
+}
+
+#[test]
+fn gc_removes_a_green_that_kiln_rollback_switched_away_from() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    let before = block_on(async {
+        let (_account, cloud) = sandbox.cloud_of_seed().await;
+        estate(&cloud).await
+    });
+    sandbox.kiln(&blue_green_args(NEW_IMAGE)).assert_code(0);
+    sandbox.kiln(&["rollback", POC_PIPELINE]).assert_code(0);
+
+    let gc = sandbox.kiln(&["gc", "--yes"]);
+    gc.assert_code(0);
+    let finding = format!("auto scaling group {GREEN} (run ");
+    assert!(gc.stdout.contains(&finding), "{}", gc.stdout);
+    assert!(!gc.stdout.contains("remove it by hand"), "{}", gc.stdout);
+    let after = read(&sandbox, async |cloud| estate(cloud).await);
+    assert_eq!(after.groups, before.groups, "only blue is left");
+    assert_eq!(after.target_groups, before.target_groups);
+    assert_eq!(after.versions, before.versions);
+    assert_eq!(after.forward.len(), 1, "{:?}", after.forward);
+    assert_eq!(after.forward[0].0, BLUE_TG);
 }

@@ -3,8 +3,8 @@
 //! A bake killed with SIGKILL cannot clean up; what it made must already be on disk the
 //! moment each id exists (PITFALLS 11). Each run writes `<dir>/<run id>.jsonl`: a
 //! `started` line (process id and host, so that a sweep can tell a live run from a dead
-//! one), a `created` line per resource, a `removed` line per resource gone, and a
-//! `finished` line. Every line is written with one `write` call and synced before the
+//! one), a `created` line per resource, a `removed` line per resource gone or a `kept`
+//! line per resource kept as the run's result, and a `finished` line. Every line is written with one `write` call and synced before the
 //! bake goes on, so a reader sees whole lines, save perhaps a torn last one, which it
 //! skips. A finished run with nothing left open deletes its file.
 
@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use kiln_cloud::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{Journal, Record, ResourceKind};
+use crate::journal::{Fate, Journal, Record, ResourceKind};
 
 /// The extension of journal files.
 pub const JOURNAL_EXTENSION: &str = "jsonl";
@@ -33,6 +33,11 @@ pub enum Entry {
     },
     Created(Record),
     Removed {
+        kind: ResourceKind,
+        id: String,
+    },
+    /// Kept on purpose as the run's result: not a leftover, and not removed either.
+    Kept {
         kind: ResourceKind,
         id: String,
     },
@@ -63,6 +68,7 @@ pub struct FileJournal {
     file: Mutex<File>,
     open: Mutex<Vec<Record>>,
     removed: Mutex<Vec<Record>>,
+    kept: Mutex<Vec<Record>>,
 }
 
 impl FileJournal {
@@ -80,6 +86,7 @@ impl FileJournal {
             file: Mutex::new(file),
             open: Mutex::new(Vec::new()),
             removed: Mutex::new(Vec::new()),
+            kept: Mutex::new(Vec::new()),
         };
         journal.append(&Entry::Started {
             run_id: run_id.to_string(),
@@ -99,6 +106,11 @@ impl FileJournal {
     /// What this process removed, in order.
     pub fn removed(&self) -> Vec<Record> {
         self.removed.lock().expect("journal lock").clone()
+    }
+
+    /// What this process made and kept as the run's result, in order.
+    pub fn kept(&self) -> Vec<Record> {
+        self.kept.lock().expect("journal lock").clone()
     }
 
     /// What is still open (made and not removed).
@@ -144,17 +156,16 @@ impl Journal for FileJournal {
         self.open.lock().expect("journal lock").push(record);
     }
 
-    fn forget(&self, kind: ResourceKind, id: &str) {
-        self.append_or_warn(&Entry::Removed {
-            kind,
-            id: id.to_string(),
-        });
+    fn forget(&self, kind: ResourceKind, id: &str, fate: Fate) {
+        let named = id.to_string();
+        let (entry, closed) = match fate {
+            Fate::Removed => (Entry::Removed { kind, id: named }, &self.removed),
+            Fate::Kept => (Entry::Kept { kind, id: named }, &self.kept),
+        };
+        self.append_or_warn(&entry);
         let mut open = self.open.lock().expect("journal lock");
         if let Some(at) = open.iter().position(|r| r.kind == kind && r.id == id) {
-            self.removed
-                .lock()
-                .expect("journal lock")
-                .push(open.remove(at));
+            closed.lock().expect("journal lock").push(open.remove(at));
         }
     }
 }
@@ -200,7 +211,7 @@ fn apply(journal: &mut Option<RunJournal>, path: &Path, entry: Entry) {
             });
         }
         (Entry::Created(record), Some(j)) => j.open.push(record),
-        (Entry::Removed { kind, id }, Some(j)) => {
+        (Entry::Removed { kind, id } | Entry::Kept { kind, id }, Some(j)) => {
             j.open.retain(|r| !(r.kind == kind && r.id == id))
         }
         (Entry::Finished { outcome, .. }, Some(j)) => j.finished = Some(outcome),
@@ -262,8 +273,10 @@ mod tests {
         let journal = FileJournal::create(dir.path(), "bake-1", now()).unwrap();
         journal.record(record(ResourceKind::SecurityGroup, "sg-1"));
         journal.record(record(ResourceKind::Instance, "i-1"));
-        journal.forget(ResourceKind::Instance, "i-1");
+        journal.forget(ResourceKind::Instance, "i-1", Fate::Removed);
         journal.record(record(ResourceKind::Instance, "i-2"));
+        journal.record(record(ResourceKind::Image, "ami-1"));
+        journal.forget(ResourceKind::Image, "ami-1", Fate::Kept);
         let path = journal.path().to_path_buf();
         // A crash mid-write leaves a torn last line.
         std::fs::OpenOptions::new()
@@ -288,9 +301,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clean = FileJournal::create(dir.path(), "bake-clean", now()).unwrap();
         clean.record(record(ResourceKind::Instance, "i-1"));
-        clean.forget(ResourceKind::Instance, "i-1");
+        clean.forget(ResourceKind::Instance, "i-1", Fate::Removed);
+        clean.record(record(ResourceKind::Image, "ami-1"));
+        clean.forget(ResourceKind::Image, "ami-1", Fate::Kept);
         let removed: Vec<_> = clean.removed().into_iter().map(|r| r.id).collect();
-        assert_eq!(removed, ["i-1"]);
+        assert_eq!(removed, ["i-1"], "the kept image is not called removed");
+        let kept: Vec<_> = clean.kept().into_iter().map(|r| r.id).collect();
+        assert_eq!(kept, ["ami-1"]);
         let clean_path = clean.path().to_path_buf();
         clean.finish(now(), "ok").unwrap();
         assert!(!clean_path.exists());

@@ -24,7 +24,7 @@ pub mod wait;
 
 pub use bake::{bake, bake_with_journal, BakeOutcome};
 pub use error::BakeError;
-pub use journal::{Journal, MemoryJournal, Record, ResourceKind};
+pub use journal::{Fate, Journal, MemoryJournal, Record, ResourceKind};
 pub use journal_file::{read_journals, FileJournal, RunJournal};
 pub use plan::{
     plan, plan_layer, BakePlan, BakedImage, LayerSource, PlannedChange, PlannedStep, StepPhase,

@@ -393,8 +393,8 @@ impl Journal for Ledger {
         self.open.record(record);
     }
 
-    fn forget(&self, kind: ResourceKind, id: &str) {
-        self.open.forget(kind, id);
+    fn forget(&self, kind: ResourceKind, id: &str, fate: kiln_cloud::Fate) {
+        self.open.forget(kind, id, fate);
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! A run that is interrupted must know what it made (PITFALLS 11). [`Journal`] is the
 //! seam: the run calls [`Journal::record`] right after each create call returns and
-//! [`Journal::forget`] once the resource is gone or has become the run's result.
+//! [`Journal::forget`] once the resource is gone or has become the run's result, saying
+//! which ([`Fate`]): a summary must never call "removed" what a run kept on purpose.
 //! [`MemoryJournal`] keeps the records in memory; kiln-builder's `FileJournal` writes
 //! them to disk, so that what a killed process made can be found and removed afterwards.
 //! The contract lives here, beside the ports, because bakes and rollouts both write it.
@@ -30,6 +31,9 @@ pub enum ResourceKind {
     TargetGroup,
     /// A listener rule, by ARN (blue/green's testers' rule).
     ListenerRule,
+    /// A group's lock (the `kiln:lock` tag), by the group's name. Never journaled: a
+    /// sweep finds it on the group and releases it once its run is over.
+    GroupLock,
 }
 
 /// The record id of a launch template version: `lt-0abc:7`.
@@ -65,8 +69,20 @@ impl fmt::Display for ResourceKind {
             Self::AutoScalingGroup => "auto scaling group",
             Self::TargetGroup => "target group",
             Self::ListenerRule => "listener rule",
+            Self::GroupLock => "group lock",
         })
     }
+}
+
+/// Why a record is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fate {
+    /// Deleted (or found already gone): nothing of it is left.
+    Removed,
+    /// Kept on purpose as the run's result (a bake's image, the green group a switch made
+    /// live, the version a group now runs): it exists, and is no leftover.
+    Kept,
 }
 
 /// One created resource.
@@ -83,13 +99,16 @@ pub struct Record {
 pub trait Journal: Send + Sync {
     /// A resource now exists; called before anything else is done with it.
     fn record(&self, record: Record);
-    /// A resource is gone (deleted, or kept on purpose as the run's result).
-    fn forget(&self, kind: ResourceKind, id: &str);
+    /// A resource is no longer the run's to clean up: gone, or kept as its result.
+    fn forget(&self, kind: ResourceKind, id: &str, fate: Fate);
 }
 
 /// A journal in memory: what this process made and has not yet removed.
 #[derive(Debug, Default)]
-pub struct MemoryJournal(Mutex<Vec<Record>>);
+pub struct MemoryJournal {
+    open: Mutex<Vec<Record>>,
+    closed: Mutex<Vec<(Record, Fate)>>,
+}
 
 impl MemoryJournal {
     pub fn new() -> Self {
@@ -98,21 +117,35 @@ impl MemoryJournal {
 
     /// The resources recorded and not forgotten, in creation order.
     pub fn open_records(&self) -> Vec<Record> {
-        self.0.lock().expect("journal lock").clone()
+        self.open.lock().expect("journal lock").clone()
+    }
+
+    /// The resources forgotten with `fate`, in the order they were.
+    pub fn closed(&self, fate: Fate) -> Vec<Record> {
+        let closed = self.closed.lock().expect("journal lock");
+        closed
+            .iter()
+            .filter(|(_, f)| *f == fate)
+            .map(|(r, _)| r.clone())
+            .collect()
     }
 }
 
 impl Journal for MemoryJournal {
     fn record(&self, record: Record) {
         tracing::debug!(kind = %record.kind, id = %record.id, "journal: created");
-        self.0.lock().expect("journal lock").push(record);
+        self.open.lock().expect("journal lock").push(record);
     }
 
-    fn forget(&self, kind: ResourceKind, id: &str) {
-        self.0
-            .lock()
-            .expect("journal lock")
-            .retain(|r| !(r.kind == kind && r.id == id));
+    fn forget(&self, kind: ResourceKind, id: &str, fate: Fate) {
+        let mut open = self.open.lock().expect("journal lock");
+        if let Some(at) = open.iter().position(|r| r.kind == kind && r.id == id) {
+            let record = open.remove(at);
+            self.closed
+                .lock()
+                .expect("journal lock")
+                .push((record, fate));
+        }
     }
 }
 
@@ -144,7 +177,8 @@ mod tests {
         journal.record(record(ResourceKind::Instance, "i-1"));
         journal.record(record(ResourceKind::Image, "i-1"));
         journal.record(record(ResourceKind::Instance, "i-2"));
-        journal.forget(ResourceKind::Instance, "i-1");
+        journal.forget(ResourceKind::Instance, "i-1", Fate::Removed);
+        journal.forget(ResourceKind::Image, "i-9", Fate::Kept);
         let ids: Vec<_> = journal
             .open_records()
             .into_iter()
@@ -156,6 +190,16 @@ mod tests {
                 (ResourceKind::Image, "i-1".to_string()),
                 (ResourceKind::Instance, "i-2".to_string())
             ]
+        );
+        assert_eq!(
+            journal.closed(Fate::Removed),
+            [record(ResourceKind::Instance, "i-1")]
+        );
+        assert_eq!(journal.closed(Fate::Kept), [], "nothing named i-9 was open");
+        journal.forget(ResourceKind::Image, "i-1", Fate::Kept);
+        assert_eq!(
+            journal.closed(Fate::Kept),
+            [record(ResourceKind::Image, "i-1")]
         );
     }
 }

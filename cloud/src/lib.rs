@@ -9,6 +9,7 @@ pub mod ports;
 pub mod progress;
 pub mod sim;
 pub mod sweep;
+pub mod throttle;
 pub mod types;
 pub mod yaml;
 
@@ -16,7 +17,7 @@ pub mod yaml;
 pub mod aws;
 
 pub use error::{CloudError, CloudResult, ErrorKind};
-pub use journal::{Journal, MemoryJournal, Record, ResourceKind};
+pub use journal::{Fate, Journal, MemoryJournal, Record, ResourceKind};
 pub use ports::{
     Account, Clock, Cloud, Commands, Compute, LoadBalancing, Metrics, Parameters, Scaling,
 };

@@ -1,9 +1,10 @@
 //! The ports: one trait per AWS service, one method per AWS operation kiln uses.
 //!
 //! A port holds no decisions: it does not wait, poll, order or retry beyond what the AWS
-//! client itself does. Waiting, retrying on [`crate::ErrorKind`], strategies and rollback
-//! live in `kiln-builder` and `kiln-rollout`, so that the same logic runs on the AWS
-//! adapter and on the simulated account.
+//! client itself does. Waiting, retrying on [`crate::ErrorKind`] (throttling under the
+//! one rule of [`crate::throttle`]), strategies and rollback live in `kiln-builder` and
+//! `kiln-rollout`, so that the same logic runs on the AWS adapter and on the simulated
+//! account.
 //!
 //! Every port is bound to one region. [`Account`] hands out a [`Cloud`] per region.
 

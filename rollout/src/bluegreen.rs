@@ -33,6 +33,8 @@ pub const TAG_BLUE_GROUP: &str = "kiln:blue-group";
 pub const TAG_BLUE_TARGET_GROUP: &str = "kiln:blue-target-group";
 /// Group tag on green: until when blue is kept (RFC 3339).
 pub const TAG_BLUE_UNTIL: &str = "kiln:blue-until";
+/// Group tag on green: the blue group retired after the rollback window, and when.
+pub const TAG_BLUE_RETIRED: &str = "kiln:blue-retired";
 /// `kiln:role` of green's group and target group.
 pub const ROLE_GREEN: &str = "green";
 /// `kiln:role` of the testers' rule.
@@ -415,6 +417,7 @@ fn stopped(
         reason: Box::new(reason),
         rolled_back,
         outcome: Box::new(outcome),
+        left: None,
     }
 }
 
@@ -462,22 +465,26 @@ impl Run<'_> {
         timings: Timings<'_>,
     ) -> Result<RolloutOutcome, RolloutError> {
         self.ledger
-            .forget(ResourceKind::AutoScalingGroup, &green.group);
+            .kept(ResourceKind::AutoScalingGroup, &green.group);
         let tg = green.target_group.arn.as_str();
-        self.ledger.forget(ResourceKind::TargetGroup, tg);
+        self.ledger.kept(ResourceKind::TargetGroup, tg);
         if let Some(template) = &made.created_version {
-            self.ledger.forget_version(template, made.version);
+            self.ledger.kept_version(template, made.version);
         }
         let (cloud, plan, bg) = (self.cloud, self.plan, self.bg);
-        let mut out = outcome(plan, made.version, status::SUCCESSFUL, 0, timings.list);
-        out.group = green.group.clone();
-        out.on_new_image = crate::run::on_new_image(cloud, &green.group, &plan.image).await?;
         let window = human(bg.settings.rollback_window);
         let text = format!(
             "green is live; blue {} kept {window} for a rollback",
             bg.blue_group
         );
-        self.emit.info("switch", &green.group, text);
+        self.emit.info("switch", &green.group, text.clone());
+        let mut out = outcome(plan, made.version, status::SUCCESSFUL, 0, timings.list);
+        out.group = green.group.clone();
+        let n = bg.listeners.len();
+        let done = format!("{n} listener(s) forward to green {}, {text}", green.group);
+        out.on_new_image = crate::run::on_new_image(cloud, &green.group, &plan.image)
+            .await
+            .map_err(|e| e.after_done(&plan.spec.group, &cloud.region, done))?;
         Ok(out)
     }
 
@@ -524,10 +531,9 @@ impl Run<'_> {
     async fn restore_listeners(&self, made: &Made) -> bool {
         let mut ok = true;
         for l in &self.bg.listeners {
+            // The cloud's calls already outlast a throttling storm (crate::patient).
             let lb = &self.cloud.load_balancing;
-            let put = crate::remove::throttled(self.cloud, || {
-                lb.modify_listener_forward(&l.listener, &l.original)
-            });
+            let put = lb.modify_listener_forward(&l.listener, &l.original);
             if let Err(e) = put.await {
                 let text = format!("could not put the listener back on blue: {e}");
                 self.emit.error("rollback", l.listener.as_str(), text);
@@ -558,7 +564,7 @@ impl Run<'_> {
         };
         match result {
             Ok(()) => {
-                self.ledger.forget(kind, id);
+                self.ledger.removed(kind, id);
                 self.emit.info("cleanup", id, format!("{what} deleted"));
             }
             Err(why) => {
@@ -723,10 +729,7 @@ impl Run<'_> {
         gates: &mut GateState,
         switched: &Switched,
     ) -> Result<Result<(), StopReason>, RolloutError> {
-        let settings = &self.bg.settings;
-        let drain = self.bg.blue_target_group.deregistration_delay;
-        let span = drain.max(settings.watch_after_switch);
-        let end = self.cloud.clock.now() + chrono_of(span);
+        let end = self.cloud.clock.now() + chrono_of(self.watch_span());
         loop {
             let left = (end - self.cloud.clock.now()).to_std().unwrap_or_default();
             let last = left <= COMPARE_EVERY;
@@ -740,6 +743,13 @@ impl Run<'_> {
                 return Ok(decided);
             }
         }
+    }
+
+    /// How long green is watched after the switch: while blue drains, and at least
+    /// `watch_after_switch`.
+    fn watch_span(&self) -> Duration {
+        let drain = self.bg.blue_target_group.deregistration_delay;
+        drain.max(self.bg.settings.watch_after_switch)
     }
 
     /// Blue's traffic from [`BASELINE_LOOKBACK`] before the rollout started until the
@@ -1006,7 +1016,10 @@ impl Run<'_> {
     }
 
     async fn tag_switched(&self, green: &Green) -> Result<(), RolloutError> {
-        let until = self.cloud.clock.now() + chrono_of(self.bg.settings.rollback_window);
+        // The window counts from the end of the watch after the switch, when the run
+        // accepts green: a rollback within it is still one listener change.
+        let kept = self.watch_span() + self.bg.settings.rollback_window;
+        let until = self.cloud.clock.now() + chrono_of(kept);
         let tags = Tags::from([
             (TAG_LIVE.to_string(), "true".to_string()),
             (TAG_BLUE_GROUP.to_string(), self.bg.blue_group.clone()),
@@ -1111,15 +1124,18 @@ pub(crate) async fn switch_back(
     let text = format!("{switched} listener(s) back on blue");
     emit.info("rollback", &blue_group, text);
     let blue = lock::describe(cloud, &blue_group).await?;
+    let now = crate::run::running(cloud, &blue).await?;
     Ok(Some(RolloutOutcome {
         target: live.tags.get(TAG_TARGET).cloned().unwrap_or_default(),
         group: blue_group,
         strategy: "blue_green".into(),
-        launch_template_version: group_version(&blue),
+        launch_template_version: now.version,
         previous_version: group_version(&live),
         status: status::ROLLED_BACK.into(),
         desired: blue.desired_capacity,
-        on_new_image: 0,
+        on_new_image: now.on_image,
+        image: now.image,
+        note: None,
         timings: timings.list,
     }))
 }
@@ -1150,6 +1166,46 @@ pub(crate) async fn listeners_of(cloud: &Cloud, tg: &Arn) -> Result<Vec<Listener
         out.extend(cloud.load_balancing.describe_listeners(&lb).await?);
     }
     Ok(out)
+}
+
+/// A green group that `group` was blue of and that a rollback switched away from (it is
+/// no longer live), if any.
+pub(crate) async fn rolled_back_from(
+    cloud: &Cloud,
+    group: &Group,
+) -> Result<Option<String>, RolloutError> {
+    let all = cloud.scaling.describe_groups(&[]).await?;
+    Ok(all
+        .into_iter()
+        .find(|g| {
+            g.tags.get(TAG_BLUE_GROUP) == Some(&group.name)
+                && g.tags.get(TAG_LIVE).map(String::as_str) == Some("false")
+        })
+        .map(|g| g.name))
+}
+
+/// The group that serves the pipeline's `target`, whose file names `group`: the one
+/// tagged live for it, else `group` (a blue retired by `kiln gc` is gone, its green is
+/// the target's group now).
+pub async fn serving_group(
+    cloud: &Cloud,
+    target: &str,
+    group: &str,
+) -> Result<String, RolloutError> {
+    let cloud = &crate::patient::patient(cloud);
+    let groups = cloud.scaling.describe_groups(&[]).await?;
+    let live = groups.into_iter().find(|g| {
+        g.tags.get(TAG_TARGET).map(String::as_str) == Some(target)
+            && g.tags.get(TAG_LIVE).map(String::as_str) == Some("true")
+    });
+    Ok(live.map_or_else(|| group.to_string(), |g| g.name))
+}
+
+/// The group that serves `group`'s target: its live green, else `group` itself.
+pub(crate) async fn serving(cloud: &Cloud, group: &Group) -> Result<Group, RolloutError> {
+    Ok(live_green(cloud, group)
+        .await?
+        .unwrap_or_else(|| group.clone()))
 }
 
 /// The live green group of `group`'s target, if the target is blue/green.
@@ -1187,6 +1243,7 @@ pub async fn retire(
     progress: &dyn kiln_cloud::Progress,
     force: bool,
 ) -> Result<Retired, RolloutError> {
+    let cloud = &crate::patient::patient(cloud);
     let emit = Emitter {
         progress,
         clock: &*cloud.clock,
@@ -1216,14 +1273,28 @@ pub async fn retire(
         .await
         .map_err(|detail| invalid(format!("blue group {blue_group} not deleted: {detail}")))?;
     cloud.load_balancing.delete_target_group(&blue_tg).await?;
-    let keys = [TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL].map(String::from);
-    cloud.scaling.delete_group_tags(&live.name, &keys).await?;
+    forget_blue(cloud, &live.name, &blue_group).await?;
     emit.info("retire", &blue_group, "blue group and target group deleted");
     Ok(Retired {
         blue_group,
         blue_target_group: blue_tg,
         live_group: live.name,
     })
+}
+
+/// `green` no longer keeps `blue` (deleted): its blue tags go, and it records that blue
+/// was retired, so that a rollback says there is nothing to switch back to.
+pub(crate) async fn forget_blue(
+    cloud: &Cloud,
+    green: &str,
+    blue: &str,
+) -> Result<(), RolloutError> {
+    let keys = [TAG_BLUE_GROUP, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL].map(String::from);
+    cloud.scaling.delete_group_tags(green, &keys).await?;
+    let at = cloud.clock.now().to_rfc3339();
+    let retired = Tags::from([(TAG_BLUE_RETIRED.to_string(), format!("{blue} {at}"))]);
+    cloud.scaling.put_group_tags(green, &retired).await?;
+    Ok(())
 }
 
 /// Removes `blue` from every listener action of the live group's load balancers.

@@ -114,7 +114,8 @@ pub enum RolloutError {
     },
     #[error(
         "group {group} in {region} is locked by {holder}; wait for that rollout, or if it \
-         is dead, remove the group tag kiln:lock (it expires at {expires})",
+         is dead, run `kiln gc`, which releases the lock of a run that is over (it expires \
+         at {expires})",
         expires = holder.expires
     )]
     Locked {
@@ -124,7 +125,7 @@ pub enum RolloutError {
     },
     #[error(
         "rollout of {group} in {region} stopped: {reason}; {after}",
-        after = rolled_back_text(*.rolled_back, .outcome)
+        after = rolled_back_text(*.rolled_back, .outcome, .left.as_deref())
     )]
     Stopped {
         group: String,
@@ -132,6 +133,32 @@ pub enum RolloutError {
         reason: Box<StopReason>,
         rolled_back: bool,
         outcome: Box<RolloutOutcome>,
+        /// What a stop with no rollback left, and what to do (in place).
+        left: Option<String>,
+    },
+    /// The rollout reached its end (the refresh succeeded, the switch is done and
+    /// drained, every batch was fixed), then a call failed: it stands as it is.
+    #[error(
+        "rollout of {group} in {region} went through: {done}; then {error}. Nothing was \
+         undone: `kiln status` shows the group, `kiln rollback` undoes the rollout"
+    )]
+    Unreported {
+        group: String,
+        region: String,
+        /// What is live now.
+        done: String,
+        error: Box<RolloutError>,
+    },
+    /// The last rollout of the group was an in-place fix, which nothing can undo.
+    #[error("rollback of {group} in {region} refused: {detail}. Next: {next}")]
+    NoUndo {
+        group: String,
+        region: String,
+        /// The fix, how it ended, and where the instances are.
+        detail: String,
+        next: String,
+        /// Instances are out of service or the fix failed: someone must look now.
+        needs_attention: bool,
     },
     #[error("rollback of {group} in {region} failed: {detail}; {next}")]
     RollbackFailed {
@@ -158,17 +185,17 @@ fn preflight_message(group: &str, region: &str, refusals: &[Refusal]) -> String 
     )
 }
 
-fn rolled_back_text(rolled_back: bool, outcome: &RolloutOutcome) -> String {
-    if rolled_back {
-        format!(
+fn rolled_back_text(rolled_back: bool, outcome: &RolloutOutcome, left: Option<&str>) -> String {
+    match (rolled_back, left) {
+        (true, _) => format!(
             "rolled back to launch template version {} ({})",
             outcome.previous_version, outcome.status
-        )
-    } else {
-        format!(
+        ),
+        (false, Some(left)) => left.to_string(),
+        (false, None) => format!(
             "not rolled back ({}); run `kiln rollback` for {}",
             outcome.status, outcome.group
-        )
+        ),
     }
 }
 
@@ -176,6 +203,21 @@ impl RolloutError {
     /// A throttled or unreachable API: a later poll may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Cloud(e) if e.is_transient())
+    }
+
+    /// This error, met once the rollout had gone through (`done`: what is live).
+    pub(crate) fn after_done(self, group: &str, region: &str, done: String) -> Self {
+        Self::Unreported {
+            group: group.to_string(),
+            region: region.to_string(),
+            done,
+            error: Box::new(self),
+        }
+    }
+
+    /// Whether the rollout went through before the error (it stands; nothing to undo).
+    pub fn went_through(&self) -> bool {
+        matches!(self, Self::Unreported { .. })
     }
 
     /// The stop reason, when the rollout started and then stopped.

@@ -1,16 +1,19 @@
 //! In place (emergency fix): a script sent by Run Command to the running instances in
 //! batches. Each batch is taken out of the target group, drained, fixed, checked and put
-//! back; the first failure stops the run. The fix is recorded on the group as drift, so
-//! the next bake includes it (an instance refresh would otherwise undo it silently).
+//! back; the first failure stops the run, saying where each instance is and what to do
+//! ([`crate::fixed`]: a fix has no rollback). The fix is recorded on the group as drift,
+//! so the next bake includes it (an instance refresh would otherwise undo it silently),
+//! and how it stands in tag `kiln:in-place`, for `kiln rollback`.
 
 use std::time::Duration;
 
-use kiln_cloud::{Cloud, Group, InstanceId, Tags, TargetGroup, TargetState};
+use kiln_cloud::{Cloud, Group, InstanceId, TargetGroup, TargetState};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{human, tolerate, Refusal, RolloutError, StopReason};
 use crate::events::Emitter;
+use crate::fixed::{self, Left};
 use crate::gates::{
     run_command, Candidate, CommandOutcome, GateContext, GateState, FIX_COMMENT, PROBE_COMMENT,
 };
@@ -22,8 +25,6 @@ use crate::spec::InPlaceSettings;
 
 /// Group tag: the last in-place fix, for the next bake (`<time> <run>: <description>`).
 pub const TAG_DRIFT: &str = "kiln:drift";
-/// AWS limits a tag value to 256 characters.
-const TAG_VALUE_MAX: usize = 256;
 /// Slack over the deregistration delay before draining is called stuck: ELB reports the
 /// end of draining at its next health check round.
 const DRAIN_SLACK: Duration = Duration::from_secs(30);
@@ -100,13 +101,19 @@ pub(crate) async fn run(
     };
     let mut timings = Timings::new(&*cloud.clock);
     let total = ip.batches.len() as u64;
+    let instances: usize = ip.batches.iter().map(Vec::len).sum();
+    // Written before the first instance changes, so that a killed fix is known too.
+    r.tag_state(format!("Running: 0 of {instances} fixed"))
+        .await?;
     let mut fixed = 0;
     for (n, batch) in ip.batches.iter().enumerate() {
         if cancel.is_cancelled() {
-            return r.stopped(StopReason::Cancelled, fixed, timings);
+            return r.stopped(ip, n, StopReason::Cancelled, timings).await;
         }
+        // Not done: a cloud error inside a batch ends the run without saying where the
+        // batch is (out of the target group or not); the mark can go when it does.
         if let Err(stop) = r.batch(n + 1, batch, &ip.script).await? {
-            return r.stopped(stop, fixed, timings);
+            return r.stopped(ip, n, stop, timings).await;
         }
         fixed += batch.len() as i32;
         emit.step(
@@ -118,15 +125,15 @@ pub(crate) async fn run(
         );
     }
     timings.lap("in_place");
-    r.record_drift(ip).await?;
+    if let Err(e) = r.record_drift(ip).await {
+        let done = format!("the fix ran on all {fixed} instance(s) in service");
+        return Err(e.after_done(&plan.spec.group, &cloud.region, done));
+    }
     let version = plan.template.source_version;
-    Ok(outcome(
-        plan,
-        version,
-        status::SUCCESSFUL,
-        fixed,
-        timings.list,
-    ))
+    let mut out = outcome(plan, version, status::SUCCESSFUL, fixed, timings.list);
+    // A fix changes no image: the instances stay on their version's.
+    out.image = plan.template.source_image.clone();
+    Ok(out)
 }
 
 impl Run<'_> {
@@ -254,21 +261,26 @@ impl Run<'_> {
         }
     }
 
+    /// How the fix stands, in tag `kiln:in-place`.
+    async fn tag_state(&self, state: String) -> Result<(), RolloutError> {
+        let tags = fixed::tag(&self.plan.run_id, &state);
+        self.cloud
+            .scaling
+            .put_group_tags(&self.plan.spec.group, &tags)
+            .await?;
+        Ok(())
+    }
+
     async fn record_drift(&self, ip: &InPlacePlan) -> Result<(), RolloutError> {
-        let mut value = format!(
+        let value = fixed::fit(format!(
             "{} {}: {}",
             self.cloud.clock.now().format("%Y-%m-%dT%H:%MZ"),
             self.plan.run_id,
             ip.description
-        );
-        if value.len() > TAG_VALUE_MAX {
-            let mut cut = TAG_VALUE_MAX;
-            while !value.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            value.truncate(cut);
-        }
-        let tags = Tags::from([(TAG_DRIFT.to_string(), value)]);
+        ));
+        let n: usize = ip.batches.iter().map(Vec::len).sum();
+        let mut tags = fixed::tag(&self.plan.run_id, &format!("Successful: {n} of {n} fixed"));
+        tags.insert(TAG_DRIFT.to_string(), value);
         self.cloud
             .scaling
             .put_group_tags(&self.plan.spec.group, &tags)
@@ -281,21 +293,53 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn stopped(
+    /// Stops at batch `at` (0-based): where each instance is, and what to do, in the
+    /// error and (in short) in the group's tag.
+    async fn stopped(
         &self,
+        ip: &InPlacePlan,
+        at: usize,
         reason: StopReason,
-        fixed: i32,
         mut timings: Timings<'_>,
     ) -> Result<RolloutOutcome, RolloutError> {
         timings.lap("in_place");
-        let version = self.plan.template.source_version;
-        let out = outcome(self.plan, version, status::FAILED, fixed, timings.list);
+        let (plan, group) = (self.plan, &self.plan.spec.group);
+        let left = Left::of(&ip.batches, at, &reason);
+        let label = match reason {
+            StopReason::Cancelled => status::CANCELLED,
+            _ => status::FAILED,
+        };
+        let state = format!(
+            "{label} at batch {} of {}: {}; {} of {} fixed",
+            at + 1,
+            ip.batches.len(),
+            fixed::short(&reason),
+            left.fixed.len(),
+            ip.batches.iter().map(Vec::len).sum::<usize>()
+        );
+        if let Err(e) = self.tag_state(state).await {
+            let text = format!(
+                "could not record the fix's state in {}: {e}",
+                fixed::TAG_IN_PLACE
+            );
+            self.emit.warn("in_place", group, text);
+        }
+        let tg = self.target_group().map(|t| t.name.as_str());
+        let (version, image) = (plan.template.source_version, &plan.template.source_image);
+        let next = fixed::advice(&left.out, tg, version, image.as_ref());
+        let fixed_count = left.fixed.len() as i32;
+        let mut out = outcome(plan, version, label, fixed_count, timings.list);
+        out.image = image.clone();
         Err(RolloutError::Stopped {
-            group: self.plan.spec.group.clone(),
+            group: group.clone(),
             region: self.cloud.region.clone(),
             reason: Box::new(reason),
             rolled_back: false,
             outcome: Box::new(out),
+            left: Some(format!(
+                "an in-place fix has no rollback. Now: {}. Next: {next}",
+                left.describe(tg)
+            )),
         })
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! A rollout interrupted by SIGKILL cannot clean up (PITFALLS 11): what it made must
 //! already be known, on disk with the CLI's journal, in AWS by tag. Each resource is
-//! recorded right after its create call returns and forgotten once it is deleted or has
-//! become the run's result (the green group after a switch, the version a group uses).
+//! recorded right after its create call returns, and closed once it is deleted
+//! ([`Ledger::removed`]) or has become the run's result ([`Ledger::kept`]: the green
+//! group after a switch, the version a group uses), so that the run's summary says which.
 
-use kiln_cloud::journal::{template_version_id, Journal, Record, ResourceKind};
+use kiln_cloud::journal::{template_version_id, Fate, Journal, Record, ResourceKind};
 use kiln_cloud::LaunchTemplateId;
 
 /// The journal of one run, with the run's id and region.
@@ -33,8 +34,14 @@ impl<'a> Ledger<'a> {
         });
     }
 
-    pub fn forget(&self, kind: ResourceKind, id: &str) {
-        self.journal.forget(kind, id);
+    /// The resource is gone.
+    pub fn removed(&self, kind: ResourceKind, id: &str) {
+        self.journal.forget(kind, id, Fate::Removed);
+    }
+
+    /// The resource stays, as what the run made live.
+    pub fn kept(&self, kind: ResourceKind, id: &str) {
+        self.journal.forget(kind, id, Fate::Kept);
     }
 
     pub fn record_version(&self, template: &LaunchTemplateId, version: i64) {
@@ -42,8 +49,13 @@ impl<'a> Ledger<'a> {
         self.record(ResourceKind::LaunchTemplateVersion, &id);
     }
 
-    pub fn forget_version(&self, template: &LaunchTemplateId, version: i64) {
+    pub fn removed_version(&self, template: &LaunchTemplateId, version: i64) {
         let id = template_version_id(template.as_str(), version);
-        self.forget(ResourceKind::LaunchTemplateVersion, &id);
+        self.removed(ResourceKind::LaunchTemplateVersion, &id);
+    }
+
+    pub fn kept_version(&self, template: &LaunchTemplateId, version: i64) {
+        let id = template_version_id(template.as_str(), version);
+        self.kept(ResourceKind::LaunchTemplateVersion, &id);
     }
 }

@@ -37,7 +37,7 @@
 //!   rate and latency compared with the baseline's ([`AbThresholds`]);
 //! - blue/green: green group and target group beside blue, optional testers' rule and
 //!   weighted A/B `traffic_steps`, one listener change, blue kept for `rollback_window`
-//!   ([`retire`] removes it after);
+//!   ([`retire`] removes it after, and so does [`sweep`] for `kiln gc`);
 //! - in place: a fix by Run Command in batches, each drained, fixed, probed, put back;
 //!   the fix is recorded on the group (tag `kiln:drift`).
 
@@ -45,12 +45,14 @@ mod bluegreen;
 mod compare;
 mod error;
 mod events;
+mod fixed;
 mod gates;
 mod inplace;
 mod ledger;
 mod limits;
 mod lock;
 mod outcome;
+mod patient;
 mod plan;
 pub mod preflight;
 mod refresh;
@@ -63,10 +65,11 @@ mod summary;
 pub mod sweep;
 
 pub use bluegreen::{
-    retire, BlueGreenPlan, ListenerSwitch, Retired, ROLE_GREEN, ROLE_PREVIEW, TAG_BLUE_GROUP,
-    TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL, TAG_LIVE,
+    retire, serving_group, BlueGreenPlan, ListenerSwitch, Retired, ROLE_GREEN, ROLE_PREVIEW,
+    TAG_BLUE_GROUP, TAG_BLUE_RETIRED, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL, TAG_LIVE,
 };
 pub use error::{Refusal, RolloutError, StopReason};
+pub use fixed::TAG_IN_PLACE;
 pub use gates::{probe_command, FIX_COMMENT, PROBE_COMMENT};
 pub use inplace::{InPlacePlan, TAG_DRIFT};
 pub use limits::{Field, SpecProblem};

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use kiln_cloud::ImageId;
 use serde::{Deserialize, Serialize};
 
 /// Status strings of [`RolloutOutcome::status`].
@@ -12,6 +13,8 @@ pub mod status {
     pub const ROLLBACK_FAILED: &str = "RollbackFailed";
     pub const CANCELLED: &str = "Cancelled";
     pub const FAILED: &str = "Failed";
+    /// A rollback found nothing to undo (`note` says why); nothing changed.
+    pub const NOTHING_TO_ROLL_BACK: &str = "NothingToRollBack";
 }
 
 /// The end of a rollout (or rollback) of one group.
@@ -20,14 +23,21 @@ pub struct RolloutOutcome {
     pub target: String,
     pub group: String,
     pub strategy: String,
-    /// The version the rollout made (or, for a rollback, returned to).
+    /// The version the group's instances are on now: the one the rollout made (or
+    /// reused), the one a rollback returned to, the one an in-place fix left them on.
     pub launch_template_version: i64,
     /// The version the group ran before.
     pub previous_version: i64,
     pub status: String,
     pub desired: i32,
-    /// In-service instances now on the new image (in place: instances fixed).
+    /// In-service instances now on `image` (in place: the instances fixed).
     pub on_new_image: i32,
+    /// The image of `launch_template_version`, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageId>,
+    /// Why nothing changed, when nothing did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Phases and how long each took, in the account's time.
     #[serde(with = "timings_serde")]
     pub timings: Vec<(String, Duration)>,

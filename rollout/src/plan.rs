@@ -110,6 +110,15 @@ pub async fn plan(
     spec: &RolloutSpec,
     image: &ImageId,
 ) -> Result<RolloutPlan, RolloutError> {
+    planned(&crate::patient::patient(cloud), spec, image).await
+}
+
+/// [`plan`] on a cloud whose calls already survive throttling.
+pub(crate) async fn planned(
+    cloud: &Cloud,
+    spec: &RolloutSpec,
+    image: &ImageId,
+) -> Result<RolloutPlan, RolloutError> {
     // A setting AWS would refuse is refused before the account is read.
     if let Some(problem) = spec.problems().into_iter().next() {
         return Err(RolloutError::Invalid {

@@ -67,24 +67,6 @@ where
     }
 }
 
-/// Calls `call` until it is not throttled, or [`THROTTLED_BUDGET`] has passed: an undo
-/// must not give up on the first throttled answer of a throttling storm.
-pub(crate) async fn throttled<F, Fut>(cloud: &Cloud, mut call: F) -> CloudResult<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = CloudResult<()>>,
-{
-    let deadline = cloud.clock.now() + chrono_of(THROTTLED_BUDGET);
-    loop {
-        match call().await {
-            Err(e) if e.is_transient() && cloud.clock.now() < deadline => {
-                tokio::time::sleep(THROTTLED_RETRY).await;
-            }
-            result => return result,
-        }
-    }
-}
-
 /// A delete call's result as an attempt: gone is done, throttling is tried again.
 fn deleted(result: CloudResult<()>, retry_on_conflict: bool) -> Attempt {
     match result {

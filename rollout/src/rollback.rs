@@ -1,16 +1,22 @@
 //! `rollback` by hand (`kiln rollback`): a running refresh is rolled back by AWS; a
 //! finished rollout is undone by a refresh back to the version recorded on the group.
+//! Nothing to undo (no rollout recorded, or the group already back on the recorded
+//! version) is a result, not a failure: a retried CI job must not page anyone.
 
-use kiln_cloud::{Cloud, Group, ImageId, InstanceRefresh, Progress, RefreshStatus, TemplateRef};
+use kiln_cloud::{Cloud, Group, ImageId, InstanceId, InstanceRefresh, Progress, RefreshStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{human, RolloutError};
 use crate::events::Emitter;
+use crate::fixed;
 use crate::lock;
 use crate::outcome::{status, RolloutOutcome};
-use crate::plan::plan;
+use crate::plan::planned;
 use crate::refresh::{chrono_of, RefreshRun, Watched};
-use crate::run::{on_new_image, outcome, Timings, TAG_PREVIOUS_VERSION, TAG_TARGET};
+use crate::run::{
+    on_new_image, outcome, running as running_now, template_ref, version_image, Running, Timings,
+    TAG_PREVIOUS_VERSION, TAG_TARGET, TAG_VERSION,
+};
 use crate::spec::{Gates, RollingSettings, RolloutSpec, Strategy, Timeouts};
 
 /// Undoes the last rollout of `group`.
@@ -20,11 +26,16 @@ pub async fn rollback(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<RolloutOutcome, RolloutError> {
+    let cloud = &crate::patient::patient(cloud);
     let emit = Emitter {
         progress,
         clock: &*cloud.clock,
     };
     let g = lock::describe(cloud, group).await?;
+    let serving = crate::bluegreen::serving(cloud, &g).await?;
+    if let Some((run, state)) = fixed::last_fix(&serving.tags) {
+        return Err(no_undo(cloud, &serving, &run, &state).await?);
+    }
     if let Some(out) = crate::bluegreen::switch_back(cloud, &g, &emit).await? {
         return Ok(out);
     }
@@ -33,6 +44,53 @@ pub async fn rollback(
         return roll_back_running(cloud, &g, running, &emit).await;
     }
     refresh_back(cloud, &g, refreshes.first(), &emit, cancel).await
+}
+
+/// Why the last rollout of `g`, the in-place fix of `run`, cannot be rolled back: how it
+/// ended, where the instances are now, and the same advice a failed fix gives.
+async fn no_undo(
+    cloud: &Cloud,
+    g: &Group,
+    run: &str,
+    state: &str,
+) -> Result<RolloutError, RolloutError> {
+    let (tg, out) = out_of_target_group(cloud, g).await?;
+    let now = running_now(cloud, g).await?;
+    let tg_text = tg.as_deref().unwrap_or("its target group");
+    let place = if out.is_empty() {
+        format!("every instance in service is in {tg_text}")
+    } else {
+        let ids: Vec<&str> = out.iter().map(InstanceId::as_str).collect();
+        format!("{} out of target group {tg_text}", ids.join(", "))
+    };
+    let detail = format!(
+        "the last rollout of {} was an in-place fix (run {run}: {state}), which has no \
+         rollback. Now: {place}",
+        g.name
+    );
+    let next = fixed::advice(&out, tg.as_deref(), now.version, now.image.as_ref());
+    Ok(RolloutError::NoUndo {
+        group: g.name.clone(),
+        region: cloud.region.clone(),
+        detail,
+        next,
+        needs_attention: !out.is_empty() || !state.starts_with(status::SUCCESSFUL),
+    })
+}
+
+/// The group's (first) target group by name, and its in-service instances that target
+/// group does not count in service; no target group, no instance out.
+async fn out_of_target_group(
+    cloud: &Cloud,
+    g: &Group,
+) -> Result<(Option<String>, Vec<InstanceId>), RolloutError> {
+    let Some(arn) = g.target_group_arns.first() else {
+        return Ok((None, Vec::new()));
+    };
+    let all = cloud.load_balancing.describe_target_groups(&[]).await?;
+    let name = all.into_iter().find(|t| &t.arn == arn).map(|t| t.name);
+    let health = cloud.load_balancing.describe_target_health(arn).await?;
+    Ok((name, fixed::out_of_service(g, &health)))
 }
 
 /// AWS's own rollback of a refresh in progress; allowed while another run holds the
@@ -59,13 +117,28 @@ async fn roll_back_running(
     );
     let final_status = wait_end(cloud, &g.name, &running.id).await?;
     timings.lap("rollback");
-    let previous = tag_version(g, TAG_PREVIOUS_VERSION).unwrap_or_default();
     let label = if final_status == RefreshStatus::RollbackSuccessful {
         status::ROLLED_BACK
     } else {
         status::ROLLBACK_FAILED
     };
-    Ok(RolloutOutcome {
+    // What the instances run once AWS is done, not what the tags planned.
+    let after = lock::describe(cloud, &g.name).await?;
+    let now = running_now(cloud, &after).await?;
+    let towards = running.desired.as_ref().and_then(|d| d.numbered_version());
+    let mut out = result_of(&after, now, label, timings.list);
+    out.previous_version = towards.unwrap_or_default();
+    Ok(out)
+}
+
+/// A rollback's result, from what the group runs now.
+fn result_of(
+    g: &Group,
+    now: Running,
+    label: &str,
+    timings: Vec<(String, std::time::Duration)>,
+) -> RolloutOutcome {
+    RolloutOutcome {
         target: g
             .tags
             .get(TAG_TARGET)
@@ -73,17 +146,23 @@ async fn roll_back_running(
             .unwrap_or_else(|| g.name.clone()),
         group: g.name.clone(),
         strategy: "rollback".into(),
-        launch_template_version: previous,
-        previous_version: running
-            .desired
-            .as_ref()
-            .and_then(|d| d.numbered_version())
-            .unwrap_or_default(),
+        launch_template_version: now.version,
+        previous_version: now.version,
         status: label.into(),
         desired: g.desired_capacity,
-        on_new_image: 0,
-        timings: timings.list,
-    })
+        on_new_image: now.on_image,
+        image: now.image,
+        note: None,
+        timings,
+    }
+}
+
+/// Nothing to roll back, and why; the group is left as it is.
+async fn nothing(cloud: &Cloud, g: &Group, why: String) -> Result<RolloutOutcome, RolloutError> {
+    let now = running_now(cloud, g).await?;
+    let mut out = result_of(g, now, status::NOTHING_TO_ROLL_BACK, Vec::new());
+    out.note = Some(why);
+    Ok(out)
 }
 
 /// Polls a refresh to its end, within the default rollback deadline.
@@ -120,12 +199,39 @@ async fn refresh_back(
     emit: &Emitter<'_>,
     cancel: &CancellationToken,
 ) -> Result<RolloutOutcome, RolloutError> {
-    let (spec, image, previous) = rollback_spec(cloud, g, last).await?;
-    let plan = plan(cloud, &spec, &image).await?;
+    let Some((spec, image, previous)) = rollback_spec(cloud, g, last).await? else {
+        let retired = g.tags.get(crate::bluegreen::TAG_BLUE_RETIRED);
+        let why = match crate::bluegreen::rolled_back_from(cloud, g).await? {
+            _ if retired.is_some() => {
+                let retired = retired.map(String::as_str).unwrap_or_default();
+                let (blue, at) = retired.split_once(' ').unwrap_or((retired, "?"));
+                format!(
+                    "the blue group {blue} of the last blue/green rollout was retired at {at}, \
+                     after its rollback window: there is nothing to switch back to"
+                )
+            }
+            Some(green) => format!(
+                "the blue/green rollout to {green} is rolled back already: group {} takes \
+                 the traffic again",
+                g.name
+            ),
+            None => format!(
+                "no rollout by kiln is recorded on group {} (tag {TAG_PREVIOUS_VERSION}), so \
+                 there is no earlier version to return to",
+                g.name
+            ),
+        };
+        return nothing(cloud, g, why).await;
+    };
+    let plan = planned(cloud, &spec, &image).await?;
     if plan.template.source_version == previous {
-        let detail =
-            format!("the group already runs version {previous}, the recorded previous version");
-        return Err(rollback_failed(cloud, &g.name, detail));
+        let after = tag_version(g, TAG_VERSION).map_or(String::new(), |v| format!(" to {v}"));
+        let why = format!(
+            "group {} already runs version {previous}, the version before kiln's last \
+             rollout{after}: that rollout is undone",
+            g.name
+        );
+        return nothing(cloud, g, why).await;
     }
     let me = plan.lock_holder(cloud.clock.now());
     if let Some(old) = lock::acquire(cloud, &g.name, &me).await? {
@@ -142,30 +248,24 @@ async fn refresh_back(
     result
 }
 
-/// A rolling spec back to the recorded previous version, its image, and the version.
+/// A rolling spec back to the recorded previous version, its image, and the version;
+/// `None` when no previous version is recorded.
 async fn rollback_spec(
     cloud: &Cloud,
     g: &Group,
     last: Option<&InstanceRefresh>,
-) -> Result<(RolloutSpec, ImageId, i64), RolloutError> {
+) -> Result<Option<(RolloutSpec, ImageId, i64)>, RolloutError> {
     let fail = |detail: &str| rollback_failed(cloud, &g.name, detail.to_string());
-    let previous = tag_version(g, TAG_PREVIOUS_VERSION)
-        .ok_or_else(|| fail("no previous version recorded on the group (kiln:previous-version)"))?;
+    let Some(previous) = tag_version(g, TAG_PREVIOUS_VERSION) else {
+        return Ok(None);
+    };
     let template = g
         .launch_template
         .as_ref()
-        .and_then(|t| {
-            let by_id = t.template_id.clone().map(TemplateRef::Id);
-            by_id.or(t.template_name.clone().map(TemplateRef::Name))
-        })
+        .and_then(template_ref)
         .ok_or_else(|| fail("the group has no launch template"))?;
-    let versions = cloud
-        .compute
-        .describe_launch_template_versions(&template, &[previous])
-        .await?;
-    let image = versions
-        .first()
-        .and_then(|v| v.data.image_id.clone())
+    let image = version_image(cloud, &template, previous)
+        .await?
         .ok_or_else(|| fail(&format!("version {previous} has no image")))?;
     let spec = RolloutSpec {
         target: g
@@ -183,7 +283,7 @@ async fn rollback_spec(
         // A rollback restores what ran before; it is never refused for how that was.
         allow_imdsv1: true,
     };
-    Ok((spec, image, previous))
+    Ok(Some((spec, image, previous)))
 }
 
 async fn watch_back(

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use kiln_cloud::journal::{Journal, MemoryJournal};
 use kiln_cloud::{
-    Cloud, ImageId, InstanceFilter, LaunchTemplateId, NewTemplateVersion, Progress, RefreshStatus,
-    Tags, TemplateRef, Timestamp, UpdateGroup, TAG_RUN_ID,
+    Cloud, Group, GroupTemplate, ImageId, InstanceFilter, LaunchTemplateId, NewTemplateVersion,
+    Progress, RefreshStatus, Tags, TemplateRef, Timestamp, UpdateGroup, TAG_RUN_ID,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +51,7 @@ pub async fn rollout_with_journal(
     cancel: &CancellationToken,
     journal: &dyn Journal,
 ) -> Result<RolloutOutcome, RolloutError> {
+    let cloud = &crate::patient::patient(cloud);
     let ledger = Ledger::new(journal, &cloud.region, &plan.run_id);
     let emit = Emitter {
         progress,
@@ -198,7 +199,10 @@ async fn run_refresh(
                 version,
             };
             let result = refresh_to_new_version(&run, refresh, timings).await;
-            settle_version(&run, ledger, result.is_ok()).await;
+            let went_through = result
+                .as_ref()
+                .map_or_else(RolloutError::went_through, |_| true);
+            settle_version(&run, ledger, went_through).await;
             result
         }
         Err(e) => Err(e),
@@ -213,7 +217,7 @@ async fn run_refresh(
 async fn settle_version(run: &RefreshRun<'_>, ledger: &Ledger<'_>, succeeded: bool) {
     let (template, version) = (&run.template_id, run.version);
     if succeeded || version == run.plan.template.source_version {
-        ledger.forget_version(template, version);
+        ledger.kept_version(template, version);
         return;
     }
     drop_version(run.cloud, ledger, run.emit, template, version, &[]).await;
@@ -245,7 +249,7 @@ pub(crate) async fn drop_version(
     };
     match result {
         Ok(()) => {
-            ledger.forget_version(template, version);
+            ledger.removed_version(template, version);
             emit.info("cleanup", &subject, "launch template version deleted");
         }
         Err(why) => emit.warn("cleanup", &subject, format!("left behind: {why}")),
@@ -267,7 +271,10 @@ async fn refresh_to_new_version(
             timings.lap("refresh");
             let group = &plan.spec.group;
             emit.info("refresh", group, format!("version {version} is live"));
-            let on_new = on_new_image(cloud, group, &plan.image).await?;
+            let done = format!("instance refresh {id} succeeded: {group} runs version {version}");
+            let on_new = on_new_image(cloud, group, &plan.image)
+                .await
+                .map_err(|e| e.after_done(group, &cloud.region, done))?;
             let label = status::SUCCESSFUL;
             Ok(outcome(plan, version, label, on_new, timings.list))
         }
@@ -316,6 +323,7 @@ async fn stop(
         reason: Box::new(reason),
         rolled_back,
         outcome: Box::new(outcome(plan, run.version, label, on_new, timings.list)),
+        left: None,
     })
 }
 
@@ -461,6 +469,53 @@ pub(crate) async fn on_new_image(
     Ok(instances.iter().filter(|i| &i.image_id == image).count() as i32)
 }
 
+/// What a group runs now: its numbered version, that version's image, and how many of
+/// its in-service instances run that image.
+pub(crate) struct Running {
+    pub version: i64,
+    pub image: Option<ImageId>,
+    pub on_image: i32,
+}
+
+/// Reads what `g` runs now (for the result lines of rollbacks, which install no image
+/// of their own).
+pub(crate) async fn running(cloud: &Cloud, g: &Group) -> Result<Running, RolloutError> {
+    let t = g.launch_template.as_ref();
+    let version = t.and_then(|t| t.numbered_version()).unwrap_or_default();
+    let image = match t.and_then(template_ref) {
+        Some(template) => version_image(cloud, &template, version).await?,
+        None => None,
+    };
+    let on_image = match &image {
+        Some(image) => on_new_image(cloud, &g.name, image).await?,
+        None => 0,
+    };
+    Ok(Running {
+        version,
+        image,
+        on_image,
+    })
+}
+
+/// The template a group launches from, by id when it has one.
+pub(crate) fn template_ref(t: &GroupTemplate) -> Option<TemplateRef> {
+    let by_id = t.template_id.clone().map(TemplateRef::Id);
+    by_id.or(t.template_name.clone().map(TemplateRef::Name))
+}
+
+/// The image a numbered version launches, if it names one.
+pub(crate) async fn version_image(
+    cloud: &Cloud,
+    template: &TemplateRef,
+    version: i64,
+) -> Result<Option<ImageId>, RolloutError> {
+    let versions = cloud
+        .compute
+        .describe_launch_template_versions(template, &[version])
+        .await?;
+    Ok(versions.first().and_then(|v| v.data.image_id.clone()))
+}
+
 pub(crate) fn outcome(
     plan: &RolloutPlan,
     version: i64,
@@ -477,6 +532,8 @@ pub(crate) fn outcome(
         status: label.to_string(),
         desired: plan.group.desired,
         on_new_image,
+        image: Some(plan.image.clone()),
+        note: None,
         timings,
     }
 }

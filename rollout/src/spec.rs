@@ -277,7 +277,8 @@ pub const DEFAULT_ROLLBACK_WINDOW: Duration = Duration::from_secs(60 * 60);
 pub struct BlueGreenSettings {
     /// A listener rule that sends testers to green before everyone else.
     pub preview: Option<Preview>,
-    /// How long blue is kept (at its capacity) after the switch.
+    /// How long blue is kept (at its capacity) once the run accepts green: after the
+    /// switch and the watch that follows it (`watch_after_switch`).
     #[serde(with = "humantime_serde")]
     pub rollback_window: Duration,
     /// A/B: percentages of traffic sent to green by weighted forwarding before the full

@@ -89,6 +89,7 @@ async fn instances(cloud: &Cloud, g: &Group) -> Result<Vec<InstanceStatus>, Roll
 
 /// Reads the group's state; changes nothing.
 pub async fn status(cloud: &Cloud, group: &str) -> Result<GroupStatus, RolloutError> {
+    let cloud = &crate::patient::patient(cloud);
     let g = lock::describe(cloud, group).await?;
     let refreshes = cloud.scaling.describe_instance_refreshes(group).await?;
     let instances = instances(cloud, &g).await?;

@@ -164,35 +164,182 @@ async fn rollback_by_hand_returns_to_the_recorded_version() {
     eprintln!("rollback by hand took {:?}", out.timings);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_throttling_storm_delays_the_rollout_without_breaking_it() {
-    let (account, cloud) = poc().await;
+/// How long each storm lasts: every call is rejected meanwhile, for longer than the AWS
+/// client's own retries last (about two seconds).
+const STORM: Duration = Duration::from_secs(120);
+/// Storms start this far apart: with each lasting [`STORM`], every moment of a rollout
+/// falls inside one of them.
+const STORM_EVERY: Duration = Duration::from_secs(60);
+
+/// The POC's throttling faults (`examples/poc/faults/throttling.yaml`) with the storm
+/// starting `after` the rollout does.
+fn storm_at(account: &kiln_cloud::sim::SimAccount, after: Duration) {
     account.set_faults(kiln_cloud::sim::Faults {
+        throttle: vec![kiln_cloud::sim::ThrottleFault {
+            operation: "DescribeInstances".into(),
+            count: 5,
+            rejected: 0,
+        }],
         throttle_storm: Some(kiln_cloud::sim::StormFault {
-            after: Duration::from_secs(120),
-            lasts: Duration::from_secs(120),
+            after,
+            lasts: STORM,
             starts_at: None,
             rejected: 0,
         }),
         ..Default::default()
     });
+}
+
+/// Rolls the new image out with `spec` through a storm starting at each [`STORM_EVERY`]
+/// while an undisturbed rollout would still run; each must succeed with every instance
+/// on the new image, and no poll may have given up on a call.
+async fn through_every_storm(spec: &kiln_rollout::RolloutSpec) {
+    let name = spec.strategy.name();
+    let length = undisturbed(spec).await;
+    let mut after = Duration::ZERO;
+    while after < length {
+        let (account, cloud) = poc().await;
+        storm_at(&account, after);
+        let p = plan(&cloud, spec, &new_image()).await.unwrap();
+        let rec = recorder();
+        let out = rollout(&cloud, &p, &*rec, &CancellationToken::new()).await;
+        let at = secs(after);
+        let out = out.unwrap_or_else(|e| panic!("{name}, storm at {at} s: {e}"));
+        assert_eq!(
+            (out.status.as_str(), out.on_new_image),
+            ("Successful", 3),
+            "{name}, storm at {at} s"
+        );
+        let storm = account.faults().throttle_storm.unwrap();
+        assert!(storm.rejected > 0, "{name}: the storm at {at} s came");
+        let gave_up: Vec<String> = rec
+            .events()
+            .into_iter()
+            .filter(|e| e.message.contains("poll failed"))
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(gave_up, Vec::<String>::new(), "{name}, storm at {at} s");
+        // Blue (or the refreshed group) kept its capacity; traffic always had a target.
+        assert_safe(&account, GROUP, 3);
+        after += STORM_EVERY;
+    }
+}
+
+/// How long a rollout with `spec` takes on a calm account.
+async fn undisturbed(spec: &kiln_rollout::RolloutSpec) -> Duration {
+    let (_account, cloud) = poc().await;
+    let p = plan(&cloud, spec, &new_image()).await.unwrap();
+    let out = rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+    out.timings.iter().map(|(_, took)| *took).sum()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rolling_rollout_outlasts_a_throttling_storm_whenever_it_comes() {
+    let spec = rolling(RollingSettings::default());
+    through_every_storm(&spec).await;
+    let (account, cloud) = poc().await;
+    storm_at(&account, Duration::from_secs(4 * 60));
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        versions_and_images(&cloud, GROUP).await,
+        ("3".to_string(), vec![NEW_IMAGE.to_string(); 3])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blue_green_rollout_outlasts_a_throttling_storm_whenever_it_comes() {
+    let spec = spec(kiln_rollout::Strategy::BlueGreen(Default::default()));
+    through_every_storm(&spec).await;
+    // A storm from just before the switch (green is healthy after about three minutes)
+    // to past the end of the run.
+    let (account, cloud) = poc().await;
+    storm_at(&account, Duration::from_secs(3 * 60));
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    let out = rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap();
+    let green = p.blue_green.as_ref().unwrap().green_group.clone();
+    assert_eq!(out.group, green);
+    let tags = group(&cloud, &green).await.tags;
+    assert_eq!(
+        tags.get(kiln_rollout::TAG_LIVE).map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        versions_and_images(&cloud, &green).await,
+        ("3".to_string(), vec![NEW_IMAGE.to_string(); 3])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_in_place_fix_outlasts_a_throttling_storm_whenever_it_comes() {
+    let fix = kiln_rollout::InPlaceSettings {
+        script: vec!["systemctl reload php-fpm".into()],
+        batch_size: 1,
+        description: "reload PHP-FPM".into(),
+    };
+    let spec = spec(kiln_rollout::Strategy::InPlace(fix));
+    let length = undisturbed(&spec).await;
+    let mut after = Duration::ZERO;
+    while after < length {
+        let (account, cloud) = poc().await;
+        storm_at(&account, after);
+        let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+        let out = rollout(&cloud, &p, &Silent, &CancellationToken::new()).await;
+        let at = secs(after);
+        let out = out.unwrap_or_else(|e| panic!("in place, storm at {at} s: {e}"));
+        assert_eq!(out.on_new_image, 3, "fixed, storm at {at} s");
+        let storm = account.faults().throttle_storm.unwrap();
+        assert!(storm.rejected > 0, "in place: the storm at {at} s came");
+        let tags = group(&cloud, GROUP).await.tags;
+        assert!(
+            tags.contains_key(kiln_rollout::TAG_DRIFT),
+            "storm at {at} s"
+        );
+        assert_safe(&account, GROUP, 2);
+        after += STORM_EVERY;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_with_nothing_to_undo_is_a_result_that_says_why() {
+    let (_account, cloud) = poc().await;
+    let never = CancellationToken::new();
+    let fresh = rollback(&cloud, GROUP, &Silent, &never).await.unwrap();
+    assert_eq!(fresh.status, "NothingToRollBack");
+    let note = fresh.note.clone().unwrap_or_default();
+    assert!(note.contains("no rollout by kiln is recorded"), "{note}");
+
     let p = plan(&cloud, &rolling(RollingSettings::default()), &new_image())
         .await
         .unwrap();
-    let rec = recorder();
-    let out = rollout(&cloud, &p, &*rec, &CancellationToken::new())
-        .await
-        .expect("rollout");
-    assert_eq!(out.on_new_image, 3);
-    assert!(
-        account.faults().throttle_storm.unwrap().rejected > 0,
-        "the storm happened"
+    rollout(&cloud, &p, &Silent, &never).await.unwrap();
+    let back = rollback(&cloud, GROUP, &Silent, &never).await.unwrap();
+    assert_eq!(back.status, "RolledBack");
+    let refreshes = cloud.scaling.describe_instance_refreshes(GROUP).await;
+    let count = refreshes.unwrap().len();
+
+    let twice = rollback(&cloud, GROUP, &Silent, &never).await.unwrap();
+    assert_eq!(twice.status, "NothingToRollBack");
+    let note = twice.note.clone().unwrap_or_default();
+    assert!(note.contains("already runs version 2"), "{note}");
+    let image = twice.image.as_ref().map(ToString::to_string);
+    assert_eq!(
+        (
+            twice.launch_template_version,
+            image.as_deref(),
+            twice.on_new_image
+        ),
+        (2, Some(CURRENT_IMAGE), 3)
     );
-    let warned = rec
-        .events()
-        .iter()
-        .any(|e| e.level == kiln_cloud::Level::Warn);
-    assert!(warned, "throttled polls are reported");
+    let refreshes = cloud.scaling.describe_instance_refreshes(GROUP).await;
+    assert_eq!(refreshes.unwrap().len(), count, "no refresh started");
+    assert!(!group(&cloud, GROUP).await.tags.contains_key(LOCK_TAG));
 }
 
 #[tokio::test(start_paused = true)]
@@ -210,6 +357,12 @@ async fn rollback_by_hand_during_a_rollout_stops_it() {
         .unwrap();
     assert_eq!(out.status, "RolledBack");
     assert_eq!((out.launch_template_version, out.previous_version), (2, 3));
+    // The result counts what the instances run once AWS is done.
+    let image = out.image.as_ref().map(ToString::to_string);
+    assert_eq!(
+        (image.as_deref(), out.on_new_image),
+        (Some(CURRENT_IMAGE), 3)
+    );
     let err = task.await.unwrap().unwrap_err();
     let Some(StopReason::RefreshEnded { status, .. }) = err.stop_reason() else {
         panic!("expected the refresh to end, got {err}");

@@ -331,12 +331,14 @@ async fn an_error_once_green_exists_undoes_the_run_through_throttling() {
     let (account, cloud) = poc().await;
     let before = estate(&cloud).await;
     let traffic_before = forward(&cloud).await;
-    // The first listener change (green joining at weight 0) fails, and so do the undo's
-    // first tries: the run stops with the error and undoes itself anyway.
+    // The first listener change (green joining at weight 0) is throttled for longer than
+    // kiln tries it (THROTTLE_BUDGET: at most 13 tries of the client's 3 attempts, 39
+    // rejections); the undo meets what is left (up to 16 rejections), which its own
+    // tries outlast: the run stops with the error and undoes itself anyway.
     account.set_faults(kiln_cloud::sim::Faults {
         throttle: vec![kiln_cloud::sim::ThrottleFault {
             operation: "ModifyListener".into(),
-            count: 9,
+            count: 40,
             rejected: 0,
         }],
         ..Default::default()
@@ -355,6 +357,116 @@ async fn an_error_once_green_exists_undoes_the_run_through_throttling() {
     assert_eq!(forward(&cloud).await, traffic_before);
     assert_eq!(journal.open_records(), vec![]);
     assert_safe(&account, GROUP, 3);
+}
+
+/// DescribeInstances, which counts what runs the new image once the rollout is through,
+/// answers "throttled" from now on, far longer than kiln tries a call.
+fn instances_unreadable(account: &kiln_cloud::sim::SimAccount) {
+    account.set_faults(kiln_cloud::sim::Faults {
+        throttle: vec![kiln_cloud::sim::ThrottleFault {
+            operation: "DescribeInstances".into(),
+            count: 100_000,
+            rejected: 0,
+        }],
+        ..Default::default()
+    });
+}
+
+fn ids_of(records: Vec<kiln_cloud::Record>) -> Vec<(ResourceKind, String)> {
+    records.into_iter().map(|r| (r.kind, r.id)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_after_the_switch_says_green_is_live_and_keeps_what_it_made() {
+    let (account, cloud) = poc().await;
+    let p = plan(&cloud, &blue_green(), &new_image()).await.unwrap();
+    let journal = Arc::new(MemoryJournal::new());
+    let (task, _cancel) = start(&cloud, &p, &journal);
+    until(&cloud, Phase::Draining).await;
+    instances_unreadable(&account);
+    let err = task.await.unwrap().unwrap_err();
+    account.set_faults(Default::default());
+
+    assert!(err.went_through(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("went through: 1 listener(s) forward to green poc-web-asg-v3")
+            && text.contains("Nothing was undone")
+            && text.contains("DescribeInstances"),
+        "{text}"
+    );
+    // The journal calls removed only what is gone (the testers' rule); green is kept.
+    assert_eq!(journal.open_records(), vec![]);
+    let removed: Vec<ResourceKind> = ids_of(journal.closed(kiln_cloud::Fate::Removed))
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
+    assert_eq!(removed, [ResourceKind::ListenerRule]);
+    assert_eq!(
+        rules(&cloud).await,
+        Vec::<String>::new(),
+        "the rule is gone"
+    );
+    let kept: Vec<ResourceKind> = ids_of(journal.closed(kiln_cloud::Fate::Kept))
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ResourceKind::AutoScalingGroup,
+            ResourceKind::TargetGroup,
+            ResourceKind::LaunchTemplateVersion
+        ]
+    );
+    // And the account agrees: green takes every request and is tagged live.
+    assert_eq!(green_weight(&cloud).await, Some(100));
+    let live = group(&cloud, GREEN)
+        .await
+        .tags
+        .get(kiln_rollout::TAG_LIVE)
+        .cloned();
+    assert_eq!(live.as_deref(), Some("true"));
+    assert_eq!(
+        versions_and_images(&cloud, GREEN).await,
+        ("3".to_string(), vec![NEW_IMAGE.to_string(); 3])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_after_the_refresh_succeeded_keeps_the_version_the_group_runs() {
+    let (account, cloud) = poc().await;
+    let spec = rolling(kiln_rollout::RollingSettings::default());
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    let journal = Arc::new(MemoryJournal::new());
+    let (task, _cancel) = start(&cloud, &p, &journal);
+    loop {
+        tokio::time::sleep(LOOK_EVERY).await;
+        let refreshes = cloud.scaling.describe_instance_refreshes(GROUP).await;
+        let done = refreshes.unwrap().first().map(|r| r.status);
+        if done == Some(kiln_cloud::RefreshStatus::Successful) {
+            break;
+        }
+    }
+    instances_unreadable(&account);
+    let err = task.await.unwrap().unwrap_err();
+    account.set_faults(Default::default());
+
+    assert!(err.went_through(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("succeeded: poc-web-asg runs version 3"),
+        "{err}"
+    );
+    assert_eq!(journal.open_records(), vec![], "nothing left for gc");
+    assert_eq!(ids_of(journal.closed(kiln_cloud::Fate::Removed)), vec![]);
+    let kept = ids_of(journal.closed(kiln_cloud::Fate::Kept));
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].1.ends_with(":3"), "{kept:?}");
+    assert_eq!(
+        versions_and_images(&cloud, GROUP).await,
+        ("3".to_string(), vec![NEW_IMAGE.to_string(); 3])
+    );
 }
 
 fn over(_: &str) -> RunState {
@@ -417,25 +529,31 @@ async fn a_killed_blue_green_is_swept_once_its_run_is_over() {
         "{made:?}"
     );
 
+    // What the journal had, and the lock the killed run never released.
+    let mut left = made.clone();
+    left.push((ResourceKind::GroupLock, GROUP.to_string()));
+
     // A run nobody knows about, started minutes ago, may still be going elsewhere.
     let young = sweep::survey(&cloud, &judge(&cloud, &unknown))
         .await
         .unwrap();
     assert!(young.remove.is_empty(), "{:?}", young.remove);
-    assert_eq!(ids(&young.kept), made);
+    assert_eq!(ids(&young.kept), left);
 
     let survey = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
     assert_eq!(
         ids(&survey.remove),
-        made,
-        "the sweep finds what the journal had"
+        left,
+        "the sweep finds what the journal had, and the lock"
     );
     assert!(survey.kept.is_empty(), "{:?}", survey.kept);
     let report = sweep::sweep(&cloud, &survey).await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    assert_eq!(ids(&report.removed), made);
+    assert_eq!(ids(&report.removed), left);
 
     assert_eq!(estate(&cloud).await, before, "nothing of the run is left");
+    let tags = group(&cloud, GROUP).await.tags;
+    assert!(!tags.contains_key(kiln_rollout::LOCK_TAG), "{tags:?}");
     let on_blue = forward(&cloud).await;
     assert!(
         on_blue.len() == 1 && on_blue[0].0 == TG && on_blue[0].1 > 0,
@@ -449,6 +567,62 @@ async fn a_killed_blue_green_is_swept_once_its_run_is_over() {
     assert_safe(&account, GROUP, 3);
 }
 
+fn live(_: &str) -> RunState {
+    RunState::Live
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_is_released_only_for_a_run_that_is_over_and_still_holds_it() {
+    let (_account, cloud) = poc().await;
+    let spec = rolling(kiln_rollout::RollingSettings::default());
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    let journal = Arc::new(MemoryJournal::new());
+    let (task, _cancel) = start(&cloud, &p, &journal);
+    until_refresh_in_progress(&cloud, 1).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let lock = (ResourceKind::GroupLock, GROUP.to_string());
+
+    // A live run keeps its lock, with the reason.
+    let going = sweep::survey(&cloud, &judge(&cloud, &live)).await.unwrap();
+    let kept = going
+        .kept
+        .iter()
+        .find(|f| f.kind == ResourceKind::GroupLock);
+    let kept = kept.unwrap_or_else(|| panic!("{:?}", going.kept));
+    assert_eq!(
+        (kept.id.as_str(), kept.run_id.as_str()),
+        (GROUP, p.run_id.as_str())
+    );
+    assert!(kept.reason.contains("still going"), "{}", kept.reason);
+    assert!(!ids(&going.remove).contains(&lock), "{:?}", going.remove);
+
+    // Over: listed, then released, unless another run took the group meanwhile.
+    let survey = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
+    assert!(ids(&survey.remove).contains(&lock), "{:?}", survey.remove);
+    let other = "owner=ci;run=ro-20990101T000000-beef;expires=2099-01-01T00:00:00+00:00";
+    let tags = kiln_cloud::Tags::from([(kiln_rollout::LOCK_TAG.to_string(), other.to_string())]);
+    cloud.scaling.put_group_tags(GROUP, &tags).await.unwrap();
+    let report = sweep::sweep(&cloud, &survey).await;
+    let failed: Vec<_> = report
+        .failed
+        .iter()
+        .filter(|(f, _)| f.kind == lock.0)
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", report.failed);
+    assert!(
+        failed[0].1.contains("ro-20990101T000000-beef"),
+        "{}",
+        failed[0].1
+    );
+    let tag = group(&cloud, GROUP)
+        .await
+        .tags
+        .get(kiln_rollout::LOCK_TAG)
+        .cloned();
+    assert_eq!(tag.as_deref(), Some(other), "the new holder's lock stays");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_killed_rollout_whose_green_takes_traffic_is_kept_with_the_reason() {
     let (_account, cloud) = poc().await;
@@ -457,10 +631,10 @@ async fn a_killed_rollout_whose_green_takes_traffic_is_kept_with_the_reason() {
     assert!(weight > 0 && weight < 100, "{weight}");
 
     let survey = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
-    assert!(
-        survey.remove.is_empty(),
-        "nothing that serves is removed: {:?}",
-        survey.remove
+    assert_eq!(
+        ids(&survey.remove),
+        [(ResourceKind::GroupLock, GROUP.to_string())],
+        "nothing that serves is removed, only the dead run's lock is released"
     );
     assert_eq!(ids(&survey.kept), made);
     let group = survey
@@ -504,7 +678,19 @@ async fn the_sweep_keeps_the_live_green_and_the_blue_in_its_window() {
     assert_eq!(journal.open_records(), vec![]);
 
     let survey = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
-    assert!(survey.remove.is_empty(), "{:?}", survey.remove);
+    // Only the first blue goes: the live green keeps the second's blue, not it.
+    let gone: Vec<(ResourceKind, &str)> = survey
+        .remove
+        .iter()
+        .map(|f| (f.kind, f.reason.as_str()))
+        .collect();
+    assert_eq!(
+        gone.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [ResourceKind::AutoScalingGroup, ResourceKind::TargetGroup],
+        "{gone:?}"
+    );
+    assert_eq!(survey.remove[0].id, GROUP);
+    assert!(gone[0].1.contains("no live group keeps it"), "{gone:?}");
     let reason = |kind, id: &str| {
         survey
             .kept
@@ -534,4 +720,177 @@ async fn the_sweep_keeps_the_live_green_and_the_blue_in_its_window() {
         .count();
     assert_eq!(kept_tgs, 2, "{:?}", survey.kept);
     traffic_always_served(&account);
+}
+
+/// Two blue/green rollouts: the second starts from the first's green.
+async fn two_blue_greens(cloud: &Cloud) {
+    let spec = spec(Strategy::BlueGreen(BlueGreenSettings::default()));
+    let never = CancellationToken::new();
+    let current = kiln_cloud::ImageId::new(CURRENT_IMAGE);
+    for image in [new_image(), current] {
+        let p = plan(cloud, &spec, &image).await.unwrap();
+        kiln_rollout::rollout(cloud, &p, &Silent, &never)
+            .await
+            .unwrap();
+    }
+}
+
+fn kinds_and_ids(found: &[sweep::Found]) -> Vec<(ResourceKind, String)> {
+    found.iter().map(|f| (f.kind, f.id.clone())).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn once_the_rollback_window_is_over_gc_retires_every_blue_and_keeps_the_live_green() {
+    let (account, cloud) = poc().await;
+    two_blue_greens(&cloud).await;
+    let live = "poc-web-asg-v4";
+    tokio::time::sleep(kiln_rollout::DEFAULT_ROLLBACK_WINDOW).await;
+
+    // No local journal, runs an hour old: over all the same, they released their locks.
+    let survey = sweep::survey(&cloud, &judge(&cloud, &unknown))
+        .await
+        .unwrap();
+    let groups: Vec<String> = survey
+        .remove
+        .iter()
+        .filter(|f| f.kind == ResourceKind::AutoScalingGroup)
+        .map(|f| f.id.clone())
+        .collect();
+    assert_eq!(groups, [GROUP, GREEN], "{:?}", survey.remove);
+    let v3 = survey.remove.iter().find(|f| f.id == GREEN).unwrap();
+    assert!(
+        v3.reason.contains("rollback window is over"),
+        "{}",
+        v3.reason
+    );
+    let target_groups = survey
+        .remove
+        .iter()
+        .filter(|f| f.kind == ResourceKind::TargetGroup)
+        .count();
+    assert_eq!(target_groups, 2, "{:?}", survey.remove);
+    let kept = kinds_and_ids(&survey.kept);
+    assert!(
+        kept.contains(&(ResourceKind::AutoScalingGroup, live.to_string())),
+        "{kept:?}"
+    );
+
+    let report = sweep::sweep(&cloud, &survey).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(estate(&cloud).await.groups, [live]);
+    assert_eq!(forward(&cloud).await, [("poc-web-tg-v4".to_string(), 100)]);
+    let tags = group(&cloud, live).await.tags;
+    assert!(!tags.contains_key(kiln_rollout::TAG_BLUE_GROUP), "{tags:?}");
+    let retired = tags.get(kiln_rollout::TAG_BLUE_RETIRED).cloned();
+    assert!(retired.is_some_and(|r| r.starts_with(GREEN)), "{tags:?}");
+    assert_eq!(
+        versions_and_images(&cloud, live).await,
+        ("4".to_string(), vec![CURRENT_IMAGE.to_string(); 3])
+    );
+    traffic_always_served(&account);
+
+    let never = CancellationToken::new();
+    let back = kiln_rollout::rollback(&cloud, live, &Silent, &never)
+        .await
+        .unwrap();
+    assert_eq!(back.status, "NothingToRollBack");
+    let note = back.note.unwrap_or_default();
+    assert!(note.contains(&format!("blue group {GREEN}")), "{note}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_green_a_rollback_switched_away_from_is_removed_by_gc() {
+    let (account, cloud) = poc().await;
+    let before = estate(&cloud).await;
+    let spec = spec(Strategy::BlueGreen(BlueGreenSettings::default()));
+    let never = CancellationToken::new();
+    let p = plan(&cloud, &spec, &new_image()).await.unwrap();
+    kiln_rollout::rollout(&cloud, &p, &Silent, &never)
+        .await
+        .unwrap();
+    kiln_rollout::rollback(&cloud, GROUP, &Silent, &never)
+        .await
+        .unwrap();
+    assert_eq!(
+        green_weight(&cloud).await,
+        Some(0),
+        "green takes no traffic"
+    );
+
+    let survey = sweep::survey(&cloud, &judge(&cloud, &unknown))
+        .await
+        .unwrap();
+    let kinds: Vec<ResourceKind> = survey.remove.iter().map(|f| f.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ResourceKind::AutoScalingGroup,
+            ResourceKind::TargetGroup,
+            ResourceKind::LaunchTemplateVersion
+        ],
+        "{:?}",
+        survey.remove
+    );
+    assert!(
+        survey.remove[0]
+            .reason
+            .contains("a rollback switched away from"),
+        "{}",
+        survey.remove[0].reason
+    );
+    let report = sweep::sweep(&cloud, &survey).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(estate(&cloud).await, before, "only blue is left");
+    let on_blue = forward(&cloud).await;
+    assert!(
+        on_blue.len() == 1 && on_blue[0].0 == TG && on_blue[0].1 > 0,
+        "{on_blue:?}"
+    );
+    assert_safe(&account, GROUP, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gc_never_retires_a_blue_that_takes_traffic_or_whose_run_may_be_going() {
+    let (_account, cloud) = poc().await;
+    let settings = BlueGreenSettings {
+        rollback_window: Duration::from_secs(5 * 60),
+        ..Default::default()
+    };
+    let window = settings.watch_after_switch + settings.rollback_window;
+    let spec = spec(Strategy::BlueGreen(settings));
+    // Killed while blue drains: the switch is done, the run's lock still on blue; then
+    // the window (the watch after the switch, and the rollback window) passes.
+    kill_at(&cloud, spec, Phase::Draining).await;
+    tokio::time::sleep(window + Duration::from_secs(60)).await;
+    let young = sweep::survey(&cloud, &judge(&cloud, &unknown))
+        .await
+        .unwrap();
+    let blue = young.kept.iter().find(|f| f.id == GROUP);
+    let blue = blue.unwrap_or_else(|| panic!("blue kept: {:?}", young.kept));
+    assert!(blue.reason.contains("grace period"), "{}", blue.reason);
+    assert!(!kinds_and_ids(&young.remove).contains(&(ResourceKind::AutoScalingGroup, GROUP.into())));
+
+    // Over, but a listener sends blue a tenth of the requests again.
+    let l = listener(&cloud).await;
+    let mut f = l.default_forward.clone().unwrap();
+    for t in &mut f.target_groups {
+        t.weight = if t.weight == 0 { 10 } else { 90 };
+    }
+    cloud
+        .load_balancing
+        .modify_listener_forward(&l.arn, &f)
+        .await
+        .unwrap();
+    let over = sweep::survey(&cloud, &judge(&cloud, &over)).await.unwrap();
+    let removed = kinds_and_ids(&over.remove);
+    assert!(
+        !removed
+            .iter()
+            .any(|(k, _)| *k == ResourceKind::AutoScalingGroup),
+        "{removed:?}"
+    );
+    let blue = over.kept.iter().find(|f| f.id == GROUP).unwrap();
+    assert!(blue.reason.contains("weight 10"), "{}", blue.reason);
+    let green = over.kept.iter().find(|f| f.id == GREEN).unwrap();
+    assert!(green.reason.contains("kiln:live=true"), "{}", green.reason);
 }

@@ -344,6 +344,135 @@ async fn in_place_stops_at_the_first_failure() {
     assert_safe(&account, GROUP, 2);
 }
 
+/// Which instances of the POC group its target group serves (healthy) now.
+async fn serving(cloud: &kiln_cloud::Cloud) -> Vec<String> {
+    let tg = cloud
+        .load_balancing
+        .describe_target_groups(&[TG.into()])
+        .await
+        .unwrap();
+    let health = cloud
+        .load_balancing
+        .describe_target_health(&tg[0].arn)
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = health
+        .into_iter()
+        .filter(|h| h.state == TargetState::Healthy)
+        .map(|h| h.target_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_fix_says_where_each_instance_is_and_rollback_gives_the_same_advice() {
+    let (account, cloud) = poc().await;
+    account.set_faults(Faults {
+        steps: vec![StepFault {
+            step: "rollout/fix-batch-2".into(),
+            exit_code: 1,
+            stdout: vec![],
+            stderr: vec!["Job for php-fpm.service failed".into()],
+            times: None,
+        }],
+        ..Faults::default()
+    });
+    let p = plan(&cloud, &in_place(1), &new_image()).await.unwrap();
+    let batches = p.in_place.clone().unwrap().batches;
+    let [first, second, third] = [0, 1, 2].map(|n| batches[n][0].to_string());
+    let err = rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    let now = format!(
+        "an in-place fix has no rollback. Now: {second} out of target group {TG} (the batch \
+         the fix failed on); fixed and back in service: {first}; not fixed: {third}. Next: \
+         repair {second} by hand and register it in target group {TG} again, or terminate it"
+    );
+    assert!(text.contains(&now), "{text}");
+    assert!(!text.contains("run `kiln rollback`"), "{text}");
+    // The account agrees: the failed one is out, the others serve.
+    let mut others = vec![first.clone(), third.clone()];
+    others.sort();
+    assert_eq!(serving(&cloud).await, others);
+    let state = group(&cloud, GROUP).await.tags[kiln_rollout::TAG_IN_PLACE].clone();
+    assert_eq!(
+        state,
+        format!(
+            "{} Failed at batch 2 of 3: the fix failed on {second}; 1 of 3 fixed",
+            p.run_id
+        )
+    );
+
+    // A rollback says the same, and changes nothing.
+    let refreshes = |c: kiln_cloud::Cloud| async move {
+        c.scaling
+            .describe_instance_refreshes(GROUP)
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = refreshes(cloud.clone()).await;
+    let refused = rollback(&cloud, GROUP, &Silent, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    let RolloutError::NoUndo {
+        detail,
+        next,
+        needs_attention,
+        ..
+    } = &refused
+    else {
+        panic!("{refused}")
+    };
+    assert!(*needs_attention);
+    assert!(
+        detail.contains(&p.run_id)
+            && detail.contains(&format!("Now: {second} out of target group {TG}")),
+        "{detail}"
+    );
+    assert!(
+        text.contains(next.as_str()),
+        "the same advice:\n{next}\n{text}"
+    );
+    assert_eq!(refreshes(cloud.clone()).await, before, "no refresh");
+    assert_eq!(serving(&cloud).await, others);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_after_a_fix_refuses_until_a_later_rollout_replaces_it() {
+    let (_account, cloud) = poc().await;
+    let never = CancellationToken::new();
+    let fix = plan(&cloud, &in_place(1), &new_image()).await.unwrap();
+    rollout(&cloud, &fix, &Silent, &never).await.unwrap();
+    let refused = rollback(&cloud, GROUP, &Silent, &never).await.unwrap_err();
+    let RolloutError::NoUndo {
+        detail,
+        needs_attention,
+        ..
+    } = &refused
+    else {
+        panic!("{refused}")
+    };
+    assert!(!*needs_attention, "every instance serves: {detail}");
+    assert!(
+        detail.contains("Successful: 3 of 3 fixed")
+            && detail.contains("every instance in service is in poc-web-tg"),
+        "{detail}"
+    );
+
+    // A rolling rollout after the fix is the last rollout: it rolls back as ever.
+    let rolling = rolling(Default::default());
+    let p = plan(&cloud, &rolling, &new_image()).await.unwrap();
+    rollout(&cloud, &p, &Silent, &never).await.unwrap();
+    let back = rollback(&cloud, GROUP, &Silent, &never).await.unwrap();
+    assert_eq!(
+        (back.status.as_str(), back.launch_template_version),
+        ("RolledBack", 2)
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn blue_is_retired_only_after_the_rollback_window() {
     let (account, cloud) = poc().await;

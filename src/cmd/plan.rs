@@ -8,6 +8,7 @@
 use std::fmt::Write;
 
 use kiln_builder::{BakePlan, LayerSource};
+use kiln_cloud::throttle::retry_throttled;
 use kiln_cloud::{Account, Cloud, ImageFilter, ImageId, Tags};
 use serde::Serialize;
 
@@ -210,7 +211,7 @@ async fn existing_copy(
         )]),
         ..ImageFilter::default()
     };
-    let images = cloud.compute.describe_images(&filter).await?;
+    let images = retry_throttled(|| cloud.compute.describe_images(&filter)).await?;
     Ok(images.into_iter().next().map(|i| i.id))
 }
 

@@ -28,8 +28,16 @@ pub async fn run(
     let mut rollbacks = Vec::new();
     let mut failure = None;
     for target in targets {
-        match kiln_rollout::rollback(&cloud, &target.group, &reporter, cancel).await {
-            Ok(outcome) => rollbacks.push(RolloutResult::from(&outcome)),
+        let group = kiln_rollout::serving_group(&cloud, &target.name, &target.group)
+            .await
+            .map_err(exit_for)?;
+        match kiln_rollout::rollback(&cloud, &group, &reporter, cancel).await {
+            Ok(outcome) => {
+                // A group kiln never rolled out to carries no target tag: name it here.
+                let mut result = RolloutResult::from(&outcome);
+                result.target = target.name.clone();
+                rollbacks.push(result);
+            }
             // A target that could not be rolled back stops the others: an operator
             // decides what comes next.
             Err(e) => {

@@ -1,8 +1,9 @@
 //! `kiln rollout FILE --image ID`: roll an image out to the pipeline's targets.
 
 use kiln_builder::recipe::Seg;
+use kiln_cloud::throttle::retry_throttled;
 use kiln_cloud::{Cloud, ImageId, TemplateRef};
-use kiln_rollout::{RolloutError, RolloutOutcome, StopReason};
+use kiln_rollout::{outcome_status as status, RolloutError, RolloutOutcome, StopReason};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -12,7 +13,8 @@ use crate::journal;
 use crate::output::{print_result, Reporter};
 use crate::pipeline::{Pipeline, StrategyName};
 
-/// One target's rollout as printed.
+/// One target's rollout (or rollback) as printed: the version its instances are on now
+/// and that version's image; `on_new_image` of them run it (in place: were fixed).
 #[derive(Debug, Clone, Serialize)]
 pub struct RolloutResult {
     pub target: String,
@@ -22,6 +24,11 @@ pub struct RolloutResult {
     pub status: String,
     pub desired: i32,
     pub on_new_image: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Why nothing changed, when nothing did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl From<&RolloutOutcome> for RolloutResult {
@@ -34,6 +41,8 @@ impl From<&RolloutOutcome> for RolloutResult {
             status: o.status.clone(),
             desired: o.desired,
             on_new_image: o.on_new_image,
+            image: o.image.as_ref().map(ToString::to_string),
+            note: o.note.clone(),
         }
     }
 }
@@ -143,7 +152,7 @@ async fn check_image(cloud: &Cloud, image: &ImageId) -> anyhow::Result<()> {
         ids: vec![image.clone()],
         ..Default::default()
     };
-    let found = match cloud.compute.describe_images(&filter).await {
+    let found = match retry_throttled(|| cloud.compute.describe_images(&filter)).await {
         Ok(images) => images,
         Err(e) if e.is(kiln_cloud::ErrorKind::NotFound) => Vec::new(),
         Err(e) => return Err(e.into()),
@@ -223,9 +232,8 @@ async fn missing_load_balancer(
     let Some(name) = &target.load_balancer else {
         return Ok(None);
     };
-    let balancers = cloud
-        .load_balancing
-        .describe_load_balancers(std::slice::from_ref(name));
+    let elb = &cloud.load_balancing;
+    let balancers = retry_throttled(|| elb.describe_load_balancers(std::slice::from_ref(name)));
     if found(balancers.await, |l| &l.name == name)? {
         return Ok(None);
     }
@@ -271,18 +279,18 @@ async fn first_missing<'t>(
     target: &'t crate::pipeline::TargetSection,
 ) -> anyhow::Result<Option<(&'static str, &'static str, &'t str)>> {
     let (scaling, elb) = (&cloud.scaling, &cloud.load_balancing);
-    let group = scaling.describe_groups(std::slice::from_ref(&target.group));
+    let group = retry_throttled(|| scaling.describe_groups(std::slice::from_ref(&target.group)));
     if !found(group.await, |g| g.name == target.group)? {
         return Ok(Some(("group", "Auto Scaling group", &target.group)));
     }
     let template = TemplateRef::Name(target.launch_template.clone());
-    let template = cloud.compute.describe_launch_template(&template).await;
+    let template = retry_throttled(|| cloud.compute.describe_launch_template(&template)).await;
     if !found(template.map(|t| vec![t]), |_| true)? {
         let name = &target.launch_template;
         return Ok(Some(("launch_template", "launch template", name)));
     }
     if let Some(name) = &target.target_group {
-        let groups = elb.describe_target_groups(std::slice::from_ref(name));
+        let groups = retry_throttled(|| elb.describe_target_groups(std::slice::from_ref(name)));
         if !found(groups.await, |t| &t.name == name)? {
             return Ok(Some(("target_group", "target group", name)));
         }
@@ -312,7 +320,7 @@ async fn check_alarms(
     if names.is_empty() {
         return Ok(());
     }
-    let found = cloud.metrics.describe_alarms(names).await?;
+    let found = retry_throttled(|| cloud.metrics.describe_alarms(names)).await?;
     let missing: Vec<&String> = names
         .iter()
         .filter(|name| !found.iter().any(|alarm| &alarm.name == *name))
@@ -374,6 +382,7 @@ async fn roll_out_journaled(
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) if e.stop_reason() == Some(&StopReason::Cancelled) => "interrupted",
+        Err(e) if e.went_through() => "went through, then failed",
         Err(_) => "failed",
     };
     if result.is_err() {
@@ -398,25 +407,48 @@ pub fn exit_for(error: RolloutError) -> anyhow::Error {
             rolled_back: true, ..
         } => exit::ROLLED_BACK,
         RolloutError::Stopped { .. } | RolloutError::RollbackFailed { .. } => exit::NEEDS_ATTENTION,
-        RolloutError::Cloud(_) => exit::FAILED,
+        // A fix has no undo: look now if it left instances out, else nothing changed.
+        RolloutError::NoUndo {
+            needs_attention: true,
+            ..
+        } => exit::NEEDS_ATTENTION,
+        RolloutError::NoUndo { .. } => exit::BAD_INPUT,
+        // It went through, but what is live could not all be read: not a rollback's 4 or 5.
+        RolloutError::Cloud(_) | RolloutError::Unreported { .. } => exit::FAILED,
     };
     Exit::new(code, error).into()
 }
 
+/// One line per target saying what is true now: which version and image its instances
+/// are on, and how many.
 pub fn rollouts_text(rollouts: &[RolloutResult]) -> String {
-    rollouts
-        .iter()
-        .map(|r| {
-            format!(
-                "{} ({}): {} {} to launch template version {}, {}/{} on the new image\n",
-                r.target,
-                r.group,
-                r.strategy,
-                r.status,
-                r.launch_template_version,
-                r.on_new_image,
-                r.desired
-            )
-        })
-        .collect()
+    rollouts.iter().map(result_line).collect()
+}
+
+fn result_line(r: &RolloutResult) -> String {
+    let head = format!("{} ({}): ", r.target, r.group);
+    let image = r.image.as_deref().unwrap_or("image unknown");
+    let on = format!(
+        "launch template version {} ({image})",
+        r.launch_template_version
+    );
+    let count = format!("{}/{}", r.on_new_image, r.desired);
+    let body = match (r.strategy.as_str(), r.status.as_str()) {
+        (_, status::NOTHING_TO_ROLL_BACK) => format!(
+            "nothing to roll back: {}; {count} instances on {on}",
+            r.note.as_deref().unwrap_or("no earlier version recorded")
+        ),
+        (strategy, status::NO_CHANGE) => {
+            format!("{strategy} NoChange: nothing to do, {count} instances already on {on}")
+        }
+        ("in_place", state) => format!(
+            "in_place {state}: the fix ran on {count} instances, which stay on {on} (an \
+             in-place fix makes no version)"
+        ),
+        (strategy, status::ROLLED_BACK) => {
+            format!("{strategy} RolledBack: {count} instances back on {on}")
+        }
+        (strategy, state) => format!("{strategy} {state}: {count} instances on {on}"),
+    };
+    format!("{head}{body}\n")
 }

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use kiln_cloud::throttle::retry_throttled;
 use kiln_cloud::Cloud;
 use kiln_rollout::{GroupStatus, TAG_TARGET};
 use serde::Serialize;
@@ -41,7 +42,7 @@ pub async fn run(global: &GlobalArgs, args: &TargetArgs) -> anyhow::Result<()> {
 
 /// The pipeline's group and every group kiln made for the target (green groups).
 async fn target_status(cloud: &Cloud, target: &TargetSection) -> anyhow::Result<TargetStatus> {
-    let all = cloud.scaling.describe_groups(&[]).await?;
+    let all = retry_throttled(|| cloud.scaling.describe_groups(&[])).await?;
     let mut names: Vec<String> = all
         .iter()
         .filter(|g| g.name == target.group || g.tags.get(TAG_TARGET) == Some(&target.name))

@@ -8,7 +8,7 @@ use kiln_cloud::{ErrorKind, InstanceFilter, InstanceId, InstanceState, Level};
 use tokio_util::sync::CancellationToken;
 
 use super::Run;
-use crate::journal::ResourceKind;
+use crate::journal::{Fate, ResourceKind};
 use crate::wait::SECURITY_GROUP_RETRY;
 use crate::wait::{
     retry_throttled, wait_until, Poll, WaitError, INSTANCE_POLL, SECURITY_GROUP_BUDGET,
@@ -61,7 +61,8 @@ impl Run<'_> {
 
         let remaining = self.wait_terminated(ids).await;
         for id in ids.iter().filter(|id| !remaining.contains(id)) {
-            self.journal.forget(ResourceKind::Instance, id.as_str());
+            self.journal
+                .forget(ResourceKind::Instance, id.as_str(), Fate::Removed);
             self.emit(
                 Level::Info,
                 "cleanup",
@@ -133,7 +134,7 @@ impl Run<'_> {
         match result {
             Ok(()) => {
                 self.journal
-                    .forget(ResourceKind::SecurityGroup, group.as_str());
+                    .forget(ResourceKind::SecurityGroup, group.as_str(), Fate::Removed);
                 self.created.security_group = None;
                 self.emit(
                     Level::Info,

@@ -10,7 +10,7 @@ use kiln_cloud::{
 
 use super::Run;
 use crate::error::BakeError;
-use crate::journal::ResourceKind;
+use crate::journal::{Fate, ResourceKind};
 use crate::naming;
 use crate::wait::{retry_throttled, wait_until, Poll, IMAGE_POLL};
 
@@ -134,7 +134,8 @@ impl Run<'_> {
         let snapshots = self.image_snapshots(image).await;
         match retry_throttled(|| self.cloud.compute.deregister_image(image)).await {
             Ok(()) => {
-                self.journal.forget(ResourceKind::Image, image.as_str());
+                self.journal
+                    .forget(ResourceKind::Image, image.as_str(), Fate::Removed);
                 self.created.image = None;
                 self.emit(
                     Level::Info,
@@ -153,7 +154,7 @@ impl Run<'_> {
             match retry_throttled(|| self.cloud.compute.delete_snapshot(&snapshot)).await {
                 Ok(()) => {
                     self.journal
-                        .forget(ResourceKind::Snapshot, snapshot.as_str());
+                        .forget(ResourceKind::Snapshot, snapshot.as_str(), Fate::Removed);
                 }
                 Err(e) if e.is(ErrorKind::NotFound) => {}
                 Err(e) => self.leftover(ResourceKind::Snapshot, snapshot.as_str(), &e.to_string()),

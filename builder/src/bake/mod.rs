@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BakeError;
-use crate::journal::{Journal, MemoryJournal, Record, ResourceKind};
+use crate::journal::{Fate, Journal, MemoryJournal, Record, ResourceKind};
 use crate::naming;
 use crate::plan::{BakePlan, BakedImage, StepPhase};
 
@@ -98,7 +98,8 @@ pub async fn bake_with_journal(
     run.end_phase();
 
     let image = result?;
-    run.journal.forget(ResourceKind::Image, image.id.as_str());
+    run.journal
+        .forget(ResourceKind::Image, image.id.as_str(), Fate::Kept);
     run.emit(
         Level::Info,
         "bake",

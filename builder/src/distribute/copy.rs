@@ -10,7 +10,7 @@ use kiln_cloud::{
 };
 
 use super::{cloud_error, read_image, Job, RegionError, DEFAULT_COPY_BUDGET};
-use crate::journal::{Journal, Record, ResourceKind};
+use crate::journal::{Fate, Journal, Record, ResourceKind};
 use crate::naming;
 use crate::wait::{retry_throttled, wait_until, Poll, WaitError, IMAGE_POLL};
 
@@ -180,10 +180,11 @@ impl Job<'_> {
             .await
             .map_err(cloud_error(action))?;
         if !copy.reused {
-            self.journal.forget(ResourceKind::Image, copy.id.as_str());
+            self.journal
+                .forget(ResourceKind::Image, copy.id.as_str(), Fate::Kept);
             for snapshot in &copy.snapshots {
                 self.journal
-                    .forget(ResourceKind::Snapshot, snapshot.as_str());
+                    .forget(ResourceKind::Snapshot, snapshot.as_str(), Fate::Kept);
             }
         }
         Ok(())
@@ -245,7 +246,7 @@ pub(super) async fn remove_image(
         Err(e) if e.is(ErrorKind::NotFound) => {}
         Err(e) => return Err(left(format!("image {image} not removed: {e}"))),
     }
-    journal.forget(ResourceKind::Image, image.as_str());
+    journal.forget(ResourceKind::Image, image.as_str(), Fate::Removed);
     let failed = delete_snapshots(cloud, &snapshots, journal).await;
     match failed.is_empty() {
         true => Ok(()),
@@ -272,7 +273,7 @@ async fn delete_snapshots(
                 continue;
             }
         }
-        journal.forget(ResourceKind::Snapshot, snapshot.as_str());
+        journal.forget(ResourceKind::Snapshot, snapshot.as_str(), Fate::Removed);
     }
     failed
 }

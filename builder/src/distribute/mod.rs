@@ -35,7 +35,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::bake::BakeOutcome;
-use crate::journal::{Journal, MemoryJournal, Record, ResourceKind};
+use crate::journal::{Fate, Journal, MemoryJournal, Record, ResourceKind};
 use crate::naming;
 use crate::plan::BakedImage;
 use crate::wait::retry_throttled;
@@ -413,7 +413,8 @@ pub async fn distribute_baked(
         return report;
     }
     if !report.cancelled {
-        run.journal.forget(ResourceKind::Image, image.id.as_str());
+        run.journal
+            .forget(ResourceKind::Image, image.id.as_str(), Fate::Kept);
         return report;
     }
     let removal = match account.region(&image.region).await {
