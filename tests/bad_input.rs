@@ -953,6 +953,19 @@ fn rollout_durations_that_spin_or_never_end_are_refused_exactly() {
             "step_bake 3days is out of range",
             "give it at most 48h, as a canary checkpoint",
         ),
+        (
+            "blue_green: { watch_after_switch: 0s }",
+            "0s",
+            "watch_after_switch 0s is out of range",
+            "give it between 1m and 2days: green is compared with blue this long once it \
+             takes all the traffic",
+        ),
+        (
+            "blue_green: { compare: { max_latency_ratio: .nan } }",
+            ".nan",
+            "max_latency_ratio NaN is out of range",
+            "give a finite ratio of at least 1 (1.5: half again the baseline's latency)",
+        ),
     ];
     for (block, value, message, hint) in cases {
         let settings = with_settings(&format!("    {block}\n"));

@@ -342,6 +342,72 @@ async fn blue_green_green_never_healthy_rolls_back_within_one_poll() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn blue_green_worse_than_blue_after_the_switch_switches_back() {
+    let (account, cloud) = poc().await;
+    degraded(&account, NEW_IMAGE);
+    // The alarm watches blue's target group only: it never sees green's 5xx.
+    let mut s = spec(Strategy::BlueGreen(BlueGreenSettings::default()));
+    s.gates.alarms = vec![ALARM.into()];
+    let p = plan(&cloud, &s, &new_image()).await.unwrap();
+    let rec = recorder();
+    let err = rollout(&cloud, &p, &*rec, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    let Some(StopReason::Comparison { step, detail }) = err.stop_reason() else {
+        panic!("expected a comparison stop, got {err}");
+    };
+    assert_eq!(*step, 100);
+    assert!(
+        detail.contains("canary 5xx 50.00%") && detail.contains("FAIL"),
+        "{detail}"
+    );
+    assert_eq!(outcome_of(&err).status, "RolledBack");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        weights_seen(&account).last(),
+        Some(&vec![1]),
+        "blue alone serves again"
+    );
+    rollback_within_one_poll(&rec, "blue/green worse after the switch");
+    // Decided on the first minute's requests, not at the end of the watch.
+    let switched = rec
+        .events()
+        .into_iter()
+        .find(|e| e.phase == "switch" && e.message.contains("now forward to green"))
+        .expect("the switch");
+    let failed = first_event(&rec, Level::Error, "compare").expect("the comparison failed");
+    let after = between(switched.at, failed.at);
+    assert!(
+        (1..=120).contains(&after),
+        "decided {after} s after the switch"
+    );
+    assert_safe(&account, GROUP, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_good_green_is_compared_after_the_switch_and_kept() {
+    let (_account, cloud) = poc().await;
+    let s = spec(Strategy::BlueGreen(BlueGreenSettings::default()));
+    let p = plan(&cloud, &s, &new_image()).await.unwrap();
+    let rec = recorder();
+    let out = rollout(&cloud, &p, &*rec, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(out.status, "Successful");
+    let compared: Vec<String> = rec
+        .events()
+        .into_iter()
+        .filter(|e| e.phase == "compare")
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(compared.len(), 1, "{compared:?}");
+    assert!(
+        compared[0].starts_with("after the switch") && compared[0].ends_with("pass"),
+        "{compared:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn in_place_fix_failing_on_the_second_batch_stops_there() {
     let (account, cloud) = poc().await;
     account.set_faults(Faults {
