@@ -729,7 +729,25 @@ impl Run<'_> {
         gates: &mut GateState,
         switched: &Switched,
     ) -> Result<Result<(), StopReason>, RolloutError> {
-        let end = self.cloud.clock.now() + chrono_of(self.watch_span());
+        let span = self.watch_span();
+        let compare = |last| self.compare_after_switch(green, switched, last);
+        self.watch_comparing(green, gates, span, compare).await
+    }
+
+    /// Watches the gates for `span`, and every [`COMPARE_EVERY`] asks `compare` (told
+    /// whether it is the last time) until it decides.
+    async fn watch_comparing<F, Fut>(
+        &self,
+        green: &Green,
+        gates: &mut GateState,
+        span: Duration,
+        mut compare: F,
+    ) -> Result<Result<(), StopReason>, RolloutError>
+    where
+        F: FnMut(bool) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Result<(), StopReason>>, RolloutError>>,
+    {
+        let end = self.cloud.clock.now() + chrono_of(span);
         loop {
             let left = (end - self.cloud.clock.now()).to_std().unwrap_or_default();
             let last = left <= COMPARE_EVERY;
@@ -739,7 +757,7 @@ impl Run<'_> {
             {
                 return Ok(Err(stop));
             }
-            if let Some(decided) = self.compare_after_switch(green, switched, last).await? {
+            if let Some(decided) = compare(last).await? {
                 return Ok(decided);
             }
         }
@@ -951,20 +969,8 @@ impl Run<'_> {
             return self.watch_for(green, gates, bake).await;
         }
         let began = self.cloud.clock.now();
-        let end = began + chrono_of(bake);
-        loop {
-            let left = (end - self.cloud.clock.now()).to_std().unwrap_or_default();
-            let last = left <= COMPARE_EVERY;
-            if let Err(stop) = self
-                .watch_for(green, gates, left.min(COMPARE_EVERY))
-                .await?
-            {
-                return Ok(Err(stop));
-            }
-            if let Some(decided) = self.compare_step(green, percent, began, last).await? {
-                return Ok(decided);
-            }
-        }
+        let compare = |last| self.compare_step(green, percent, began, last);
+        self.watch_comparing(green, gates, bake, compare).await
     }
 
     /// An A/B canary's comparison over the step so far, with the compared values in the
