@@ -20,6 +20,7 @@ use crate::gates::{Candidate, GateContext, GateState};
 use crate::ledger::Ledger;
 use crate::lock;
 use crate::outcome::{status, RolloutOutcome};
+use crate::patient::or_cancel;
 use crate::plan::RolloutPlan;
 use crate::refresh::chrono_of;
 use crate::run::{create_version, drop_version, outcome, Timings, TAG_TARGET};
@@ -708,13 +709,19 @@ impl Run<'_> {
         gates: &mut GateState,
     ) -> Result<Option<Result<(usize, usize), StopReason>>, RolloutError> {
         let subject = green.group.as_str();
-        let Some((new, desired)) =
-            tolerate(self.candidates(green).await, self.emit, "gate", subject)?
-        else {
-            return Ok(None);
+        let poll = async {
+            let Some((new, desired)) =
+                tolerate(self.candidates(green).await, self.emit, "gate", subject)?
+            else {
+                return Ok(None);
+            };
+            let evaluated = tolerate(gates.evaluate(ctx, &new).await, self.emit, "gate", subject)?;
+            Ok(evaluated.map(|r| r.map(|passed| (passed, desired))))
         };
-        let evaluated = tolerate(gates.evaluate(ctx, &new).await, self.emit, "gate", subject)?;
-        Ok(evaluated.map(|r| r.map(|passed| (passed, desired))))
+        match or_cancel(self.cancel, poll).await {
+            Ok(gated) => gated,
+            Err(cancelled) => Ok(Some(Err(cancelled))),
+        }
     }
 
     /// In-flight requests to blue finish within the deregistration delay (PITFALLS 30);
@@ -757,7 +764,11 @@ impl Run<'_> {
             {
                 return Ok(Err(stop));
             }
-            if let Some(decided) = compare(last).await? {
+            let decided = match or_cancel(self.cancel, compare(last)).await {
+                Ok(decided) => decided?,
+                Err(cancelled) => return Ok(Err(cancelled)),
+            };
+            if let Some(decided) = decided {
                 return Ok(decided);
             }
         }

@@ -50,6 +50,9 @@ pub enum StopReason {
     Command { instance: String, detail: String },
     /// An A/B canary step did worse than the baseline (the compared values in `detail`).
     Comparison { step: i32, detail: String },
+    /// AWS answered an error in the middle of an in-place batch, which cannot be undone
+    /// (the error in `detail`).
+    Error { detail: String },
 }
 
 impl StopReason {
@@ -64,6 +67,7 @@ impl StopReason {
             Self::RefreshEnded { .. } => "refresh_ended",
             Self::Command { .. } => "command",
             Self::Comparison { .. } => "comparison",
+            Self::Error { .. } => "error",
         }
     }
 }
@@ -99,6 +103,7 @@ impl fmt::Display for StopReason {
                     "comparison: the canary at {step}% did worse than the baseline: {detail}"
                 )
             }
+            Self::Error { detail } => write!(f, "error: {detail}"),
         }
     }
 }

@@ -23,12 +23,18 @@ pub(crate) const TAG_VALUE_MAX: usize = 256;
 pub(crate) struct Left {
     /// Batches done: fixed, checked and back in service.
     pub fixed: Vec<InstanceId>,
-    /// The batch the fix failed on: out of the target group.
+    /// The batch the fix failed on, or the part of it an AWS error left out of the target
+    /// group.
     pub out: Vec<InstanceId>,
     /// The batch that ran the fix, is back in the target group and failed its checks.
     pub failing: Vec<InstanceId>,
     /// Batches never started.
     pub untouched: Vec<InstanceId>,
+    /// The batch an AWS error hit, still counted in service by its target group: the
+    /// fix may or may not have run on them.
+    pub unsure: Vec<InstanceId>,
+    /// An AWS error stopped the batch, not the fix's own failure.
+    pub error_hit: bool,
 }
 
 impl Left {
@@ -44,6 +50,11 @@ impl Left {
         let mut current = batches.get(at).cloned().unwrap_or_default();
         match reason {
             StopReason::Command { .. } => left.out = current,
+            // Where the error hit is read from the target group ([`Left::place`]).
+            StopReason::Error { .. } => {
+                left.unsure = current;
+                left.error_hit = true;
+            }
             // Cancelled between batches: the next one was never touched.
             StopReason::Cancelled => {
                 current.append(&mut left.untouched);
@@ -54,14 +65,35 @@ impl Left {
         left
     }
 
+    /// Moves the instances an error hit that `out_of_service` names to [`Left::out`]:
+    /// the batch had been taken out of the target group when the error came.
+    pub fn place(&mut self, out_of_service: &[InstanceId]) {
+        let (out, unsure) = std::mem::take(&mut self.unsure)
+            .into_iter()
+            .partition(|i| out_of_service.contains(i));
+        self.out = out;
+        self.unsure = unsure;
+    }
+
     /// Where the instances are, in one sentence.
     pub fn describe(&self, target_group: Option<&str>) -> String {
         let tg = target_group.unwrap_or("its target group");
         let mut parts = Vec::new();
+        let batch = if self.error_hit {
+            "the batch the error hit"
+        } else {
+            "the batch the fix failed on"
+        };
         if !self.out.is_empty() {
             parts.push(format!(
-                "{} out of target group {tg} (the batch the fix failed on)",
+                "{} out of target group {tg} ({batch})",
                 join(&self.out)
+            ));
+        }
+        if !self.unsure.is_empty() {
+            parts.push(format!(
+                "{} in {tg}, the fix perhaps run on them ({batch})",
+                join(&self.unsure)
             ));
         }
         if !self.failing.is_empty() {
@@ -137,6 +169,7 @@ pub(crate) fn short(reason: &StopReason) -> String {
         StopReason::Probe { instance, .. } => format!("the probe failed on {instance}"),
         StopReason::Unhealthy { instance, .. } => format!("{instance} stayed unhealthy"),
         StopReason::Alarm { name, .. } => format!("alarm {name} went off"),
+        StopReason::Error { .. } => "an AWS error".into(),
         other => other.kind().replace('_', " "),
     }
 }
@@ -206,6 +239,19 @@ mod tests {
         let last = Left::of(&batches, 2, &probe);
         assert_eq!(last.failing, ids(&["i-d"]));
         assert_eq!(last.fixed, ids(&["i-a", "i-b", "i-c"]));
+
+        let error = StopReason::Error {
+            detail: "RegisterTargets: access denied".into(),
+        };
+        let mut hit = Left::of(&batches, 1, &error);
+        assert_eq!(hit.unsure, ids(&["i-b", "i-c"]));
+        hit.place(&ids(&["i-c", "i-d"]));
+        assert_eq!(
+            hit.describe(Some("web-tg")),
+            "i-c out of target group web-tg (the batch the error hit); i-b in web-tg, \
+             the fix perhaps run on them (the batch the error hit); fixed and back in \
+             service: i-a; not fixed: i-d"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::gates::{
     run_command, Candidate, CommandOutcome, GateContext, GateState, FIX_COMMENT, PROBE_COMMENT,
 };
 use crate::outcome::{status, RolloutOutcome};
+use crate::patient::or_cancel;
 use crate::plan::RolloutPlan;
 use crate::refresh::chrono_of;
 use crate::run::{outcome, Timings};
@@ -110,9 +111,16 @@ pub(crate) async fn run(
         if cancel.is_cancelled() {
             return r.stopped(ip, n, StopReason::Cancelled, timings).await;
         }
-        // Not done: a cloud error inside a batch ends the run without saying where the
-        // batch is (out of the target group or not); the mark can go when it does.
-        if let Err(stop) = r.batch(n + 1, batch, &ip.script).await? {
+        // An error inside a batch stops the fix like a failed check: the batch may be
+        // out of the target group, and the operator is told where each instance is.
+        let stop = match r.batch(n + 1, batch, &ip.script).await {
+            Ok(Ok(())) => None,
+            Ok(Err(stop)) => Some(stop),
+            Err(e) => Some(StopReason::Error {
+                detail: e.to_string(),
+            }),
+        };
+        if let Some(stop) = stop {
             return r.stopped(ip, n, stop, timings).await;
         }
         fixed += batch.len() as i32;
@@ -139,6 +147,20 @@ pub(crate) async fn run(
 impl Run<'_> {
     fn target_group(&self) -> Option<&TargetGroup> {
         self.plan.target_group.as_ref()
+    }
+
+    /// The group's instances in service that its target group does not count in service.
+    async fn out_of_target_group(&self) -> Result<Vec<InstanceId>, RolloutError> {
+        let Some(tg) = self.target_group() else {
+            return Ok(Vec::new());
+        };
+        let g = crate::lock::describe(self.cloud, &self.plan.spec.group).await?;
+        let health = self
+            .cloud
+            .load_balancing
+            .describe_target_health(&tg.arn)
+            .await?;
+        Ok(fixed::out_of_service(&g, &health))
     }
 
     fn ctx(&self, comment: &str) -> GateContext<'_> {
@@ -248,7 +270,10 @@ impl Run<'_> {
                 let waited = human(self.plan.spec.timeouts.rollout);
                 return Ok(Err(StopReason::Timeout { waited }));
             }
-            let evaluated = gates.evaluate(&ctx, &candidates).await;
+            let evaluated = match or_cancel(self.cancel, gates.evaluate(&ctx, &candidates)).await {
+                Ok(evaluated) => evaluated,
+                Err(cancelled) => return Ok(Err(cancelled)),
+            };
             match tolerate(evaluated, self.emit, "in_place", subject)? {
                 Some(Ok(n)) if n >= candidates.len() => return Ok(Ok(())),
                 Some(Err(stop)) => return Ok(Err(stop)),
@@ -304,7 +329,16 @@ impl Run<'_> {
     ) -> Result<RolloutOutcome, RolloutError> {
         timings.lap("in_place");
         let (plan, group) = (self.plan, &self.plan.spec.group);
-        let left = Left::of(&ip.batches, at, &reason);
+        let mut left = Left::of(&ip.batches, at, &reason);
+        if !left.unsure.is_empty() {
+            match self.out_of_target_group().await {
+                Ok(out) => left.place(&out),
+                Err(e) => {
+                    let text = format!("could not read where the batch is: {e}");
+                    self.emit.warn("in_place", group, text);
+                }
+            }
+        }
         let label = match reason {
             StopReason::Cancelled => status::CANCELLED,
             _ => status::FAILED,

@@ -8,16 +8,36 @@
 //! public entry points of this crate wrap the cloud they are given, once; what they call
 //! inside takes the wrapped one.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use kiln_cloud::ports::{Commands, Compute, LoadBalancing, Metrics, Parameters, Scaling};
 use kiln_cloud::throttle::retry_throttled;
 use kiln_cloud::*;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::StopReason;
+
+/// Runs one poll unless `cancel` lands first: `Err(Cancelled)` then, and the poll is
+/// dropped where it stands. Only for polls: they read and probe, so dropping one
+/// half-way (even inside a throttled call's retries) changes nothing in the account.
+pub(crate) async fn or_cancel<T>(
+    cancel: &CancellationToken,
+    poll: impl Future<Output = T>,
+) -> Result<T, StopReason> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(StopReason::Cancelled),
+        out = poll => Ok(out),
+    }
+}
 
 /// The same ports, each call tried again while AWS answers that it is throttled.
-// Not done: a call being retried does not see a cancel, so a Ctrl-C in a storm waits up
-// to THROTTLE_BUDGET before the undo starts; the mark can go when the retry takes one.
+///
+/// A call being tried again does not see a cancel: a write given up half-way may or may
+/// not have happened. The polls, which only read (and probe), go through [`or_cancel`]
+/// so that a Ctrl-C in a storm starts the undo at once instead of after the budget.
 pub(crate) fn patient(cloud: &Cloud) -> Cloud {
     Cloud {
         region: cloud.region.clone(),

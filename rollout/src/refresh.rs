@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{human, tolerate, RolloutError, StopReason};
 use crate::events::Emitter;
 use crate::gates::{Candidate, GateContext, GateState};
+use crate::patient::or_cancel;
 use crate::plan::{RefreshPlan, RolloutPlan};
 
 /// Where a watched refresh ended.
@@ -109,7 +110,10 @@ impl RefreshRun<'_> {
                 let waited = human(spec.timeouts.rollout);
                 return Ok(Watched::Stopped(StopReason::Timeout { waited }, last));
             }
-            let Some(r) = self.read(id).await? else {
+            let Ok(read) = or_cancel(self.cancel, self.read(id)).await else {
+                return Ok(Watched::Stopped(StopReason::Cancelled, last));
+            };
+            let Some(r) = read? else {
                 continue;
             };
             self.report(&r, last.as_deref());
@@ -130,22 +134,29 @@ impl RefreshRun<'_> {
         }
     }
 
-    /// One evaluation of the gates on the new instances; `None` when throttled.
+    /// One evaluation of the gates on the new instances; `None` when throttled, a stop
+    /// when cancelled meanwhile.
     async fn gates_once(
         &self,
         ctx: &GateContext<'_>,
         gates: &mut GateState,
     ) -> Result<Option<Result<usize, StopReason>>, RolloutError> {
-        let new = tolerate(self.new_instances().await, self.emit, "gate", self.group())?;
-        let Some(new) = new else {
-            return Ok(None);
+        let poll = async {
+            let new = tolerate(self.new_instances().await, self.emit, "gate", self.group())?;
+            let Some(new) = new else {
+                return Ok(None);
+            };
+            tolerate(
+                gates.evaluate(ctx, &new).await,
+                self.emit,
+                "gate",
+                self.group(),
+            )
         };
-        tolerate(
-            gates.evaluate(ctx, &new).await,
-            self.emit,
-            "gate",
-            self.group(),
-        )
+        match or_cancel(self.cancel, poll).await {
+            Ok(gated) => gated,
+            Err(cancelled) => Ok(Some(Err(cancelled))),
+        }
     }
 
     /// Our refresh as AWS describes it now; `None` when a poll was throttled.

@@ -395,3 +395,57 @@ async fn a_rollout_past_its_deadline_is_rolled_back_and_says_so() {
         ("2", vec![CURRENT_IMAGE.to_string(); 3])
     );
 }
+
+/// Cancels a rollout of `spec` two minutes into a four-minute storm (the undo outlasts
+/// what is left of it), and returns how long (simulated) the run took to stop after the cancel: the
+/// first error it reports. A poll being tried again is dropped at the cancel.
+async fn stop_after_cancel_in_a_storm(spec: &kiln_rollout::RolloutSpec) -> Duration {
+    let (account, cloud) = poc().await;
+    account.set_faults(kiln_cloud::sim::Faults {
+        throttle_storm: Some(kiln_cloud::sim::StormFault {
+            after: Duration::from_secs(60),
+            lasts: Duration::from_secs(4 * 60),
+            starts_at: None,
+            rejected: 0,
+        }),
+        ..Default::default()
+    });
+    let p = plan(&cloud, spec, &new_image()).await.unwrap();
+    let rec = recorder();
+    let cancel = CancellationToken::new();
+    let task = {
+        let (cloud, p, rec, cancel) = (cloud.clone(), p.clone(), rec.clone(), cancel.clone());
+        tokio::spawn(async move { rollout(&cloud, &p, &*rec, &cancel).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3 * 60)).await;
+    let cancelled_at = cloud.clock.now();
+    cancel.cancel();
+    let err = task.await.unwrap().expect_err("the rollout stops");
+    let RolloutError::Stopped { reason, .. } = &err else {
+        panic!("expected a stop, got {err}");
+    };
+    assert!(matches!(**reason, StopReason::Cancelled), "{err}");
+    assert!(account.faults().throttle_storm.unwrap().rejected > 0);
+    let stopped = rec
+        .events()
+        .into_iter()
+        .find(|e| e.at >= cancelled_at && e.level == kiln_cloud::progress::Level::Error)
+        .expect("the stop is reported");
+    (stopped.at - cancelled_at).to_std().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_in_a_throttling_storm_stops_the_run_at_once() {
+    let rolling = rolling(RollingSettings::default());
+    let blue_green = spec(kiln_rollout::Strategy::BlueGreen(Default::default()));
+    for spec in [rolling, blue_green] {
+        let took = stop_after_cancel_in_a_storm(&spec).await;
+        // Not after kiln_cloud::throttle::THROTTLE_BUDGET (three minutes) of tries.
+        assert!(
+            took < Duration::from_secs(5),
+            "{}: stopped {} s after the cancel",
+            spec.strategy.name(),
+            secs(took)
+        );
+    }
+}

@@ -366,6 +366,59 @@ async fn serving(cloud: &kiln_cloud::Cloud) -> Vec<String> {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_aws_error_inside_a_batch_says_where_the_batch_is() {
+    let (account, cloud) = poc().await;
+    // Putting the first batch back is throttled for longer than kiln tries a call: the
+    // fix ran, the instance is out of the target group, and the run cannot go on.
+    account.set_faults(Faults {
+        throttle: vec![kiln_cloud::sim::ThrottleFault {
+            operation: "RegisterTargets".into(),
+            count: 100_000,
+            rejected: 0,
+        }],
+        ..Faults::default()
+    });
+    let p = plan(&cloud, &in_place(1), &new_image()).await.unwrap();
+    let batches = p.in_place.clone().unwrap().batches;
+    let [first, second, third] = [0, 1, 2].map(|n| batches[n][0].to_string());
+    let err = rollout(&cloud, &p, &Silent, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    account.set_faults(Faults::default());
+    let RolloutError::Stopped {
+        reason,
+        rolled_back,
+        ..
+    } = &err
+    else {
+        panic!("expected a stop, got {err}");
+    };
+    assert!(!rolled_back);
+    let StopReason::Error { detail } = &**reason else {
+        panic!("expected an error stop, got {reason}");
+    };
+    assert!(detail.contains("RegisterTargets"), "{detail}");
+    let text = err.to_string();
+    let now = format!(
+        "an in-place fix has no rollback. Now: {first} out of target group {TG} (the batch \
+         the error hit); fixed and back in service: none; not fixed: {second}, {third}. \
+         Next: repair {first} by hand and register it in target group {TG} again"
+    );
+    assert!(text.contains(&now), "{text}");
+    let mut others = vec![second.clone(), third.clone()];
+    others.sort();
+    assert_eq!(serving(&cloud).await, others, "the account agrees");
+    let state = group(&cloud, GROUP).await.tags[kiln_rollout::TAG_IN_PLACE].clone();
+    assert_eq!(
+        state,
+        format!(
+            "{} Failed at batch 1 of 3: an AWS error; 0 of 3 fixed",
+            p.run_id
+        )
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_fix_says_where_each_instance_is_and_rollback_gives_the_same_advice() {
     let (account, cloud) = poc().await;
     account.set_faults(Faults {
