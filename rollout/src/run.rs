@@ -300,7 +300,24 @@ async fn stop(
         group,
         format!("stopping instance refresh {id}: {reason}"),
     );
-    let final_status = run.roll_back(id, refresh, last.as_deref()).await?;
+    let final_status = match run.roll_back(id, refresh, last.as_deref()).await {
+        Ok(status) => status,
+        // AWS refused the undo (a throttling storm that outlasts every try, a denial):
+        // the refresh may still be putting the new version in.
+        Err(RolloutError::Cloud(e)) => {
+            return Err(RolloutError::RollbackFailed {
+                group: group.clone(),
+                region: run.cloud.region.clone(),
+                detail: format!("stopping instance refresh {id} ({reason}): {e}"),
+                next: format!(
+                    "the refresh may still be running: look at {id} in the console, and \
+                     `kiln rollback` once AWS answers again; `kiln status` shows the \
+                     instances' versions"
+                ),
+            });
+        }
+        Err(other) => return Err(other),
+    };
     timings.lap("rollback");
     let rolled_back = final_status == RefreshStatus::RollbackSuccessful;
     let label = match (rolled_back, &reason) {

@@ -396,15 +396,22 @@ async fn a_rollout_past_its_deadline_is_rolled_back_and_says_so() {
     );
 }
 
-/// Cancels a rollout of `spec` two minutes into a four-minute storm (the undo outlasts
-/// what is left of it), and returns how long (simulated) the run took to stop after the cancel: the
-/// first error it reports. A poll being tried again is dropped at the cancel.
-async fn stop_after_cancel_in_a_storm(spec: &kiln_rollout::RolloutSpec) -> Duration {
+/// Starts a rollout of `spec` under a storm from its first minute lasting `lasts`,
+/// cancels it two minutes into the storm and returns its result, with when the cancel
+/// came and what it reported.
+async fn cancel_in_a_storm(
+    spec: &kiln_rollout::RolloutSpec,
+    lasts: Duration,
+) -> (
+    Result<kiln_rollout::RolloutOutcome, RolloutError>,
+    kiln_cloud::Timestamp,
+    Vec<kiln_cloud::progress::Event>,
+) {
     let (account, cloud) = poc().await;
     account.set_faults(kiln_cloud::sim::Faults {
         throttle_storm: Some(kiln_cloud::sim::StormFault {
             after: Duration::from_secs(60),
-            lasts: Duration::from_secs(4 * 60),
+            lasts,
             starts_at: None,
             rejected: 0,
         }),
@@ -420,18 +427,9 @@ async fn stop_after_cancel_in_a_storm(spec: &kiln_rollout::RolloutSpec) -> Durat
     tokio::time::sleep(Duration::from_secs(3 * 60)).await;
     let cancelled_at = cloud.clock.now();
     cancel.cancel();
-    let err = task.await.unwrap().expect_err("the rollout stops");
-    let RolloutError::Stopped { reason, .. } = &err else {
-        panic!("expected a stop, got {err}");
-    };
-    assert!(matches!(**reason, StopReason::Cancelled), "{err}");
+    let result = task.await.unwrap();
     assert!(account.faults().throttle_storm.unwrap().rejected > 0);
-    let stopped = rec
-        .events()
-        .into_iter()
-        .find(|e| e.at >= cancelled_at && e.level == kiln_cloud::progress::Level::Error)
-        .expect("the stop is reported");
-    (stopped.at - cancelled_at).to_std().unwrap()
+    (result, cancelled_at, rec.events())
 }
 
 #[tokio::test(start_paused = true)]
@@ -439,13 +437,46 @@ async fn a_cancel_in_a_throttling_storm_stops_the_run_at_once() {
     let rolling = rolling(RollingSettings::default());
     let blue_green = spec(kiln_rollout::Strategy::BlueGreen(Default::default()));
     for spec in [rolling, blue_green] {
-        let took = stop_after_cancel_in_a_storm(&spec).await;
-        // Not after kiln_cloud::throttle::THROTTLE_BUDGET (three minutes) of tries.
+        let name = spec.strategy.name();
+        // Four minutes: the undo outlasts what is left of the storm.
+        let (result, cancelled_at, events) =
+            cancel_in_a_storm(&spec, Duration::from_secs(4 * 60)).await;
+        let err = result.expect_err("the rollout stops");
+        let RolloutError::Stopped { reason, .. } = &err else {
+            panic!("{name}: expected a stop, got {err}");
+        };
+        assert!(matches!(**reason, StopReason::Cancelled), "{name}: {err}");
+        // The first error reported after the cancel is the stop: a poll being tried
+        // again is dropped at the cancel, not after THROTTLE_BUDGET (three minutes).
+        let stopped = events
+            .into_iter()
+            .find(|e| e.at >= cancelled_at && e.level == kiln_cloud::progress::Level::Error)
+            .expect("the stop is reported");
+        let took = (stopped.at - cancelled_at).to_std().unwrap();
         assert!(
             took < Duration::from_secs(5),
-            "{}: stopped {} s after the cancel",
-            spec.strategy.name(),
+            "{name}: stopped {} s after the cancel",
             secs(took)
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_undo_a_storm_outlasts_says_the_refresh_may_still_run() {
+    let spec = rolling(RollingSettings::default());
+    let (result, _, _) = cancel_in_a_storm(&spec, Duration::from_secs(30 * 60)).await;
+    let err = result.expect_err("the rollout stops");
+    let RolloutError::RollbackFailed { detail, next, .. } = &err else {
+        panic!("expected a failed rollback, got {err}");
+    };
+    assert!(
+        detail.starts_with("stopping instance refresh ")
+            && detail.contains("(cancelled)")
+            && detail.contains("Rate exceeded"),
+        "{detail}"
+    );
+    assert!(
+        next.starts_with("the refresh may still be running"),
+        "{next}"
+    );
 }
