@@ -529,8 +529,40 @@ fn malformed_instance_type_is_refused_exactly() {
         edit: ("instance_type: t3.medium", "instance_type: t3medium"),
         at: ("instance_type: t3medium", "t3medium"),
         message: "`t3medium` is not an EC2 instance type",
-        hint: "write a type such as `t3.medium` (family, a dot, the size)",
+        hint: INSTANCE_TYPE_HINT,
     });
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("instance_type: t3.medium", "instance_type: t3.gigantic"),
+        at: ("instance_type: t3.gigantic", "t3.gigantic"),
+        message: "`t3.gigantic` is not an EC2 instance type",
+        hint: INSTANCE_TYPE_HINT,
+    });
+}
+
+const INSTANCE_TYPE_HINT: &str = "write a type such as `t3.medium`: the family, a dot, and a \
+                                  size (nano, micro, small, medium, large, xlarge, \
+                                  2xlarge... or metal)";
+
+#[test]
+fn real_instance_types_of_every_shape_are_accepted() {
+    for instance_type in [
+        "m7i-flex.large",
+        "c7i.metal-24xl",
+        "u-6tb1.metal",
+        "r6g.16xlarge",
+    ] {
+        let poc = Poc::new();
+        let text = std::fs::read_to_string(&poc.pipeline).unwrap();
+        let edited = text.replacen(
+            "instance_type: t3.medium",
+            &format!("instance_type: {instance_type}"),
+            1,
+        );
+        std::fs::write(&poc.pipeline, edited).unwrap();
+        let file = poc.pipeline.to_str().unwrap();
+        poc.sandbox.kiln(&["validate", file]).assert_code(0);
+    }
 }
 
 #[test]

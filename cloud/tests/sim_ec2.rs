@@ -187,6 +187,10 @@ async fn run_instance_validates_and_records_launch_settings() {
     );
     bad.root_volume = Some(root(8));
     cloud.compute.run_instance(&bad).await.unwrap();
+    let mut bad = builder_request("builder");
+    bad.instance_type = "t3.gigantic".into();
+    let refused = cloud.compute.run_instance(&bad).await.unwrap_err();
+    assert_eq!(refused.code, "InvalidParameterValue", "{refused}");
     let (account, cloud) = poc().await;
     let inst = cloud
         .compute
