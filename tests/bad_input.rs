@@ -1402,6 +1402,18 @@ fn refused_at(edit: (&str, &str), (line, value): (&str, &str), message: &str, hi
     assert_refused_by_the_account_in(edit, &ACCOUNT_COMMANDS, expected);
 }
 
+#[test]
+fn a_root_volume_smaller_than_the_source_snapshot_is_refused_before_the_bake() {
+    // In range for EBS, but EC2 would refuse the builder once the bake had begun.
+    refused_at(
+        ("size_gib: 20,", "size_gib: 2,"),
+        ("size_gib: 2", "2"),
+        "root volume size 2 GiB is smaller than the root snapshot of source image \
+         ami-0a1e2023aaaa00001 (8 GiB) in ap-northeast-1",
+        "set size_gib to 8 or more",
+    );
+}
+
 const WRONG_NAME_OR_REGION: &str =
     "fix the name, or the region it is looked for in (the image's `region:`, or --region)";
 

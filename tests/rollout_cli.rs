@@ -160,6 +160,20 @@ async fn rolling_then_rollback_returns_every_instance_to_the_previous_version() 
     sandbox
         .kiln(&["rollout", POC_PIPELINE, "--image", NEW_IMAGE])
         .assert_code(0);
+    let group_line = |sandbox: &Sandbox| {
+        let text = sandbox.kiln(&["status", POC_PIPELINE]);
+        text.assert_code(0);
+        let line = text
+            .stdout
+            .lines()
+            .find(|l| l.contains("group poc-web-asg"));
+        line.expect("the group's line").trim().to_string()
+    };
+    assert_eq!(
+        group_line(&sandbox),
+        "group poc-web-asg (ap-northeast-1): desired 3 (min 3, max 6), version 3, rollback \
+         goes to version 2"
+    );
     let back = sandbox.kiln(&["--output", "json", "rollback", POC_PIPELINE]);
     back.assert_code(0);
     let rb = &back.json()["rollbacks"][0];
@@ -176,6 +190,11 @@ async fn rolling_then_rollback_returns_every_instance_to_the_previous_version() 
     assert!(
         g["recent"].as_array().unwrap().len() >= 2,
         "rollout and rollback shown"
+    );
+    assert_eq!(
+        group_line(&sandbox),
+        "group poc-web-asg (ap-northeast-1): desired 3 (min 3, max 6), version 2, nothing to \
+         roll back"
     );
 }
 

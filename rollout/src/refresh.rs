@@ -191,10 +191,11 @@ impl RefreshRun<'_> {
                 "refresh",
                 self.group(),
                 format!(
-                    "{:?}: {}% done, {} instances to update{}",
+                    "{:?}: {}% done, {} instance{} to update{}",
                     r.status,
                     r.percentage_complete,
                     r.instances_to_update,
+                    if r.instances_to_update == 1 { "" } else { "s" },
                     r.status_reason
                         .as_ref()
                         .map(|s| format!(" ({s})"))

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{GlobalArgs, RolloutArgs};
 use crate::exit::{self, Exit};
 use crate::journal;
-use crate::output::{print_result, Reporter};
+use crate::output::{print_result, say, Reporter};
 use crate::pipeline::{Pipeline, StrategyName};
 
 /// One target's rollout (or rollback) as printed: the version its instances are on now
@@ -391,10 +391,12 @@ async fn roll_out_journaled(
         Err(_) => "failed",
     };
     if result.is_err() {
-        eprint!(
-            "{}",
-            journal::cleanup_text(&journal, "rollout", outcome, &cloud.region)
-        );
+        say(journal::cleanup_text(
+            &journal,
+            "rollout",
+            outcome,
+            &cloud.region,
+        ));
     }
     journal::close(journal, cloud.clock.now(), outcome);
     result.map_err(|e| exit_for(e, file))

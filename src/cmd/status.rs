@@ -95,13 +95,15 @@ fn group_text(out: &mut String, g: &GroupStatus, next: Option<&str>) {
         .template
         .as_ref()
         .map_or("-".to_string(), |t| t.version.clone());
-    let previous = g
-        .previous_version
-        .map_or("-".to_string(), |v| v.to_string());
+    // What `kiln rollback` would go back to; none once it went back (the two agree).
+    let previous = match g.previous_version {
+        Some(v) if v.to_string() != version => format!(", rollback goes to version {v}"),
+        Some(_) => ", nothing to roll back".to_string(),
+        None => String::new(),
+    };
     let _ = writeln!(
         out,
-        "  group {} ({}){live}: desired {} (min {}, max {}), version {version}, previous \
-         {previous}",
+        "  group {} ({}){live}: desired {} (min {}, max {}), version {version}{previous}",
         g.group, g.region, g.desired, g.min_size, g.max_size
     );
     let lock = match &g.lock {
