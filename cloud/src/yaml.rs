@@ -14,6 +14,15 @@ pub fn without_location(error: &serde_yaml_ng::Error) -> String {
         let end = start + " at line ".len() + line_len + " column ".len() + digits(after);
         text.replace_range(start..end, "");
     }
+    // serde names the Rust type a mapping was expected for; the reader wrote YAML.
+    while let Some(start) = text.find("expected struct ") {
+        let name = &text[start + "expected struct ".len()..];
+        let len = name
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .unwrap_or(name.len());
+        let end = start + "expected struct ".len() + len;
+        text.replace_range(start..end, "expected a mapping of `key: value` lines");
+    }
     text
 }
 
@@ -40,6 +49,20 @@ pub fn hint(message: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_rust_type_is_not_named_to_the_reader() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct PipelineFile {
+            image: String,
+        }
+        let error = serde_yaml_ng::from_str::<PipelineFile>("- a\n- b\n").expect_err("a list");
+        assert_eq!(
+            super::without_location(&error),
+            "invalid type: sequence, expected a mapping of `key: value` lines"
+        );
+    }
+
     #[test]
     fn the_position_is_taken_out_of_the_message() {
         let error = serde_yaml_ng::from_str::<std::collections::BTreeMap<String, u8>>("a: x")
