@@ -1286,6 +1286,49 @@ fn a_flag_value_that_is_not_a_duration_is_refused_before_anything() {
 }
 
 #[test]
+fn a_manifest_that_cannot_be_written_is_refused_before_the_bake() {
+    let _serial = serial();
+    let poc = Poc::new();
+    let before = poc.sandbox.account_state();
+    let file = poc.pipeline.to_str().expect("UTF-8 path");
+    let hint = "run from a folder kiln can write in, or name another manifest with \
+                --manifest (or KILN_MANIFEST)";
+    let missing = poc.sandbox.path("no-such-folder");
+    let not_a_folder = poc.pipeline.clone();
+    let not_json = poc.sandbox.write("not-a-manifest.json", "builds: [\n");
+    let cases = [
+        (
+            missing.join("kiln-manifest.json"),
+            format!(
+                "cannot create a file in {}: No such file or directory (os error 2)",
+                missing.display()
+            ),
+        ),
+        (
+            not_a_folder.join("kiln-manifest.json"),
+            "cannot be read: Not a directory (os error 20)".to_string(),
+        ),
+        (
+            not_json.clone(),
+            "is not JSON: expected value at line 1 column 1".to_string(),
+        ),
+    ];
+    for (manifest, problem) in cases {
+        let expected = format!(
+            "kiln: error: manifest {}: {problem}\n  hint: {hint}\n",
+            manifest.display()
+        );
+        let manifest = manifest.to_str().expect("UTF-8 path");
+        for command in [&["bake"][..], &["pipeline", "run"]] {
+            let mut args = command.to_vec();
+            args.extend([file, "--manifest", manifest]);
+            poc.assert_refused(&args, &expected);
+        }
+    }
+    assert_eq!(poc.sandbox.account_state(), before, "the account changed");
+}
+
+#[test]
 fn an_unknown_target_is_refused_with_the_targets_there_are() {
     let _serial = serial();
     let poc = Poc::new();
