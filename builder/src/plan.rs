@@ -283,7 +283,8 @@ async fn cache_lookup(
         source_image,
         image_name: &spec.image_name,
         files: &spec.rendered.inputs,
-        variables: &spec.variables,
+        // Resolved (defaults applied): a default written out hashes as one left out.
+        variables: &spec.rendered.variables,
         root_volume: &spec.builder.root_volume,
     });
     let reuse = find_reusable(cloud, &spec.image_name, &hash).await?;

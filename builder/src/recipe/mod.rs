@@ -103,6 +103,10 @@ pub struct Rendered {
     pub inputs: Vec<(String, Vec<u8>)>,
     /// Names of the variables marked secret.
     pub secrets: Vec<String>,
+    /// Every declared variable's value as the recipes see it: the pipeline's, else the
+    /// default. What the input hash covers, so that writing a default out or leaving it
+    /// to the recipe makes the same image.
+    pub variables: BTreeMap<String, serde_json::Value>,
     /// Every file the steps install, rendered, in step order.
     pub files: Vec<RenderedFile>,
 }
@@ -203,6 +207,7 @@ pub fn render_layer(
         steps: out.steps,
         inputs,
         secrets,
+        variables: variables::resolved(&declared, variables),
         files: out.files,
     })
 }

@@ -168,6 +168,21 @@ fn is_parameter_path(text: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || PARAMETER_PATH_CHARS.contains(c))
 }
 
+/// Every declared variable's value: the pipeline's, else the declared default (`null`
+/// included); one with neither (a secret, read at boot) has none.
+pub fn resolved(
+    declared: &BTreeMap<String, Declared<'_>>,
+    variables: &BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, serde_json::Value> {
+    declared
+        .iter()
+        .filter_map(|(name, d)| {
+            let value = variables.get(name).or(d.decl.default.as_ref())?;
+            Some((name.clone(), value.clone()))
+        })
+        .collect()
+}
+
 /// What one recipe's templates see: its own non-secret variables, valued.
 pub fn context(
     recipe: &Recipe,
