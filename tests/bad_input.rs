@@ -823,6 +823,71 @@ fn variables_of_the_wrong_kind_are_refused_at_their_value() {
     }
 }
 
+#[test]
+fn a_variable_value_longer_than_the_limit_is_refused_at_its_value() {
+    let long = "1".repeat(4097);
+    let edit = format!("    app_version: \"{long}\"");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    app_version: \"1.0.0\"", &edit),
+        at: ("app_version:", "\""),
+        message: "variable `app_version` is 4097 characters long; a value may have at most \
+                  4096",
+        hint: "give a short value: a large input (an archive, a file) belongs in S3, named \
+               by a URL variable and fetched by a step (recipes are read from \
+               {recipes}/laravel.yaml:27:5)",
+    });
+}
+
+#[test]
+fn an_app_version_that_is_not_a_version_is_refused_at_its_value() {
+    // It would end the PHP string of HealthController.php and run code.
+    let value = "1.0', 'x' => shell_exec('id'), 'y' => '";
+    let edit = format!("    app_version: \"{value}\"");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    app_version: \"1.0.0\"", &edit),
+        at: ("app_version:", "\""),
+        message: &format!(
+            "variable `app_version` must match `[A-Za-z0-9._+-]{{1,128}}`, and the pipeline \
+             gives it `{value}`"
+        ),
+        hint: "give a value made only of what the pattern allows (The `version` field of \
+               /health: letters, digits, `.`, `-`, `+` and `_`, as it is written into PHP \
+               source) (recipes are read from {recipes}/laravel.yaml:27:5)",
+    });
+}
+
+#[test]
+fn a_pipeline_file_over_one_mebibyte_is_refused_unread() {
+    let _serial = serial();
+    let poc = Poc::new();
+    let before = poc.sandbox.account_state();
+    let text = std::fs::read_to_string(&poc.pipeline).expect("pipeline");
+    let padding = "#".repeat(1024 * 1024);
+    std::fs::write(&poc.pipeline, format!("{text}{padding}\n")).expect("write");
+    let size = std::fs::metadata(&poc.pipeline).expect("size").len();
+    let expected = format!(
+        "kiln: error: {}:1:1: this pipeline file is {size} bytes; kiln reads files of at most \
+         1048576 bytes (1 MiB)\n  hint: a pipeline is a few KiB: look for a value pasted by \
+         mistake; an artifact belongs in S3, named by a variable such as \
+         `laravel_artifact_url`\n",
+        poc.pipeline.display()
+    );
+    let file = poc.pipeline.to_str().expect("UTF-8 path");
+    let started = std::time::Instant::now();
+    for command in COMMANDS {
+        let mut args = command.to_vec();
+        args.push(file);
+        poc.assert_refused(&args, &expected);
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "too slow"
+    );
+    assert_eq!(poc.sandbox.account_state(), before, "the account changed");
+}
+
 // Rollout settings of a target.
 
 /// The POC target's strategy line, followed by `settings` (indented under the target).
