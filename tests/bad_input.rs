@@ -247,6 +247,31 @@ fn missing_variable_is_refused_exactly() {
 }
 
 #[test]
+fn a_missing_endpoint_is_described_with_its_whole_example() {
+    let poc = Poc::new();
+    let text = std::fs::read_to_string(&poc.pipeline).expect("pipeline");
+    let line = text
+        .lines()
+        .find(|l| l.contains("aurora_writer_endpoint:"))
+        .expect("the POC sets the writer endpoint");
+    assert_refused_exactly_in(
+        &poc,
+        &Case {
+            file: "pipeline.yaml",
+            edit: (&format!("{line}\n"), ""),
+            at: ("  variables:", "variables"),
+            message: "variable `aurora_writer_endpoint` of recipe `proxysql` has no default \
+                      and the pipeline does not set it",
+            hint: "set `aurora_writer_endpoint` in the pipeline's variables (Aurora cluster \
+                   endpoint (hostgroup 0), e.g. \
+                   poc-poc-aurora-cluster.cluster-xxxx.ap-northeast-1.rds.amazonaws.com; \
+                   Parameter Store's db/writer-endpoint overrides it.) (recipes are read \
+                   from {recipes}/proxysql.yaml:44:5)",
+        },
+    );
+}
+
+#[test]
 fn a_misspelt_variable_is_refused_with_the_right_name() {
     assert_refused_exactly(&Case {
         file: "pipeline.yaml",
