@@ -139,7 +139,7 @@ pub struct BakeSpec {
     pub builder: BuilderSettings,
     pub rendered: Rendered,
     /// The variables as the pipeline gives them. The input hash covers
-    /// `rendered.variables` instead: every declared one, defaults applied.
+    /// `rendered.variables` (every declared one, defaults applied) with these on top.
     pub variables: BTreeMap<String, serde_json::Value>,
     /// The commit of the pipeline's repository, for the image's tags.
     pub commit: Option<String>,

@@ -334,9 +334,7 @@ async fn explicit_version_already_used_is_refused() {
 
     let mut second = spec(fixture_rendered());
     second.version = Some("7.0.0".into());
-    // Another value (as rendered, defaults applied): another input hash.
     second
-        .rendered
         .variables
         .insert("changed".into(), serde_json::json!(true));
     let error = plan(&cloud, &second).await.unwrap_err();
