@@ -9,9 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kiln_builder::recipe::{
-    locate, read_capped, too_large, without_location, ReadCapped, Seg, FILE_MAX_BYTES,
-};
+use kiln_builder::recipe::{locate, read_capped, too_large, without_location, ReadCapped, Seg};
 use kiln_rollout::{
     BlueGreenSettings, CanarySettings, Gates, InPlaceSettings, RollingSettings,
     Timeouts as RolloutTimeouts,
@@ -579,7 +577,8 @@ pub fn is_region_name(region: &str) -> bool {
             .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
-/// The file's text; one over [`FILE_MAX_BYTES`] is refused by its size, unread.
+/// The file's text; one over [`kiln_builder::recipe::FILE_MAX_BYTES`] is refused by its
+/// size, unread.
 fn read(path: &Path) -> Result<String, PipelineError> {
     let unreadable = |source| PipelineError::Read {
         path: path.to_path_buf(),
