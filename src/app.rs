@@ -1,6 +1,6 @@
 //! Runs one parsed command line: logging, the runtime, the signals, the dispatch.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use kiln_cloud::progress::PROGRESS_TARGET;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,7 @@ pub fn main(cli: Cli) -> u8 {
     let runtime = match runtime(&cli.global) {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("kiln: cannot start the async runtime: {e}");
+            crate::output::say(format_args!("kiln: cannot start the async runtime: {e}\n"));
             return exit::FAILED;
         }
     };
@@ -24,12 +24,12 @@ pub fn main(cli: Cli) -> u8 {
         Ok(()) => exit::OK,
         Err(e) => {
             let (message, code) = (exit::render(&e), exit::code_of(&e));
-            eprintln!("kiln: error: {message}");
+            crate::output::say(format_args!("kiln: error: {message}\n"));
             if output == OutputFormat::Json && !crate::output::result_printed() {
                 // CI archives stdout: a failed run still leaves a result it can read.
                 let result =
                     serde_json::json!({ "error": { "message": message, "exit_code": code } });
-                println!("{result}");
+                let _ = writeln!(std::io::stdout(), "{result}");
             }
             code
         }
@@ -65,12 +65,17 @@ fn init_logging(global: &GlobalArgs) {
          kiln_rollout={libraries}"
     );
     let filter = EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    // On the simulated account the progress lines carry its time; the wall clock beside
+    // them on the log lines would read as a second, contradicting clock.
+    let _ = match global.sim {
+        Some(_) => logs.without_time().try_init(),
+        None => logs.try_init(),
+    };
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -176,23 +176,20 @@ fn check_id(
     ))
 }
 
-/// `family.size`: `t3.medium`, `m7i-flex.large`, `u-6tb1.metal`.
+/// `family.size`: `t3.medium`, `m7i-flex.large`, `u-6tb1.metal`, `c7i.metal-24xl`.
 fn check_instance_type(pipeline: &Pipeline, instance_type: &str) -> Result<(), PipelineError> {
-    let part = |p: &str| {
-        !p.is_empty()
-            && p.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    };
-    let valid = instance_type
-        .split_once('.')
-        .is_some_and(|(family, size)| part(family) && part(size) && !size.contains('-'));
+    let valid = instance_type.split_once('.').is_some_and(|(family, size)| {
+        kiln_cloud::types::instance_family(family) && kiln_cloud::types::instance_size(size)
+    });
     if valid {
         return Ok(());
     }
     Err(pipeline.invalid_at(
         &[Seg::Key("builder"), Seg::Key("instance_type")],
         format!("`{instance_type}` is not an EC2 instance type"),
-        "write a type such as `t3.medium` (family, a dot, the size)".into(),
+        "write a type such as `t3.medium`: the family, a dot, and a size (nano, micro, \
+         small, medium, large, xlarge, 2xlarge... or metal)"
+            .into(),
     ))
 }
 

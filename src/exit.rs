@@ -15,8 +15,9 @@ pub const BAKE_FAILED: u8 = 3;
 pub const ROLLED_BACK: u8 = 4;
 /// The rollout failed and could not be rolled back: a person must look now.
 pub const NEEDS_ATTENTION: u8 = 5;
-/// Another rollout holds the group, a refresh is already running, or another kiln process
-/// holds the simulated account's state file: try again later.
+/// The account is busy: another rollout holds the group, a refresh is running or rolling
+/// back on it, the group changed since the plan, or another kiln process holds the
+/// simulated account's state file. Try again later.
 pub const LOCKED: u8 = 6;
 /// Interrupted (Ctrl-C, SIGTERM); what the run had started was cleaned up.
 pub const INTERRUPTED: u8 = 130;

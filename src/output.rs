@@ -110,6 +110,12 @@ pub fn result_printed() -> bool {
     RESULT_PRINTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Writes `text` on stderr as it is. A closed stderr (a CI log pipe gone, `2>&1 | head`)
+/// is no reason to stop: what kiln is doing, a clean-up above all, goes on.
+pub fn say(text: impl std::fmt::Display) {
+    let _ = write!(std::io::stderr(), "{text}");
+}
+
 /// Prints a result on stdout: JSON as is, or text through `text`.
 pub fn print_result<T: Serialize>(
     format: OutputFormat,
@@ -118,12 +124,15 @@ pub fn print_result<T: Serialize>(
 ) -> anyhow::Result<()> {
     RESULT_PRINTED.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut out = std::io::stdout().lock();
-    match format {
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, result)?;
-            writeln!(out)?;
-        }
-        OutputFormat::Text => write!(out, "{}", text(result))?,
+    let written = match format {
+        OutputFormat::Json => serde_json::to_writer_pretty(&mut out, result)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out)),
+        OutputFormat::Text => write!(out, "{}", text(result)),
+    };
+    match written {
+        // The reader has all it wanted (`kiln images | head`): not a failure of the run.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
-    Ok(())
 }

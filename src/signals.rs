@@ -13,21 +13,20 @@
 use tokio_util::sync::CancellationToken;
 
 use crate::exit;
+use crate::output::say;
 
 /// Cancels `token` on the first Ctrl-C or SIGTERM; exits on the second.
 pub fn watch(token: CancellationToken) {
     let mut signals = Signals::install();
     tokio::spawn(async move {
         signals.next().await;
-        eprintln!(
+        say(
             "kiln: interrupted; cleaning up what this run started (interrupt again to exit \
-             at once)"
+             at once)\n",
         );
         token.cancel();
         signals.next().await;
-        eprintln!(
-            "kiln: second interrupt; exiting without cleanup. `kiln gc` finds what this run left."
-        );
+        say("kiln: second interrupt; exiting without cleanup. `kiln gc` finds what this run left.\n");
         std::process::exit(i32::from(exit::INTERRUPTED));
     });
 }

@@ -554,8 +554,40 @@ fn malformed_instance_type_is_refused_exactly() {
         edit: ("instance_type: t3.medium", "instance_type: t3medium"),
         at: ("instance_type: t3medium", "t3medium"),
         message: "`t3medium` is not an EC2 instance type",
-        hint: "write a type such as `t3.medium` (family, a dot, the size)",
+        hint: INSTANCE_TYPE_HINT,
     });
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("instance_type: t3.medium", "instance_type: t3.gigantic"),
+        at: ("instance_type: t3.gigantic", "t3.gigantic"),
+        message: "`t3.gigantic` is not an EC2 instance type",
+        hint: INSTANCE_TYPE_HINT,
+    });
+}
+
+const INSTANCE_TYPE_HINT: &str = "write a type such as `t3.medium`: the family, a dot, and a \
+                                  size (nano, micro, small, medium, large, xlarge, \
+                                  2xlarge... or metal)";
+
+#[test]
+fn real_instance_types_of_every_shape_are_accepted() {
+    for instance_type in [
+        "m7i-flex.large",
+        "c7i.metal-24xl",
+        "u-6tb1.metal",
+        "r6g.16xlarge",
+    ] {
+        let poc = Poc::new();
+        let text = std::fs::read_to_string(&poc.pipeline).unwrap();
+        let edited = text.replacen(
+            "instance_type: t3.medium",
+            &format!("instance_type: {instance_type}"),
+            1,
+        );
+        std::fs::write(&poc.pipeline, edited).unwrap();
+        let file = poc.pipeline.to_str().unwrap();
+        poc.sandbox.kiln(&["validate", file]).assert_code(0);
+    }
 }
 
 #[test]
@@ -1533,6 +1565,18 @@ fn refused_at(edit: (&str, &str), (line, value): (&str, &str), message: &str, hi
         format!("kiln: error: {file}:{row}:{column}: {message}\n  hint: {hint}\n")
     };
     assert_refused_by_the_account_in(edit, &ACCOUNT_COMMANDS, expected);
+}
+
+#[test]
+fn a_root_volume_smaller_than_the_source_snapshot_is_refused_before_the_bake() {
+    // In range for EBS, but EC2 would refuse the builder once the bake had begun.
+    refused_at(
+        ("size_gib: 20,", "size_gib: 2,"),
+        ("size_gib: 2", "2"),
+        "root volume size 2 GiB is smaller than the root snapshot of source image \
+         ami-0a1e2023aaaa00001 (8 GiB) in ap-northeast-1",
+        "set size_gib to 8 or more",
+    );
 }
 
 const WRONG_NAME_OR_REGION: &str =

@@ -123,3 +123,25 @@ fn an_unscoped_policy_says_what_it_leaves_open() {
         instance.stderr
     );
 }
+
+/// A reader that stops early (`kiln iam-policy ... 2>&1 | head -1`) closes both pipes
+/// before kiln has written: kiln still ends as the command did, without a panic or an
+/// error about the pipe.
+#[test]
+fn a_reader_that_stops_early_is_not_a_failure() {
+    use std::process::{Command, Stdio};
+    let sandbox = Sandbox::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["iam-policy", "--role", "operator"])
+        .current_dir(sandbox.path("."))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln starts");
+    // Both read ends closed at once: every write kiln makes meets a broken pipe.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().expect("kiln ends");
+    assert_eq!(status.code(), Some(0), "{status}");
+}

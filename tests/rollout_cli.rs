@@ -160,6 +160,20 @@ async fn rolling_then_rollback_returns_every_instance_to_the_previous_version() 
     sandbox
         .kiln(&["rollout", POC_PIPELINE, "--image", NEW_IMAGE])
         .assert_code(0);
+    let group_line = |sandbox: &Sandbox| {
+        let text = sandbox.kiln(&["status", POC_PIPELINE]);
+        text.assert_code(0);
+        let line = text
+            .stdout
+            .lines()
+            .find(|l| l.contains("group poc-web-asg"));
+        line.expect("the group's line").trim().to_string()
+    };
+    assert_eq!(
+        group_line(&sandbox),
+        "group poc-web-asg (ap-northeast-1): desired 3 (min 3, max 6), version 3, rollback \
+         goes to version 2"
+    );
     let back = sandbox.kiln(&["--output", "json", "rollback", POC_PIPELINE]);
     back.assert_code(0);
     let rb = &back.json()["rollbacks"][0];
@@ -176,6 +190,11 @@ async fn rolling_then_rollback_returns_every_instance_to_the_previous_version() 
     assert!(
         g["recent"].as_array().unwrap().len() >= 2,
         "rollout and rollback shown"
+    );
+    assert_eq!(
+        group_line(&sandbox),
+        "group poc-web-asg (ap-northeast-1): desired 3 (min 3, max 6), version 2, nothing to \
+         roll back"
     );
 }
 
@@ -519,7 +538,7 @@ fn a_failed_fix_says_where_the_instances_are_and_rollback_gives_the_same_advice(
         error.contains("an in-place fix has no rollback. Now: i-")
             && error.contains(" out of target group poc-web-tg (the batch the fix failed on)")
             && error.contains("fixed and back in service: i-")
-            && !error.contains("run `kiln rollback`"),
+            && !error.contains("to undo it"),
         "{error}"
     );
     let next = error.split(". Next: ").nth(1).expect("what to do");
@@ -567,4 +586,98 @@ fn rollback_after_a_fix_that_went_through_is_refused_before_anything_changes() {
         "{}",
         back.stderr
     );
+}
+
+/// The POC account as a rolling rollout killed during its undo leaves it (a second
+/// Ctrl-C while AWS rolls the refresh back), its lock released as `kiln gc` releases a
+/// dead run's: the refresh stays `RollbackInProgress` until a command waits for it.
+async fn killed_during_the_undo(sandbox: &Sandbox) {
+    use kiln::cloud::{RefreshStatus, TemplateRef};
+    use kiln::rollout::{CancellationToken, RollingSettings, RolloutSpec, Strategy};
+    let (account, cloud) = sandbox.cloud_of_seed().await;
+    let spec = RolloutSpec {
+        target: "poc-web".into(),
+        group: "poc-web-asg".into(),
+        launch_template: TemplateRef::Name("poc-web-lt".into()),
+        target_group: Some("poc-web-tg".into()),
+        load_balancer: Some("poc-poc-alb".into()),
+        strategy: Strategy::Rolling(RollingSettings::default()),
+        gates: Default::default(),
+        timeouts: Default::default(),
+        allow_imdsv1: false,
+    };
+    let image = kiln::cloud::ImageId::new(NEW_IMAGE);
+    let plan = kiln::rollout::plan(&cloud, &spec, &image).await.unwrap();
+    let task = {
+        let (cloud, silent) = (cloud.clone(), kiln::cloud::progress::Silent);
+        let never = CancellationToken::new();
+        tokio::spawn(async move { kiln::rollout::rollout(&cloud, &plan, &silent, &never).await })
+    };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let r = cloud
+            .scaling
+            .describe_instance_refreshes("poc-web-asg")
+            .await;
+        let r = r.unwrap().remove(0);
+        if r.status == RefreshStatus::InProgress && r.percentage_complete >= 34 {
+            break;
+        }
+    }
+    cloud
+        .scaling
+        .rollback_instance_refresh("poc-web-asg")
+        .await
+        .unwrap();
+    task.abort();
+    let _ = task.await;
+    let lock = [kiln::rollout::LOCK_TAG.to_string()];
+    let scaling = &cloud.scaling;
+    scaling
+        .delete_group_tags("poc-web-asg", &lock)
+        .await
+        .unwrap();
+    account.save_now().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_left_rolling_back_is_busy_and_rollback_waits_for_it() {
+    let sandbox = Sandbox::new();
+    killed_during_the_undo(&sandbox).await;
+    let rollback = "`kiln rollback examples/poc/pipeline.yaml --target poc-web`";
+
+    // The account is busy, the input fine: try later (6), with commands that work.
+    let out = sandbox.kiln(&["rollout", POC_PIPELINE, "--image", NEW_IMAGE]);
+    out.assert_code(i32::from(kiln::exit::LOCKED));
+    assert!(
+        out.stderr.contains("is RollbackInProgress")
+            && out.stderr.contains(&format!(
+                "(`kiln status examples/poc/pipeline.yaml --target poc-web` shows it), or \
+                 let {rollback} wait for it and finish the undo"
+            )),
+        "{}",
+        out.stderr
+    );
+
+    let status = sandbox.kiln(&["status", POC_PIPELINE]);
+    status.assert_code(0);
+    let says = format!("being undone by AWS: {rollback} waits for it to end");
+    assert!(status.stdout.contains(&says), "{}", status.stdout);
+
+    let back = sandbox.kiln(&["--output", "json", "rollback", POC_PIPELINE]);
+    back.assert_code(0);
+    let rb = &back.json()["rollbacks"][0];
+    assert_eq!(
+        (
+            rb["status"].as_str(),
+            rb["launch_template_version"].as_i64()
+        ),
+        (Some("RolledBack"), Some(2))
+    );
+    assert_eq!(rb["on_new_image"].as_i64(), Some(3), "{rb}");
+    assert_eq!(rb["image"].as_str(), Some(CURRENT_IMAGE));
+
+    // Over: the same rollout now goes through.
+    let again = sandbox.kiln(&["rollout", POC_PIPELINE, "--image", NEW_IMAGE]);
+    again.assert_code(0);
 }

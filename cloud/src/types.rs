@@ -785,3 +785,26 @@ pub struct MetricQuery {
     pub start: Timestamp,
     pub end: Timestamp,
 }
+
+/// An instance type's family: a letter, then letters, digits and dashes (`t3`,
+/// `m7i-flex`, `u-6tb1`).
+pub fn instance_family(family: &str) -> bool {
+    family.starts_with(|c: char| c.is_ascii_lowercase())
+        && family
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The sizes EC2 names: `nano` to `xlarge`, `<n>xlarge`, `metal` and `metal-<n>xl`.
+pub fn instance_size(size: &str) -> bool {
+    const NAMED: [&str; 7] = [
+        "nano", "micro", "small", "medium", "large", "xlarge", "metal",
+    ];
+    let digits = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    NAMED.contains(&size)
+        || size.strip_suffix("xlarge").is_some_and(digits)
+        || size
+            .strip_prefix("metal-")
+            .and_then(|s| s.strip_suffix("xl"))
+            .is_some_and(digits)
+}

@@ -172,6 +172,50 @@ fn bad_faults_name_line_and_field() {
     assert!(message.contains("exitcode"), "{err}");
 }
 
+/// A fault that could never fire is refused at its value, and the account is not made.
+#[test]
+fn faults_that_could_never_fire_are_refused_where_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, seed) = (dir.path().join("state.json"), seed_file(dir.path()));
+    let cases = [
+        (
+            "steps:\n  - { step: nosuch, exit_code: 1 }\n",
+            "2:13: step `nosuch` is not written `recipe/step`",
+        ),
+        (
+            "throttle:\n  - { operation: DescribeInstance, count: 3 }\n",
+            "2:18: operation `DescribeInstance` is not one kiln calls",
+        ),
+        (
+            "copy_fails:\n  - region: mars-9\n",
+            "2:13: region `mars-9` is not one of the account's",
+        ),
+        (
+            "unhealthy_images:\n  - image: ami-zzz\n",
+            "2:12: image `ami-zzz` is not in the account",
+        ),
+        (
+            "degraded_images:\n  - { image: new, error_rate: 0.5, latency_secs: 1 }\n",
+            "2:14: image `new` is not in the account",
+        ),
+    ];
+    for (text, expected) in cases {
+        let faults = dir.path().join("faults.yaml");
+        std::fs::write(&faults, text).unwrap();
+        let err = SimAccount::open(&state, Some(&seed), Some(&faults)).unwrap_err();
+        let shown = err.to_string();
+        let at = format!("{}:{expected}\n  hint: ", faults.display());
+        assert!(shown.starts_with(&at), "{text}: {shown}");
+        assert!(!state.exists(), "{text}: the account was made");
+    }
+    // What the examples and a real image ask for is accepted.
+    let faults = dir.path().join("faults.yaml");
+    let text = "unhealthy_images: [{ image: new }, { image: ami-0a1e2023aaaa00001 }]\n\
+                steps: [{ step: rollout/fix-batch-2, exit_code: 1 }]\n";
+    std::fs::write(&faults, text).unwrap();
+    SimAccount::open(&state, Some(&seed), Some(&faults)).expect("accepted");
+}
+
 #[test]
 fn seed_referring_to_a_missing_template_is_refused() {
     let seed = SEED.replacen("launch_template: poc-web-lt", "launch_template: nope-lt", 1);
@@ -188,6 +232,11 @@ fn example_faults_files_parse() {
         let text = std::fs::read_to_string(&path).unwrap();
         let faults = Faults::from_yaml_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
         assert_ne!(faults, Faults::default(), "{path:?} asks for nothing");
+        // Each can fire in the POC account.
+        let state = tempfile::tempdir().unwrap();
+        let seed = seed_file(state.path());
+        let state = state.path().join("state.json");
+        SimAccount::open(&state, Some(&seed), Some(&path)).unwrap_or_else(|e| panic!("{e}"));
         seen += 1;
     }
     assert!(seen >= 6, "{seen} example faults files");

@@ -170,6 +170,27 @@ async fn run_instance_validates_and_records_launch_settings() {
         cloud.compute.run_instance(&bad).await.unwrap_err().kind,
         ErrorKind::Validation
     );
+    let mut bad = builder_request("builder");
+    let root = |size_gib| kiln_cloud::RootVolume {
+        device_name: "/dev/xvda".into(),
+        size_gib,
+        volume_type: "gp3".into(),
+        encrypted: true,
+        kms_key_id: None,
+    };
+    bad.root_volume = Some(root(2));
+    let refused = cloud.compute.run_instance(&bad).await.unwrap_err();
+    assert_eq!(
+        (refused.kind, refused.code.as_str()),
+        (ErrorKind::Validation, "InvalidBlockDeviceMapping"),
+        "a root volume below the image's 8 GiB snapshot: {refused}"
+    );
+    bad.root_volume = Some(root(8));
+    cloud.compute.run_instance(&bad).await.unwrap();
+    let mut bad = builder_request("builder");
+    bad.instance_type = "t3.gigantic".into();
+    let refused = cloud.compute.run_instance(&bad).await.unwrap_err();
+    assert_eq!(refused.code, "InvalidParameterValue", "{refused}");
     let (account, cloud) = poc().await;
     let inst = cloud
         .compute

@@ -10,6 +10,25 @@ use serde::{Deserialize, Serialize};
 use crate::lock::LockHolder;
 use crate::outcome::RolloutOutcome;
 
+/// Stands for the pipeline file in the commands hints give: the library does not know
+/// which file the target came from; the CLI writes the real one in its place.
+pub const PIPELINE_FILE: &str = "FILE";
+
+/// Preflight checks that refuse because of what the account is doing now (a refresh
+/// running, a change made since the plan by someone else), not because of the input:
+/// the same command succeeds once that is over.
+pub const BUSY_CHECKS: [&str; 2] = ["refresh_running", "changed_since_plan"];
+
+/// The command that rolls back `target`, as a hint gives it.
+pub(crate) fn rollback_command(target: &str) -> String {
+    format!("`kiln rollback {PIPELINE_FILE} --target {target}`")
+}
+
+/// The command that shows `target`'s groups and refreshes, as a hint gives it.
+pub(crate) fn status_command(target: &str) -> String {
+    format!("`kiln status {PIPELINE_FILE} --target {target}`")
+}
+
 /// One reason preflight refuses a rollout, and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
@@ -17,6 +36,13 @@ pub struct Refusal {
     pub check: String,
     pub reason: String,
     pub fix: String,
+}
+
+impl Refusal {
+    /// Whether this refusal is the account being busy rather than the input being wrong.
+    pub fn is_busy(&self) -> bool {
+        BUSY_CHECKS.contains(&self.check.as_str())
+    }
 }
 
 impl fmt::Display for Refusal {
@@ -198,8 +224,9 @@ fn rolled_back_text(rolled_back: bool, outcome: &RolloutOutcome, left: Option<&s
         ),
         (false, Some(left)) => left.to_string(),
         (false, None) => format!(
-            "not rolled back ({}); run `kiln rollback` for {}",
-            outcome.status, outcome.group
+            "not rolled back ({}); run {} to undo it",
+            outcome.status,
+            rollback_command(&outcome.target)
         ),
     }
 }
@@ -208,6 +235,13 @@ impl RolloutError {
     /// A throttled or unreachable API: a later poll may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Cloud(e) if e.is_transient())
+    }
+
+    /// Refused only because the account is busy (every refusal is a [`BUSY_CHECKS`] one):
+    /// the same command may succeed later, unlike bad input.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Preflight { refusals, .. }
+            if !refusals.is_empty() && refusals.iter().all(Refusal::is_busy))
     }
 
     /// This error, met once the rollout had gone through (`done`: what is live).

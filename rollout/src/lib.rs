@@ -68,7 +68,7 @@ pub use bluegreen::{
     retire, serving_group, BlueGreenPlan, ListenerSwitch, Retired, ROLE_GREEN, ROLE_PREVIEW,
     TAG_BLUE_GROUP, TAG_BLUE_RETIRED, TAG_BLUE_TARGET_GROUP, TAG_BLUE_UNTIL, TAG_LIVE,
 };
-pub use error::{Refusal, RolloutError, StopReason};
+pub use error::{Refusal, RolloutError, StopReason, BUSY_CHECKS, PIPELINE_FILE};
 pub use fixed::TAG_IN_PLACE;
 pub use gates::{probe_command, FIX_COMMENT, PROBE_COMMENT};
 pub use inplace::{InPlacePlan, TAG_DRIFT};

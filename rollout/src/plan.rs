@@ -149,6 +149,7 @@ pub(crate) async fn planned(
 
     let template = template_plan(&facts, spec, &mut refusals, &mut notes);
     refusals.extend(preflight::check_running_refresh(
+        &spec.target,
         &spec.group,
         &facts.refreshes,
     ));

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use kiln_cloud::{Group, InstanceRefresh, TargetGroup};
+use kiln_cloud::{Group, InstanceRefresh, RefreshStatus, TargetGroup};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Refusal;
+use crate::error::{rollback_command, status_command, Refusal};
 use crate::spec::RollingSettings;
 
 /// Processes whose suspension stalls a refresh or a replacement (PITFALLS 6).
@@ -101,25 +101,45 @@ fn refusal(check: &str, reason: String, fix: String) -> Refusal {
     }
 }
 
-/// A refresh that is not finished blocks a new one (only one runs per group).
-pub fn check_running_refresh(group: &str, refreshes: &[InstanceRefresh]) -> Vec<Refusal> {
+/// A refresh that is not finished blocks a new one (only one runs per group). The fix
+/// names the commands of `target` that watch it and that stop (or finish undoing) it.
+pub fn check_running_refresh(
+    target: &str,
+    group: &str,
+    refreshes: &[InstanceRefresh],
+) -> Vec<Refusal> {
+    let (watch, rollback) = (status_command(target), rollback_command(target));
     refreshes
         .iter()
         .filter(|r| !r.status.is_terminal())
         .map(|r| {
+            let fix = if is_undoing(r.status) {
+                format!(
+                    "it is being undone: try again once it ends ({watch} shows it), or let \
+                     {rollback} wait for it and finish the undo"
+                )
+            } else {
+                format!("wait for it to finish ({watch} shows it), or stop it with {rollback}")
+            };
             refusal(
                 "refresh_running",
                 format!(
                     "instance refresh {} on {group} is {:?} ({}% done)",
                     r.id, r.status, r.percentage_complete
                 ),
-                format!(
-                    "wait for it to finish, or stop it with `kiln rollback {group}` \
-                     (or cancel-instance-refresh)"
-                ),
+                fix,
             )
         })
         .collect()
+}
+
+/// A refresh on its way back (rolling back or cancelling): AWS refuses to roll it back
+/// again, and nothing but its end can be waited for.
+pub fn is_undoing(status: RefreshStatus) -> bool {
+    matches!(
+        status,
+        RefreshStatus::RollbackInProgress | RefreshStatus::Cancelling
+    )
 }
 
 /// Suspended processes that would stall the replacement.

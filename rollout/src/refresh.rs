@@ -191,10 +191,11 @@ impl RefreshRun<'_> {
                 "refresh",
                 self.group(),
                 format!(
-                    "{:?}: {}% done, {} instances to update{}",
+                    "{:?}: {}% done, {} instance{} to update{}",
                     r.status,
                     r.percentage_complete,
                     r.instances_to_update,
+                    if r.instances_to_update == 1 { "" } else { "s" },
                     r.status_reason
                         .as_ref()
                         .map(|s| format!(" ({s})"))
@@ -226,44 +227,69 @@ impl RefreshRun<'_> {
             .collect())
     }
 
-    /// Undoes a refresh that was stopped: AWS's rollback when it is still running,
-    /// else a new refresh back to the previous version for instances already replaced.
-    /// Returns the final status.
+    /// Undoes a refresh that was stopped: AWS's rollback when it is still running (and
+    /// not on its way back already), else a new refresh back to the previous version for
+    /// instances already replaced. Returns the final status.
     pub async fn roll_back(
         &self,
         id: &str,
         refresh: &RefreshPlan,
         last: Option<&InstanceRefresh>,
     ) -> Result<RefreshStatus, RolloutError> {
-        let group = self.group().to_string();
         let deadline = self.cloud.clock.now() + chrono_of(self.plan.spec.timeouts.rollback);
         let running = last.is_none_or(|r| !r.status.is_terminal());
         if running {
-            self.emit.warn(
-                "rollback",
-                &group,
-                format!("rolling back instance refresh {id}"),
-            );
-            match self.cloud.scaling.rollback_instance_refresh(&group).await {
-                Ok(()) => return self.wait_terminal(id, deadline).await,
-                Err(e) => {
-                    self.emit.warn(
-                        "rollback",
-                        &group,
-                        format!("AWS rollback refused ({e}); cancelling, then refreshing back"),
-                    );
-                    if let Err(e) = self.cloud.scaling.cancel_instance_refresh(&group).await {
-                        if !e.is(ErrorKind::NotFound) && !e.is(ErrorKind::Validation) {
-                            return Err(e.into());
-                        }
-                    }
-                    self.wait_terminal(id, deadline).await?;
-                }
+            let ended = self.stop_running(id, deadline).await?;
+            // AWS's undo ran: its result stands. Cancelled or ended otherwise: what the
+            // refresh replaced is refreshed back.
+            if is_rolled_back(ended) {
+                return Ok(ended);
             }
         } else if last.is_some_and(|r| r.status == RefreshStatus::RollbackSuccessful) {
             return Ok(RefreshStatus::RollbackSuccessful);
         }
         self.refresh_back(refresh, deadline).await
+    }
+
+    /// Ends a refresh that may still run: AWS's rollback, or, when AWS refuses it, a
+    /// cancel; one already rolling back or cancelling (AWS's automatic rollback, an
+    /// operator) is left to end, never cancelled half-way. Returns its final status.
+    async fn stop_running(
+        &self,
+        id: &str,
+        deadline: Timestamp,
+    ) -> Result<RefreshStatus, RolloutError> {
+        let group = self.group().to_string();
+        let ending = |r: &Option<InstanceRefresh>| {
+            r.as_ref()
+                .is_some_and(|r| crate::preflight::is_undoing(r.status) || r.status.is_terminal())
+        };
+        if ending(&self.read(id).await?) {
+            return self.wait_terminal(id, deadline).await;
+        }
+        self.emit.warn(
+            "rollback",
+            &group,
+            format!("rolling back instance refresh {id}"),
+        );
+        let Err(e) = self.cloud.scaling.rollback_instance_refresh(&group).await else {
+            return self.wait_terminal(id, deadline).await;
+        };
+        // Refused because it began its own undo or ended meanwhile: wait for that.
+        if ending(&self.read(id).await?) {
+            return self.wait_terminal(id, deadline).await;
+        }
+        self.emit.warn(
+            "rollback",
+            &group,
+            format!("AWS rollback refused ({e}); cancelling, then refreshing back"),
+        );
+        if let Err(e) = self.cloud.scaling.cancel_instance_refresh(&group).await {
+            if !e.is(ErrorKind::NotFound) && !e.is(ErrorKind::Validation) {
+                return Err(e.into());
+            }
+        }
+        self.wait_terminal(id, deadline).await
     }
 
     /// A refresh to the previous version, for instances already on the new one.
@@ -323,6 +349,14 @@ impl RefreshRun<'_> {
             tokio::time::sleep(self.plan.spec.timeouts.poll).await;
         }
     }
+}
+
+/// A refresh whose end came from AWS's rollback, successful or not.
+pub(crate) fn is_rolled_back(status: RefreshStatus) -> bool {
+    matches!(
+        status,
+        RefreshStatus::RollbackSuccessful | RefreshStatus::RollbackFailed
+    )
 }
 
 pub(crate) fn chrono_of(d: Duration) -> chrono::Duration {

@@ -193,6 +193,22 @@ pub(crate) async fn version_user(
             .is_some_and(|t| uses_template(t, template) && number_of(t, template) == Some(version))
     };
     for g in groups.iter().filter(|g| !leaving.contains(&g.name)) {
+        let refreshes = cloud.scaling.describe_instance_refreshes(&g.name).await?;
+        let undoing = refreshes
+            .iter()
+            .find(|r| crate::preflight::is_undoing(r.status) && on(&r.desired));
+        if let Some(r) = undoing {
+            // Said first: the instances on it are going, and the refresh is what to watch.
+            let target = g.tags.get(crate::run::TAG_TARGET).unwrap_or(&g.name);
+            return Ok(Some(format!(
+                "in use until refresh {} of group {} ends: it is {:?}, taking the group's \
+                 instances off this version; {} waits for it",
+                r.id,
+                g.name,
+                r.status,
+                crate::error::rollback_command(target)
+            )));
+        }
         if on(&g.launch_template) {
             return Ok(Some(format!("launched by group {}", g.name)));
         }
@@ -216,7 +232,6 @@ pub(crate) async fn version_user(
                 g.name
             )));
         }
-        let refreshes = cloud.scaling.describe_instance_refreshes(&g.name).await?;
         let towards = refreshes
             .iter()
             .find(|r| !r.status.is_terminal() && on(&r.desired));

@@ -3,16 +3,19 @@
 //! Nothing to undo (no rollout recorded, or the group already back on the recorded
 //! version) is a result, not a failure: a retried CI job must not page anyone.
 
-use kiln_cloud::{Cloud, Group, ImageId, InstanceId, InstanceRefresh, Progress, RefreshStatus};
+use kiln_cloud::{
+    Cloud, ErrorKind, Group, ImageId, InstanceId, InstanceRefresh, Progress, RefreshStatus,
+};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{human, RolloutError};
+use crate::error::{human, rollback_command, status_command, RolloutError, StopReason};
 use crate::events::Emitter;
 use crate::fixed;
 use crate::lock;
 use crate::outcome::{status, RolloutOutcome};
 use crate::plan::planned;
-use crate::refresh::{chrono_of, RefreshRun, Watched};
+use crate::preflight::is_undoing;
+use crate::refresh::{chrono_of, is_rolled_back, RefreshRun, Watched};
 use crate::run::{
     on_new_image, outcome, running as running_now, template_ref, version_image, Running, Timings,
     TAG_PREVIOUS_VERSION, TAG_TARGET, TAG_VERSION,
@@ -41,7 +44,7 @@ pub async fn rollback(
     }
     let refreshes = cloud.scaling.describe_instance_refreshes(group).await?;
     if let Some(running) = refreshes.iter().find(|r| !r.status.is_terminal()) {
-        return roll_back_running(cloud, &g, running, &emit).await;
+        return roll_back_running(cloud, &g, running, &emit, cancel).await;
     }
     refresh_back(cloud, &g, refreshes.first(), &emit, cancel).await
 }
@@ -94,12 +97,15 @@ async fn out_of_target_group(
 }
 
 /// AWS's own rollback of a refresh in progress; allowed while another run holds the
-/// lock (that run sees its refresh end), because stopping a bad rollout cannot wait.
+/// lock (that run sees its refresh end), because stopping a bad rollout cannot wait. A
+/// refresh already on its way back (a killed run's undo, AWS's automatic rollback, a
+/// cancel) is waited for instead: AWS refuses to roll it back again.
 async fn roll_back_running(
     cloud: &Cloud,
     g: &Group,
     running: &InstanceRefresh,
     emit: &Emitter<'_>,
+    cancel: &CancellationToken,
 ) -> Result<RolloutOutcome, RolloutError> {
     let mut timings = Timings::new(&*cloud.clock);
     if let Some(h) = lock::holder_of(&g.tags) {
@@ -109,26 +115,63 @@ async fn roll_back_running(
             format!("rolling back the refresh of {h}"),
         );
     }
-    cloud.scaling.rollback_instance_refresh(&g.name).await?;
-    emit.info(
-        "rollback",
-        &g.name,
-        format!("rollback of refresh {} requested", running.id),
-    );
-    let final_status = wait_end(cloud, &g.name, &running.id).await?;
+    request_rollback(cloud, &g.name, running, emit).await?;
+    let ended = wait_end(cloud, g, &running.id, cancel).await?;
     timings.lap("rollback");
-    let label = if final_status == RefreshStatus::RollbackSuccessful {
+    let after = lock::describe(cloud, &g.name).await?;
+    if !is_rolled_back(ended.status) {
+        // Cancelled or ended without AWS's undo: what it replaced goes back as after any
+        // refresh that ended.
+        emit.warn(
+            "rollback",
+            &g.name,
+            format!("instance refresh {} ended {:?}", ended.id, ended.status),
+        );
+        return refresh_back(cloud, &after, Some(&ended), emit, cancel).await;
+    }
+    let label = if ended.status == RefreshStatus::RollbackSuccessful {
         status::ROLLED_BACK
     } else {
         status::ROLLBACK_FAILED
     };
     // What the instances run once AWS is done, not what the tags planned.
-    let after = lock::describe(cloud, &g.name).await?;
     let now = running_now(cloud, &after).await?;
     let towards = running.desired.as_ref().and_then(|d| d.numbered_version());
     let mut out = result_of(&after, now, label, timings.list);
     out.previous_version = towards.unwrap_or_default();
     Ok(out)
+}
+
+/// Asks AWS to roll back `running`, unless it is on its way back already; one that began
+/// its own undo or ended since it was read is waited for all the same.
+async fn request_rollback(
+    cloud: &Cloud,
+    group: &str,
+    running: &InstanceRefresh,
+    emit: &Emitter<'_>,
+) -> Result<(), RolloutError> {
+    let id = &running.id;
+    if is_undoing(running.status) {
+        let text = format!(
+            "instance refresh {id} is {:?} already: waiting for it to end",
+            running.status
+        );
+        emit.info("rollback", group, text);
+        return Ok(());
+    }
+    match cloud.scaling.rollback_instance_refresh(group).await {
+        Ok(()) => {
+            let text = format!("rollback of refresh {id} requested");
+            emit.info("rollback", group, text);
+            Ok(())
+        }
+        Err(e) if e.is(ErrorKind::NotFound) => {
+            let text = format!("refresh {id} changed since it was read ({e}): waiting for it");
+            emit.info("rollback", group, text);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A rollback's result, from what the group runs now.
@@ -165,13 +208,25 @@ async fn nothing(cloud: &Cloud, g: &Group, why: String) -> Result<RolloutOutcome
     Ok(out)
 }
 
-/// Polls a refresh to its end, within the default rollback deadline.
-async fn wait_end(cloud: &Cloud, group: &str, id: &str) -> Result<RefreshStatus, RolloutError> {
+/// Polls a refresh to its end, within the default rollback deadline; a cancel stops the
+/// wait (AWS goes on with the refresh) and says how to take it up again.
+async fn wait_end(
+    cloud: &Cloud,
+    g: &Group,
+    id: &str,
+    cancel: &CancellationToken,
+) -> Result<InstanceRefresh, RolloutError> {
     let timeouts = Timeouts::default();
     let deadline = cloud.clock.now() + chrono_of(timeouts.rollback);
     loop {
-        tokio::time::sleep(timeouts.poll).await;
-        let list = match cloud.scaling.describe_instance_refreshes(group).await {
+        let cancelled = tokio::select! {
+            _ = cancel.cancelled() => true,
+            _ = tokio::time::sleep(timeouts.poll) => false,
+        };
+        if cancelled {
+            return Err(stopped_waiting(cloud, g, id).await);
+        }
+        let list = match cloud.scaling.describe_instance_refreshes(&g.name).await {
             Ok(list) => list,
             // Throttled: the deadline bounds the retries.
             Err(e) if e.is_transient() => Vec::new(),
@@ -179,14 +234,42 @@ async fn wait_end(cloud: &Cloud, group: &str, id: &str) -> Result<RefreshStatus,
         };
         if let Some(r) = list.into_iter().find(|r| r.id == id) {
             if r.status.is_terminal() {
-                return Ok(r.status);
+                return Ok(r);
             }
         }
         if cloud.clock.now() >= deadline {
             let waited = human(timeouts.rollback);
             let detail = format!("refresh {id} still rolling back after {waited}");
-            return Err(rollback_failed(cloud, group, detail));
+            return Err(rollback_failed(cloud, &g.name, detail));
         }
+    }
+}
+
+/// A rollback cancelled while it waited for refresh `id`: nothing of its own to undo.
+async fn stopped_waiting(cloud: &Cloud, g: &Group, id: &str) -> RolloutError {
+    let target = g.tags.get(TAG_TARGET).unwrap_or(&g.name);
+    let left = format!(
+        "instance refresh {id} goes on in AWS; {} shows it, {} waits for it again",
+        status_command(target),
+        rollback_command(target)
+    );
+    let now = running_now(cloud, g).await.unwrap_or_else(|_| Running {
+        version: g
+            .launch_template
+            .as_ref()
+            .and_then(|t| t.numbered_version())
+            .unwrap_or_default(),
+        image: None,
+        on_image: 0,
+    });
+    let outcome = result_of(g, now, status::CANCELLED, Vec::new());
+    RolloutError::Stopped {
+        group: g.name.clone(),
+        region: cloud.region.clone(),
+        reason: Box::new(StopReason::Cancelled),
+        rolled_back: false,
+        outcome: Box::new(outcome),
+        left: Some(left),
     }
 }
 
@@ -224,7 +307,9 @@ async fn refresh_back(
         return nothing(cloud, g, why).await;
     };
     let plan = planned(cloud, &spec, &image).await?;
-    if plan.template.source_version == previous {
+    // Undone only once every instance is back too: a refresh cancelled or failed half-way
+    // leaves the group on the previous version and some instances on the new one.
+    if plan.no_change {
         let after = tag_version(g, TAG_VERSION).map_or(String::new(), |v| format!(" to {v}"));
         let why = format!(
             "group {} already runs version {previous}, the version before kiln's last \

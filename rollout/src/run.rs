@@ -10,7 +10,7 @@ use kiln_cloud::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Refusal, RolloutError, StopReason};
+use crate::error::{rollback_command, status_command, Refusal, RolloutError, StopReason};
 use crate::events::Emitter;
 use crate::ledger::Ledger;
 use crate::lock;
@@ -131,7 +131,8 @@ async fn run_locked(
 /// else, suspended processes, a new version on the group.
 async fn recheck(cloud: &Cloud, plan: &RolloutPlan) -> Result<(), RolloutError> {
     let facts = Facts::gather(cloud, &plan.spec).await?;
-    let mut refusals = preflight::check_running_refresh(&plan.spec.group, &facts.refreshes);
+    let mut refusals =
+        preflight::check_running_refresh(&plan.spec.target, &plan.spec.group, &facts.refreshes);
     refusals.extend(preflight::check_suspended(&facts.group));
     if facts.source.version != plan.template.source_version {
         refusals.push(Refusal {
@@ -311,8 +312,9 @@ async fn stop(
                 detail: format!("stopping instance refresh {id} ({reason}): {e}"),
                 next: format!(
                     "the refresh may still be running: look at {id} in the console, and \
-                     `kiln rollback` once AWS answers again; `kiln status` shows the \
-                     instances' versions"
+                     run {} once AWS answers again; {} shows the instances' versions",
+                    rollback_command(&plan.spec.target),
+                    status_command(&plan.spec.target)
                 ),
             });
         }

@@ -508,9 +508,16 @@ async fn rolling_alarm_from_a_release_that_is_up_but_wrong_rolls_back_within_one
     let err = rollout(&cloud, &p, &*rec, &CancellationToken::new())
         .await
         .unwrap_err();
+    let Some(StopReason::Alarm { name, reason }) = err.stop_reason() else {
+        panic!("stopped by the alarm: {err}");
+    };
+    assert_eq!(name, ALARM);
+    // The reason reads as CloudWatch writes one: the metric, its value, the threshold.
     assert!(
-        matches!(err.stop_reason(), Some(StopReason::Alarm { .. })),
-        "{err}"
+        reason.starts_with("Threshold crossed: HTTPCode_Target_5XX_Count = ")
+            && reason.ends_with(" against 10")
+            && !reason.contains("Some("),
+        "{reason}"
     );
     assert_eq!(outcome_of(&err).status, "RolledBack");
     rollback_within_one_poll(&rec, "rolling alarm");

@@ -480,3 +480,144 @@ async fn an_undo_a_storm_outlasts_says_the_refresh_may_still_run() {
         "{next}"
     );
 }
+
+/// A rollout killed while AWS rolls its refresh back (a second Ctrl-C during the undo),
+/// its lock released as `kiln gc` releases a dead run's: the refresh is left
+/// `RollbackInProgress`, or `Cancelling` when `cancel` is given.
+async fn killed_during_the_undo(cloud: &kiln_cloud::Cloud, cancel: bool) {
+    let p = plan(cloud, &rolling(RollingSettings::default()), &new_image())
+        .await
+        .unwrap();
+    let task = spawn_rollout(cloud, &p, &CancellationToken::new());
+    until_refresh_in_progress(cloud, 34).await;
+    if cancel {
+        cloud.scaling.cancel_instance_refresh(GROUP).await.unwrap();
+    } else {
+        cloud
+            .scaling
+            .rollback_instance_refresh(GROUP)
+            .await
+            .unwrap();
+    }
+    task.abort();
+    let _ = task.await;
+    let lock = [LOCK_TAG.to_string()];
+    cloud.scaling.delete_group_tags(GROUP, &lock).await.unwrap();
+}
+
+async fn last_refresh(cloud: &kiln_cloud::Cloud) -> kiln_cloud::InstanceRefresh {
+    let refreshes = cloud.scaling.describe_instance_refreshes(GROUP).await;
+    refreshes.unwrap().remove(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_waits_for_a_refresh_already_rolling_back() {
+    let (_account, cloud) = poc().await;
+    killed_during_the_undo(&cloud, false).await;
+    let undoing = last_refresh(&cloud).await;
+    assert_eq!(undoing.status, RefreshStatus::RollbackInProgress);
+
+    let out = rollback(&cloud, GROUP, &Silent, &CancellationToken::new())
+        .await
+        .expect("waits for AWS's rollback instead of asking for another");
+    assert_eq!(out.status, "RolledBack");
+    assert_eq!((out.launch_template_version, out.previous_version), (2, 3));
+    let last = last_refresh(&cloud).await;
+    assert_eq!(
+        (last.id, last.status),
+        (undoing.id, RefreshStatus::RollbackSuccessful)
+    );
+    let (version, images) = versions_and_images(&cloud, GROUP).await;
+    assert_eq!(
+        (version.as_str(), images),
+        ("2", vec![CURRENT_IMAGE.to_string(); 3])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_waits_for_a_cancelling_refresh_then_refreshes_back_what_it_replaced() {
+    let (_account, cloud) = poc().await;
+    killed_during_the_undo(&cloud, true).await;
+    let cancelling = last_refresh(&cloud).await;
+    assert_eq!(cancelling.status, RefreshStatus::Cancelling);
+
+    let out = rollback(&cloud, GROUP, &Silent, &CancellationToken::new())
+        .await
+        .expect("waits for the cancel, then refreshes back");
+    assert_eq!(out.status, "RolledBack");
+    let refreshes = cloud
+        .scaling
+        .describe_instance_refreshes(GROUP)
+        .await
+        .unwrap();
+    let statuses: Vec<RefreshStatus> = refreshes.iter().take(2).map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [RefreshStatus::Successful, RefreshStatus::Cancelled],
+        "the cancelled refresh, then one back to version 2"
+    );
+    let (version, images) = versions_and_images(&cloud, GROUP).await;
+    assert_eq!(
+        (version.as_str(), images),
+        ("2", vec![CURRENT_IMAGE.to_string(); 3])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_rollback_stops_waiting_and_leaves_aws_rollback_running() {
+    let (_account, cloud) = poc().await;
+    killed_during_the_undo(&cloud, false).await;
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+
+    let err = rollback(&cloud, GROUP, &Silent, &cancel).await.unwrap_err();
+    assert_eq!(err.stop_reason(), Some(&StopReason::Cancelled), "{err}");
+    assert!(
+        err.to_string()
+            .contains("goes on in AWS; `kiln status FILE --target poc-web` shows it"),
+        "{err}"
+    );
+    let last = last_refresh(&cloud).await;
+    assert_eq!(last.status, RefreshStatus::RollbackInProgress);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollout_stopped_while_aws_rolls_it_back_lets_that_rollback_end() {
+    let (_account, cloud) = poc().await;
+    let p = plan(&cloud, &rolling(RollingSettings::default()), &new_image())
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let task = spawn_rollout(&cloud, &p, &cancel);
+    until_refresh_in_progress(&cloud, 34).await;
+    // AWS (an operator, an alarm) rolls the refresh back; then the rollout is stopped
+    // before it has seen that.
+    cloud
+        .scaling
+        .rollback_instance_refresh(GROUP)
+        .await
+        .unwrap();
+    let undoing = last_refresh(&cloud).await;
+    cancel.cancel();
+
+    let err = task.await.unwrap().unwrap_err();
+    let RolloutError::Stopped { rolled_back, .. } = &err else {
+        panic!("expected a stop, got {err}");
+    };
+    assert!(*rolled_back, "{err}");
+    let refreshes = cloud
+        .scaling
+        .describe_instance_refreshes(GROUP)
+        .await
+        .unwrap();
+    assert_eq!(
+        (refreshes[0].id.as_str(), refreshes[0].status),
+        (undoing.id.as_str(), RefreshStatus::RollbackSuccessful),
+        "AWS's rollback was not cancelled half-way"
+    );
+    let (version, images) = versions_and_images(&cloud, GROUP).await;
+    assert_eq!(
+        (version.as_str(), images),
+        ("2", vec![CURRENT_IMAGE.to_string(); 3])
+    );
+}

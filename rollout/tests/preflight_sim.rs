@@ -100,7 +100,53 @@ async fn a_running_refresh_is_refused() {
     cloud.scaling.start_instance_refresh(&prefs).await.unwrap();
     let r = refused(&cloud, RollingSettings::default()).await;
     assert_eq!(checks(&r), ["refresh_running"]);
-    assert!(r[0].fix.contains("kiln rollback"), "{}", r[0].fix);
+    // Valid commands (the pipeline file and the target, not the group), and the account
+    // being busy rather than bad input.
+    assert_eq!(
+        r[0].fix,
+        "wait for it to finish (`kiln status FILE --target poc-web` shows it), or stop it \
+         with `kiln rollback FILE --target poc-web`"
+    );
+    assert!(r[0].is_busy());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_rolling_back_is_refused_as_busy_with_commands_that_wait_for_it() {
+    let (_account, cloud) = poc().await;
+    let p = plan(&cloud, &rolling(RollingSettings::default()), &new_image())
+        .await
+        .unwrap();
+    let task = spawn_rollout(&cloud, &p, &kiln_rollout::CancellationToken::new());
+    until_refresh_in_progress(&cloud, 1).await;
+    cloud
+        .scaling
+        .rollback_instance_refresh(GROUP)
+        .await
+        .unwrap();
+    // Killed while AWS rolls back: its lock released as `kiln gc` would.
+    task.abort();
+    let lock = [kiln_rollout::LOCK_TAG.to_string()];
+    cloud.scaling.delete_group_tags(GROUP, &lock).await.unwrap();
+
+    let err = plan(&cloud, &rolling(RollingSettings::default()), &new_image())
+        .await
+        .unwrap_err();
+    assert!(err.is_busy(), "{err}");
+    let RolloutError::Preflight { refusals, .. } = err else {
+        unreachable!()
+    };
+    assert_eq!(checks(&refusals), ["refresh_running"]);
+    assert!(
+        refusals[0].reason.contains("RollbackInProgress"),
+        "{}",
+        refusals[0].reason
+    );
+    assert_eq!(
+        refusals[0].fix,
+        "it is being undone: try again once it ends (`kiln status FILE --target poc-web` \
+         shows it), or let `kiln rollback FILE --target poc-web` wait for it and finish the \
+         undo"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -444,7 +444,7 @@ async fn a_failed_fix_says_where_each_instance_is_and_rollback_gives_the_same_ad
          repair {second} by hand and register it in target group {TG} again, or terminate it"
     );
     assert!(text.contains(&now), "{text}");
-    assert!(!text.contains("run `kiln rollback`"), "{text}");
+    assert!(!text.contains("to undo it"), "{text}");
     // The account agrees: the failed one is out, the others serve.
     let mut others = vec![first.clone(), third.clone()];
     others.sort();

@@ -15,7 +15,7 @@ use crate::cli::{BakeArgs, GlobalArgs};
 use crate::exit::{self, Exit};
 use crate::journal;
 use crate::manifest::Build;
-use crate::output::{print_result, Reporter};
+use crate::output::{print_result, say, Reporter};
 
 /// The bake's result as printed: the image and what was left behind.
 #[derive(Debug, Clone, Serialize)]
@@ -306,7 +306,7 @@ fn finish(
         cancelled.then(|| journal::cleanup_text(&layer.journal, "bake", outcome, &cloud.region));
     close_journal(layer.journal, cloud, outcome);
     if let Some(summary) = summary {
-        eprint!("{summary}");
+        say(summary);
         let error = anyhow::anyhow!(
             "interrupted while distributing {}: what the run had made was removed",
             layer.outcome.image.name
@@ -363,10 +363,12 @@ pub async fn bake_journaled(
     } else {
         "failed"
     };
-    eprint!(
-        "{}",
-        journal::cleanup_text(&journal, "bake", outcome, &cloud.region)
-    );
+    say(journal::cleanup_text(
+        &journal,
+        "bake",
+        outcome,
+        &cloud.region,
+    ));
     journal::close(journal, cloud.clock.now(), outcome);
     Err(exit_for(error))
 }

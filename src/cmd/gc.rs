@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::cli::GlobalArgs;
 use crate::exit::{self, Exit};
-use crate::output::print_result;
+use crate::output::{print_result, say};
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
@@ -131,7 +131,7 @@ pub async fn run(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<()> {
     let reports = if args.dry_run || count == 0 {
         listed.iter().map(|_| SweepReport::default()).collect()
     } else {
-        eprint!("{}", list_text(&listed));
+        say(list_text(&listed));
         confirm(args, count)?;
         join_all(listed.iter().map(sweep_region)).await
     };
@@ -331,7 +331,9 @@ fn confirm(args: &GcArgs, count: usize) -> anyhow::Result<()> {
         );
         return Err(Exit::new(exit::BAD_INPUT, error).into());
     }
-    eprint!("kiln: remove these {count} resource(s)? [y/N] ");
+    say(format_args!(
+        "kiln: remove these {count} resource(s)? [y/N] "
+    ));
     std::io::stderr().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;

@@ -13,7 +13,7 @@ use kiln_cloud::iam::{self, PolicyScope};
 
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::exit::{self, Exit};
-use crate::output::print_result;
+use crate::output::{print_result, say};
 use crate::pipeline::Pipeline;
 
 /// The builder's role when none is named, as the POC names it.
@@ -64,7 +64,7 @@ pub fn run(global: &GlobalArgs, args: &IamPolicyArgs) -> anyhow::Result<()> {
         Role::Instance => iam::instance_policy(&scope),
     };
     for warning in open_ends(args, &scope) {
-        eprintln!("kiln: {warning}");
+        say(format_args!("kiln: {warning}\n"));
     }
     // A policy document is JSON whatever --output says.
     print_result(OutputFormat::Json, &policy, |_| String::new())

@@ -6,7 +6,8 @@
 
 use kiln_builder::recipe::Seg;
 use kiln_builder::BakeError;
-use kiln_cloud::{Cloud, ImageId};
+use kiln_cloud::throttle::retry_throttled;
+use kiln_cloud::{Cloud, ImageFilter, ImageId};
 
 use crate::exit::{self, Exit};
 use crate::pipeline::{ImageSection, Pipeline, SourceSection, SubnetSection};
@@ -27,13 +28,57 @@ pub async fn check(cloud: &Cloud, pipeline: &Pipeline) -> anyhow::Result<()> {
             continue;
         }
         let source = super::source_of(section);
-        if let Err(error) = kiln_builder::plan::resolve_source(cloud, &source).await {
-            let mut at = pipeline.section_path(section);
-            at.extend(source_path(section));
-            return Err(refused(pipeline, at, error, Some(section)));
+        match kiln_builder::plan::resolve_source(cloud, &source).await {
+            Ok((image, root_device)) => root_size(cloud, pipeline, &image, &root_device).await?,
+            Err(error) => {
+                let mut at = pipeline.section_path(section);
+                at.extend(source_path(section));
+                return Err(refused(pipeline, at, error, Some(section)));
+            }
         }
     }
     crate::secrets::check(cloud, pipeline).await
+}
+
+/// A root volume the file sizes below the source image's root snapshot: EC2 refuses the
+/// builder (InvalidBlockDeviceMapping) once the bake has begun.
+async fn root_size(
+    cloud: &Cloud,
+    pipeline: &Pipeline,
+    image: &ImageId,
+    root_device: &str,
+) -> anyhow::Result<()> {
+    let Some(wanted) = pipeline.file.builder.root_volume.as_ref() else {
+        return Ok(());
+    };
+    let filter = ImageFilter {
+        ids: vec![image.clone()],
+        ..ImageFilter::default()
+    };
+    let images = retry_throttled(|| cloud.compute.describe_images(&filter)).await?;
+    let snapshot = images
+        .iter()
+        .flat_map(|i| &i.block_devices)
+        .find(|d| d.device_name == root_device)
+        .and_then(|d| d.volume_size_gib);
+    let Some(snapshot) = snapshot else {
+        return Ok(());
+    };
+    if wanted.size_gib.0 >= i128::from(snapshot) {
+        return Ok(());
+    }
+    let at = [
+        Seg::Key("builder"),
+        Seg::Key("root_volume"),
+        Seg::Key("size_gib"),
+    ];
+    let message = format!(
+        "root volume size {} GiB is smaller than the root snapshot of source image {image} \
+         ({snapshot} GiB) in {}",
+        wanted.size_gib, cloud.region
+    );
+    let hint = format!("set size_gib to {snapshot} or more");
+    Err(Exit::new(exit::BAD_INPUT, pipeline.invalid_at(&at, message, hint)).into())
 }
 
 fn subnet_path(subnet: &SubnetSection) -> Vec<Seg<'static>> {

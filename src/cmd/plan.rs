@@ -81,7 +81,7 @@ pub async fn run(global: &GlobalArgs, args: &FileArgs) -> anyhow::Result<()> {
     for target in &pipeline.file.targets {
         let spec = super::rollout_spec(pipeline, target, None)?;
         let plan = kiln_rollout::plan(&cloud, &spec, &image_id).await;
-        rollouts.push(plan.map_err(super::rollout::exit_for)?);
+        rollouts.push(plan.map_err(|e| super::rollout::exit_for(e, &pipeline.path))?);
     }
     let result = PlanResult {
         image,

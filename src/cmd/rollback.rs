@@ -30,7 +30,7 @@ pub async fn run(
     for target in targets {
         let group = kiln_rollout::serving_group(&cloud, &target.name, &target.group)
             .await
-            .map_err(exit_for)?;
+            .map_err(|e| exit_for(e, &pipeline.path))?;
         match kiln_rollout::rollback(&cloud, &group, &reporter, cancel).await {
             Ok(outcome) => {
                 // A group kiln never rolled out to carries no target tag: name it here.
@@ -41,7 +41,7 @@ pub async fn run(
             // A target that could not be rolled back stops the others: an operator
             // decides what comes next.
             Err(e) => {
-                failure = Some(exit_for(e));
+                failure = Some(exit_for(e, &pipeline.path));
                 break;
             }
         }

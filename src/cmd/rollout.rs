@@ -1,16 +1,20 @@
 //! `kiln rollout FILE --image ID`: roll an image out to the pipeline's targets.
 
+use std::path::Path;
+
 use kiln_builder::recipe::Seg;
 use kiln_cloud::throttle::retry_throttled;
 use kiln_cloud::{Cloud, ImageId, TemplateRef};
-use kiln_rollout::{outcome_status as status, RolloutError, RolloutOutcome, StopReason};
+use kiln_rollout::{
+    outcome_status as status, RolloutError, RolloutOutcome, StopReason, PIPELINE_FILE,
+};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{GlobalArgs, RolloutArgs};
 use crate::exit::{self, Exit};
 use crate::journal;
-use crate::output::{print_result, Reporter};
+use crate::output::{print_result, say, Reporter};
 use crate::pipeline::{Pipeline, StrategyName};
 
 /// One target's rollout (or rollback) as printed: the version its instances are on now
@@ -214,7 +218,7 @@ pub async fn check_targets(
             Err(RolloutError::Cloud(e)) if e.is(kiln_cloud::ErrorKind::NotFound) => {
                 return Err(refused(e.into()).into());
             }
-            Err(e) => return Err(exit_for(e)),
+            Err(e) => return Err(exit_for(e, &pipeline.path)),
         }
         check_alarms(cloud, pipeline, target, &spec.gates.alarms)
             .await
@@ -357,8 +361,8 @@ pub async fn roll_out(
     let spec = super::rollout_spec(pipeline, target, strategy)?;
     let plan = kiln_rollout::plan(cloud, &spec, image)
         .await
-        .map_err(exit_for)?;
-    roll_out_journaled(global, cloud, &plan, reporter, cancel).await
+        .map_err(|e| exit_for(e, &pipeline.path))?;
+    roll_out_journaled(global, cloud, &plan, &pipeline.path, reporter, cancel).await
 }
 
 /// Runs one plan with every resource it creates journaled on disk the moment it exists
@@ -368,6 +372,7 @@ async fn roll_out_journaled(
     global: &GlobalArgs,
     cloud: &Cloud,
     plan: &kiln_rollout::RolloutPlan,
+    file: &Path,
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> anyhow::Result<RolloutOutcome> {
@@ -375,7 +380,7 @@ async fn roll_out_journaled(
         // Nothing is created: no journal to keep.
         return kiln_rollout::rollout(cloud, plan, reporter, cancel)
             .await
-            .map_err(exit_for);
+            .map_err(|e| exit_for(e, file));
     }
     let journal = journal::create(global, &plan.run_id, cloud.clock.now())?;
     let result = kiln_rollout::rollout_with_journal(cloud, plan, reporter, cancel, &journal).await;
@@ -386,18 +391,24 @@ async fn roll_out_journaled(
         Err(_) => "failed",
     };
     if result.is_err() {
-        eprint!(
-            "{}",
-            journal::cleanup_text(&journal, "rollout", outcome, &cloud.region)
-        );
+        say(journal::cleanup_text(
+            &journal,
+            "rollout",
+            outcome,
+            &cloud.region,
+        ));
     }
     journal::close(journal, cloud.clock.now(), outcome);
-    result.map_err(exit_for)
+    result.map_err(|e| exit_for(e, file))
 }
 
-/// The exit code a rollout or rollback error ends the process with.
-pub fn exit_for(error: RolloutError) -> anyhow::Error {
+/// The exit code a rollout or rollback error ends the process with; the commands its
+/// hints give name `file`, the pipeline the command was given, where the library could
+/// only say [`PIPELINE_FILE`].
+pub fn exit_for(error: RolloutError, file: &Path) -> anyhow::Error {
     let code = match &error {
+        // The account is busy (a refresh running, a change since the plan): try later.
+        e if e.is_busy() => exit::LOCKED,
         RolloutError::Preflight { .. } | RolloutError::Invalid { .. } => exit::BAD_INPUT,
         RolloutError::Locked { .. } => exit::LOCKED,
         RolloutError::Stopped { reason, .. } if matches!(**reason, StopReason::Cancelled) => {
@@ -416,7 +427,17 @@ pub fn exit_for(error: RolloutError) -> anyhow::Error {
         // It went through, but what is live could not all be read: not a rollback's 4 or 5.
         RolloutError::Cloud(_) | RolloutError::Unreported { .. } => exit::FAILED,
     };
-    Exit::new(code, error).into()
+    let text = error.to_string();
+    let commands = ["rollback", "status"].map(|c| format!("`kiln {c} {PIPELINE_FILE} "));
+    if !commands.iter().any(|c| text.contains(c.as_str())) {
+        return Exit::new(code, error).into();
+    }
+    let file = file.display();
+    let named = commands.iter().fold(text, |text, c| {
+        let real = c.replacen(PIPELINE_FILE, &file.to_string(), 1);
+        text.replace(c.as_str(), &real)
+    });
+    Exit::new(code, anyhow::anyhow!(named)).into()
 }
 
 /// One line per target saying what is true now: which version and image its instances

@@ -6,7 +6,9 @@
 use std::fmt::Write as _;
 
 use kiln_cloud::throttle::retry_throttled;
-use kiln_cloud::Cloud;
+use std::path::Path;
+
+use kiln_cloud::{Cloud, InstanceRefresh};
 use kiln_rollout::{GroupStatus, TAG_TARGET};
 use serde::Serialize;
 
@@ -35,13 +37,19 @@ pub async fn run(global: &GlobalArgs, args: &TargetArgs) -> anyhow::Result<()> {
         targets: Vec::new(),
     };
     for target in targets {
-        result.targets.push(target_status(&cloud, target).await?);
+        result
+            .targets
+            .push(target_status(&cloud, target, &pipeline.path).await?);
     }
-    print_result(global.output, &result, |r| text(&r.targets))
+    print_result(global.output, &result, |r| text(&r.targets, &pipeline.path))
 }
 
 /// The pipeline's group and every group kiln made for the target (green groups).
-async fn target_status(cloud: &Cloud, target: &TargetSection) -> anyhow::Result<TargetStatus> {
+async fn target_status(
+    cloud: &Cloud,
+    target: &TargetSection,
+    file: &Path,
+) -> anyhow::Result<TargetStatus> {
     let all = retry_throttled(|| cloud.scaling.describe_groups(&[])).await?;
     let mut names: Vec<String> = all
         .iter()
@@ -51,7 +59,8 @@ async fn target_status(cloud: &Cloud, target: &TargetSection) -> anyhow::Result<
     names.sort();
     let mut groups = Vec::new();
     for name in names {
-        groups.push(kiln_rollout::status(cloud, &name).await.map_err(exit_for)?);
+        let status = kiln_rollout::status(cloud, &name).await;
+        groups.push(status.map_err(|e| exit_for(e, file))?);
     }
     Ok(TargetStatus {
         target: target.name.clone(),
@@ -59,7 +68,7 @@ async fn target_status(cloud: &Cloud, target: &TargetSection) -> anyhow::Result<
     })
 }
 
-fn text(targets: &[TargetStatus]) -> String {
+fn text(targets: &[TargetStatus], file: &Path) -> String {
     let mut out = String::new();
     for t in targets {
         let _ = writeln!(out, "{}:", t.target);
@@ -67,13 +76,16 @@ fn text(targets: &[TargetStatus]) -> String {
             let _ = writeln!(out, "  no group found");
         }
         for g in &t.groups {
-            group_text(&mut out, g);
+            let next = g.running.as_ref().map(|r| next_step(r, &t.target, file));
+            group_text(&mut out, g, next.as_deref());
         }
     }
     out
 }
 
-fn group_text(out: &mut String, g: &GroupStatus) {
+/// The group, its lock, its last refresh (and `next`, what to do about it while it runs)
+/// and its instances.
+fn group_text(out: &mut String, g: &GroupStatus, next: Option<&str>) {
     let live = match g.live {
         Some(true) => " live",
         Some(false) => " not live",
@@ -83,13 +95,15 @@ fn group_text(out: &mut String, g: &GroupStatus) {
         .template
         .as_ref()
         .map_or("-".to_string(), |t| t.version.clone());
-    let previous = g
-        .previous_version
-        .map_or("-".to_string(), |v| v.to_string());
+    // What `kiln rollback` would go back to; none once it went back (the two agree).
+    let previous = match g.previous_version {
+        Some(v) if v.to_string() != version => format!(", rollback goes to version {v}"),
+        Some(_) => ", nothing to roll back".to_string(),
+        None => String::new(),
+    };
     let _ = writeln!(
         out,
-        "  group {} ({}){live}: desired {} (min {}, max {}), version {version}, previous \
-         {previous}",
+        "  group {} ({}){live}: desired {} (min {}, max {}), version {version}{previous}",
         g.group, g.region, g.desired, g.min_size, g.max_size
     );
     let lock = match &g.lock {
@@ -112,7 +126,24 @@ fn group_text(out: &mut String, g: &GroupStatus) {
                 .unwrap_or_default()
         );
     }
+    if let Some(next) = next {
+        let _ = writeln!(out, "      {next}");
+    }
     instances_text(out, g);
+}
+
+/// What to do about a refresh that is not over: a refresh rolling back or cancelling goes
+/// on in AWS without any kiln process (one killed while undoing it leaves it so).
+fn next_step(r: &InstanceRefresh, target: &str, file: &Path) -> String {
+    let rollback = format!("`kiln rollback {} --target {target}`", file.display());
+    if kiln_rollout::preflight::is_undoing(r.status) {
+        format!(
+            "being undone by AWS: {rollback} waits for it to end and finishes the undo; a \
+             rollout is refused until it ends"
+        )
+    } else {
+        format!("running: a rollout is refused until it ends; {rollback} stops it")
+    }
 }
 
 fn instances_text(out: &mut String, g: &GroupStatus) {

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use kiln_cloud::progress::PROGRESS_TARGET;
 use kiln_cloud::{
     Account, Cloud, ErrorKind, Event, Image, ImageFilter, ImageId, LaunchPermissions, Level,
     ParameterType, Progress, PutParameter, Tags, Timestamp, TAG_RUN_ID,
@@ -645,9 +646,15 @@ impl Job<'_> {
 
     fn emit(&self, cloud: &Cloud, level: Level, message: String) {
         match level {
-            Level::Info => tracing::info!(region = %cloud.region, "{message}"),
-            Level::Warn => tracing::warn!(region = %cloud.region, "{message}"),
-            Level::Error => tracing::error!(region = %cloud.region, "{message}"),
+            Level::Info => {
+                tracing::info!(target: PROGRESS_TARGET, region = %cloud.region, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: PROGRESS_TARGET, region = %cloud.region, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: PROGRESS_TARGET, region = %cloud.region, "{message}")
+            }
         }
         self.progress.event(Event {
             at: cloud.clock.now(),

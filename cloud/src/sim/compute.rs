@@ -424,11 +424,54 @@ pub fn run_instance(w: &mut World, req: &RunInstance) -> CloudResult<Instance> {
             return Err(w.err(ErrorKind::Validation, OP, profile, code, msg));
         }
     }
+    let known_type = req
+        .instance_type
+        .split_once('.')
+        .is_some_and(|(family, size)| {
+            crate::types::instance_family(family) && crate::types::instance_size(size)
+        });
+    if !known_type {
+        let t = &req.instance_type;
+        let msg = format!("Invalid value '{t}' for InstanceType.");
+        let code = "InvalidParameterValue";
+        return Err(w.err(ErrorKind::Validation, OP, t, code, msg));
+    }
+    if let Some(root) = &req.root_volume {
+        check_root_size(w, OP, &req.image_id, root)?;
+    }
     let sim = new_instance(w, req, &subnet);
     let out = sim.instance.clone();
     tracing::debug!(instance = %out.id, region = w.region, "simulated instance pending");
     w.r.instances.insert(out.id.0.clone(), sim);
     Ok(out)
+}
+
+/// EC2 refuses a root volume smaller than the image's root snapshot.
+fn check_root_size(
+    w: &World,
+    op: &'static str,
+    image: &ImageId,
+    root: &crate::types::RootVolume,
+) -> CloudResult<()> {
+    let snapshot = w.r.images.get(image.as_str()).and_then(|i| {
+        i.image
+            .block_devices
+            .iter()
+            .find(|d| d.device_name == root.device_name)
+            .and_then(|d| d.volume_size_gib)
+    });
+    match snapshot {
+        Some(size) if root.size_gib < size => {
+            let msg = format!(
+                "Volume of size {}GB is smaller than snapshot of image {image}, expect size >= \
+                 {size}GB",
+                root.size_gib
+            );
+            let code = "InvalidBlockDeviceMapping";
+            Err(w.err(ErrorKind::Validation, op, image.as_str(), code, msg))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn validate_image(w: &World, op: &'static str, id: &ImageId) -> CloudResult<()> {

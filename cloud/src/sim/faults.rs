@@ -151,6 +151,102 @@ impl Faults {
         Self::from_yaml_named(text, "<faults>")
     }
 
+    /// Refuses a fault that could never fire in `state`'s account: a step not written
+    /// `recipe/step`, an operation AWS does not have, a region or an image the account
+    /// lacks. A fault test with a misspelt fault would pass without testing anything.
+    /// `text` is the file's, to point at the value.
+    pub fn check(
+        &self,
+        state: &super::model::State,
+        text: &str,
+        origin: &str,
+    ) -> Result<(), SimError> {
+        let refuse = |value: &str, message: String, hint: String| {
+            let (line, column) = position_of(text, value);
+            Err(SimError::Parse {
+                origin: origin.to_string(),
+                line,
+                column,
+                message,
+                hint,
+            })
+        };
+        let steps = self.steps.iter().map(|f| f.step.as_str());
+        let steps = steps
+            .chain(self.step_hangs.iter().map(String::as_str))
+            .chain(self.step_output.iter().map(|f| f.step.as_str()));
+        for step in steps {
+            let named = |s: &str| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            };
+            if !step
+                .split_once('/')
+                .is_some_and(|(r, s)| named(r) && named(s))
+            {
+                return refuse(
+                    step,
+                    format!("step `{step}` is not written `recipe/step`"),
+                    "name the step as the bake's progress does, e.g. `base-os/update-os`, or \
+                     `rollout/fix-batch-2` for an in-place fix's second batch"
+                        .into(),
+                );
+            }
+        }
+        let operations = || {
+            crate::iam::OPERATOR_ACTIONS
+                .iter()
+                .flat_map(|(_, ops)| ops.iter())
+        };
+        for fault in &self.throttle {
+            if !operations().any(|op| *op == fault.operation) {
+                return refuse(
+                    &fault.operation,
+                    format!("operation `{}` is not one kiln calls", fault.operation),
+                    "name an API operation as AWS spells it, e.g. `DescribeInstances` \
+                     (`kiln iam-policy --role operator` lists them)"
+                        .into(),
+                );
+            }
+        }
+        for fault in &self.copy_fails {
+            if !state.regions.contains_key(&fault.region) {
+                let known: Vec<&str> = state.regions.keys().map(String::as_str).collect();
+                return refuse(
+                    &fault.region,
+                    format!("region `{}` is not one of the account's", fault.region),
+                    format!("name one of {}", known.join(", ")),
+                );
+            }
+        }
+        let known = |image: &str| state.regions.values().any(|r| r.images.contains_key(image));
+        let unhealthy = self
+            .unhealthy_images
+            .iter()
+            .map(|f| (f.image.as_str(), true));
+        let degraded = self
+            .degraded_images
+            .iter()
+            .map(|f| (f.image.as_str(), false));
+        for (image, new_allowed) in unhealthy.chain(degraded) {
+            if known(image) || (new_allowed && image == "new") {
+                continue;
+            }
+            let new = if new_allowed {
+                ", or `new` for every image baked in the account"
+            } else {
+                ""
+            };
+            return refuse(
+                image,
+                format!("image `{image}` is not in the account"),
+                format!("name an image id of the account (`kiln images` lists them){new}"),
+            );
+        }
+        Ok(())
+    }
+
     /// The step fault matching a command comment, if any fires (and counts it).
     pub fn take_step_fault(&mut self, comment: &str) -> Option<StepFault> {
         let fault = self
@@ -242,4 +338,15 @@ pub fn step_matches(comment: &str, step: &str) -> bool {
             .next()
             .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_' || c == '/'))
     })
+}
+
+/// Line and column (1-based) of the first `value` in `text`; the start when absent.
+fn position_of(text: &str, value: &str) -> (usize, usize) {
+    let Some(at) = text.find(value).filter(|_| !value.is_empty()) else {
+        return (1, 1);
+    };
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
 }

@@ -192,9 +192,10 @@ fn evaluate_alarms(w: &mut World) -> bool {
         let a = w.r.alarms.get_mut(&name).expect("listed above");
         if a.alarm.state != state {
             a.alarm.state = state;
-            a.alarm.reason = Some(format!(
-                "Threshold crossed: {metric} = {v:?} against {threshold}"
-            ));
+            a.alarm.reason = Some(match v {
+                Some(v) => format!("Threshold crossed: {metric} = {v} against {threshold}"),
+                None => format!("Insufficient data: no datapoint of {metric} in the period"),
+            });
             changed = true;
         }
     }

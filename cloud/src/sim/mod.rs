@@ -167,7 +167,9 @@ impl SimAccount {
             seed::Seed::parse(&text, &origin)?.into_state(&origin)?
         };
         if let Some(path) = faults {
-            let mut f = Faults::from_yaml_named(&read(path)?, &path.display().to_string())?;
+            let (text, origin) = (read(path)?, path.display().to_string());
+            let mut f = Faults::from_yaml_named(&text, &origin)?;
+            f.check(&st, &text, &origin)?;
             f.anchor(st.meta.now);
             st.faults = f;
         }
