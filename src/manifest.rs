@@ -18,6 +18,8 @@ use kiln_builder::distribute::DistributionReport;
 use kiln_builder::BakeOutcome;
 use serde::Serialize;
 
+use crate::exit::{self, Exit};
+
 /// Where the manifest goes unless `--manifest` says otherwise: the current directory,
 /// as Packer's `packer-manifest.json`.
 pub const DEFAULT_MANIFEST: &str = "kiln-manifest.json";
@@ -89,19 +91,73 @@ fn family(name: &str, version: &str) -> String {
         .to_string()
 }
 
+/// Refuses, before a bake starts, a manifest that [`append`] could not write after it: a
+/// folder kiln cannot create a file in (read-only, missing, not a folder), or a file that
+/// is there and is not a manifest. Found only after the bake, an hour of baking and a
+/// distribution would end in a failure, with no rollout. Bad input: nothing has changed.
+pub fn check_writable(path: &Path) -> anyhow::Result<()> {
+    let refuse = |problem: String| {
+        let error = anyhow::anyhow!(
+            "manifest {}: {problem}\n  hint: run from a folder kiln can write in, or name \
+             another manifest with --manifest (or KILN_MANIFEST)",
+            path.display()
+        );
+        Err(Exit::new(exit::BAD_INPUT, error).into())
+    };
+    if path.is_dir() {
+        return refuse("is a folder".to_string());
+    }
+    if let Err(e) = read(path) {
+        return refuse(format!("{e:#}"));
+    }
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    // Written and renamed as `append` does: a file of our own in the same folder.
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let probe = folder.join(format!(".{name}.{}.probe", std::process::id()));
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    match created {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => refuse(format!(
+            "cannot create a file in {}: {e}",
+            std::fs::canonicalize(folder)
+                .unwrap_or_else(|_| folder.to_path_buf())
+                .display()
+        )),
+    }
+}
+
+/// The manifest at `path` as JSON, an empty one when there is none.
+fn read(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let manifest = match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str::<serde_json::Value>(&text).context("is not JSON")?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => return Err(e).context("cannot be read"),
+    };
+    let builds = manifest.get("builds");
+    if !manifest.is_object() || builds.is_some_and(|b| !b.is_array()) {
+        anyhow::bail!("is not a manifest (a JSON object whose `builds` is a list)");
+    }
+    Ok(manifest)
+}
+
 /// Appends `build` to the manifest at `path` (created when missing); builds already in
 /// the file, and any field kiln does not know, are kept.
 pub fn append(path: &Path, build: &Build) -> anyhow::Result<()> {
-    let mut manifest = match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str::<serde_json::Value>(&text).with_context(|| {
-            format!(
-                "manifest {} is not JSON; move it away or name another with --manifest",
-                path.display()
-            )
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
-        Err(e) => return Err(e).with_context(|| format!("read manifest {}", path.display())),
-    };
+    let mut manifest = read(path).with_context(|| {
+        format!(
+            "manifest {} (move it away or name another with --manifest)",
+            path.display()
+        )
+    })?;
     let object = manifest
         .as_object_mut()
         .with_context(|| format!("manifest {} is not a JSON object", path.display()))?;

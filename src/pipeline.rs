@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kiln_builder::recipe::{locate, without_location, Seg};
+use kiln_builder::recipe::{locate, read_capped, too_large, without_location, ReadCapped, Seg};
 use kiln_rollout::{
     BlueGreenSettings, CanarySettings, Gates, InPlaceSettings, RollingSettings,
     Timeouts as RolloutTimeouts,
@@ -324,10 +324,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Reads, parses and checks a pipeline file. Nothing outside the file is touched.
     pub fn load(path: &Path) -> Result<Self, PipelineError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read(path)?;
         let (file, refused) = parse(path, &text)?;
         let pipeline = Self {
             path: path.to_path_buf(),
@@ -578,6 +575,38 @@ pub fn is_region_name(region: &str) -> bool {
         && parts
             .last()
             .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// The file's text; one over [`kiln_builder::recipe::FILE_MAX_BYTES`] is refused by its
+/// size, unread.
+fn read(path: &Path) -> Result<String, PipelineError> {
+    let unreadable = |source| PipelineError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = match read_capped(path) {
+        Ok(bytes) => bytes,
+        Err(ReadCapped::Io(source)) => return Err(unreadable(source)),
+        Err(ReadCapped::TooLarge(size)) => {
+            return Err(PipelineError::Invalid {
+                path: path.to_path_buf(),
+                line: 1,
+                column: 1,
+                message: too_large("pipeline", size),
+                hint: "a pipeline is a few KiB: look for a value pasted by mistake; an \
+                       artifact belongs in S3, named by a variable such as \
+                       `laravel_artifact_url`"
+                    .into(),
+            })
+        }
+    };
+    String::from_utf8(bytes).map_err(|_| {
+        let invalid = std::io::ErrorKind::InvalidData;
+        unreadable(std::io::Error::new(
+            invalid,
+            "stream did not contain valid UTF-8",
+        ))
+    })
 }
 
 /// YAML syntax first, so that an unclosed bracket is called what it is and not a wrong

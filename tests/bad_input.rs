@@ -247,6 +247,31 @@ fn missing_variable_is_refused_exactly() {
 }
 
 #[test]
+fn a_missing_endpoint_is_described_with_its_whole_example() {
+    let poc = Poc::new();
+    let text = std::fs::read_to_string(&poc.pipeline).expect("pipeline");
+    let line = text
+        .lines()
+        .find(|l| l.contains("aurora_writer_endpoint:"))
+        .expect("the POC sets the writer endpoint");
+    assert_refused_exactly_in(
+        &poc,
+        &Case {
+            file: "pipeline.yaml",
+            edit: (&format!("{line}\n"), ""),
+            at: ("  variables:", "variables"),
+            message: "variable `aurora_writer_endpoint` of recipe `proxysql` has no default \
+                      and the pipeline does not set it",
+            hint: "set `aurora_writer_endpoint` in the pipeline's variables (Aurora cluster \
+                   endpoint (hostgroup 0), e.g. \
+                   poc-poc-aurora-cluster.cluster-xxxx.ap-northeast-1.rds.amazonaws.com; \
+                   Parameter Store's db/writer-endpoint overrides it.) (recipes are read \
+                   from {recipes}/proxysql.yaml:44:5)",
+        },
+    );
+}
+
+#[test]
 fn a_misspelt_variable_is_refused_with_the_right_name() {
     assert_refused_exactly(&Case {
         file: "pipeline.yaml",
@@ -855,6 +880,71 @@ fn variables_of_the_wrong_kind_are_refused_at_their_value() {
     }
 }
 
+#[test]
+fn a_variable_value_longer_than_the_limit_is_refused_at_its_value() {
+    let long = "1".repeat(4097);
+    let edit = format!("    app_version: \"{long}\"");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    app_version: \"1.0.0\"", &edit),
+        at: ("app_version:", "\""),
+        message: "variable `app_version` is 4097 characters long; a value may have at most \
+                  4096",
+        hint: "give a short value: a large input (an archive, a file) belongs in S3, named \
+               by a URL variable and fetched by a step (recipes are read from \
+               {recipes}/laravel.yaml:27:5)",
+    });
+}
+
+#[test]
+fn an_app_version_that_is_not_a_version_is_refused_at_its_value() {
+    // It would end the PHP string of HealthController.php and run code.
+    let value = "1.0', 'x' => shell_exec('id'), 'y' => '";
+    let edit = format!("    app_version: \"{value}\"");
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("    app_version: \"1.0.0\"", &edit),
+        at: ("app_version:", "\""),
+        message: &format!(
+            "variable `app_version` must match `[A-Za-z0-9._+-]{{1,128}}`, and the pipeline \
+             gives it `{value}`"
+        ),
+        hint: "give a value made only of what the pattern allows (The `version` field of \
+               /health: letters, digits, `.`, `-`, `+` and `_`, as it is written into PHP \
+               source) (recipes are read from {recipes}/laravel.yaml:27:5)",
+    });
+}
+
+#[test]
+fn a_pipeline_file_over_one_mebibyte_is_refused_unread() {
+    let _serial = serial();
+    let poc = Poc::new();
+    let before = poc.sandbox.account_state();
+    let text = std::fs::read_to_string(&poc.pipeline).expect("pipeline");
+    let padding = "#".repeat(1024 * 1024);
+    std::fs::write(&poc.pipeline, format!("{text}{padding}\n")).expect("write");
+    let size = std::fs::metadata(&poc.pipeline).expect("size").len();
+    let expected = format!(
+        "kiln: error: {}:1:1: this pipeline file is {size} bytes; kiln reads files of at most \
+         1048576 bytes (1 MiB)\n  hint: a pipeline is a few KiB: look for a value pasted by \
+         mistake; an artifact belongs in S3, named by a variable such as \
+         `laravel_artifact_url`\n",
+        poc.pipeline.display()
+    );
+    let file = poc.pipeline.to_str().expect("UTF-8 path");
+    let started = std::time::Instant::now();
+    for command in COMMANDS {
+        let mut args = command.to_vec();
+        args.push(file);
+        poc.assert_refused(&args, &expected);
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "too slow"
+    );
+    assert_eq!(poc.sandbox.account_state(), before, "the account changed");
+}
+
 // Rollout settings of a target.
 
 /// The POC target's strategy line, followed by `settings` (indented under the target).
@@ -1315,6 +1405,49 @@ fn a_flag_value_that_is_not_a_duration_is_refused_before_anything() {
          months, years (and few variations)"
     );
     assert_eq!(sandbox.account_state(), before, "the account changed");
+}
+
+#[test]
+fn a_manifest_that_cannot_be_written_is_refused_before_the_bake() {
+    let _serial = serial();
+    let poc = Poc::new();
+    let before = poc.sandbox.account_state();
+    let file = poc.pipeline.to_str().expect("UTF-8 path");
+    let hint = "run from a folder kiln can write in, or name another manifest with \
+                --manifest (or KILN_MANIFEST)";
+    let missing = poc.sandbox.path("no-such-folder");
+    let not_a_folder = poc.pipeline.clone();
+    let not_json = poc.sandbox.write("not-a-manifest.json", "builds: [\n");
+    let cases = [
+        (
+            missing.join("kiln-manifest.json"),
+            format!(
+                "cannot create a file in {}: No such file or directory (os error 2)",
+                missing.display()
+            ),
+        ),
+        (
+            not_a_folder.join("kiln-manifest.json"),
+            "cannot be read: Not a directory (os error 20)".to_string(),
+        ),
+        (
+            not_json.clone(),
+            "is not JSON: expected value at line 1 column 1".to_string(),
+        ),
+    ];
+    for (manifest, problem) in cases {
+        let expected = format!(
+            "kiln: error: manifest {}: {problem}\n  hint: {hint}\n",
+            manifest.display()
+        );
+        let manifest = manifest.to_str().expect("UTF-8 path");
+        for command in [&["bake"][..], &["pipeline", "run"]] {
+            let mut args = command.to_vec();
+            args.extend([file, "--manifest", manifest]);
+            poc.assert_refused(&args, &expected);
+        }
+    }
+    assert_eq!(poc.sandbox.account_state(), before, "the account changed");
 }
 
 #[test]

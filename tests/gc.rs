@@ -319,6 +319,17 @@ fn a_second_interrupt_exits_at_once_and_gc_sweeps_what_the_run_left() {
 
 #[test]
 fn sigterm_while_copying_removes_the_image_and_every_copy_and_exits_130() {
+    interrupted_while_copying("TERM");
+}
+
+#[test]
+fn sigint_while_copying_says_the_image_was_removed_and_never_that_it_was_kept() {
+    interrupted_while_copying("INT");
+}
+
+/// Sends `signal` to a bake once every copy started: the image and its copies are
+/// removed, the summary says so (and calls none of them kept), and it exits 130.
+fn interrupted_while_copying(signal: &str) {
     let _serial = serial();
     let sandbox = Sandbox::new();
     let mut child = spawn_bake_of(&sandbox, &distributing_pipeline(&sandbox));
@@ -332,9 +343,9 @@ fn sigterm_while_copying_removes_the_image_and_every_copy_and_exits_130() {
     };
     let run_id = read_until(&mut lines, &copying);
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
-        .expect("send SIGTERM");
+        .expect("send the signal");
     assert!(status.success());
     let rest: Vec<String> = lines.collect();
     let code = child.wait().expect("wait").code();
@@ -347,6 +358,20 @@ fn sigterm_while_copying_removes_the_image_and_every_copy_and_exits_130() {
         .unwrap_or_else(|| panic!("no clean-up summary:\n{rest}"));
     for region in COPY_REGIONS {
         assert!(summary.contains(&format!("in {region}")), "{summary}");
+    }
+    let removed: Vec<&str> = summary
+        .split("image ")
+        .skip(1)
+        .filter_map(|rest| rest.split([',', ' ']).next())
+        .collect();
+    assert!(!removed.is_empty(), "the summary names no image: {summary}");
+    for image in removed {
+        assert!(
+            !rest
+                .lines()
+                .any(|l| l.contains("kept in") && l.contains(image)),
+            "the removed image {image} is also called kept:\n{rest}"
+        );
     }
     tokio_block(assert_nothing_of_run_anywhere(&sandbox, &run_id));
     assert!(

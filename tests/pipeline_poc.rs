@@ -98,6 +98,24 @@ async fn poc_pipeline_bakes_and_rolls_out_then_reuses_the_image() {
         1,
         "no second builder"
     );
+    drop((_account, cloud));
+
+    // A default written out (composer_version) or left to the recipe (app_version) is
+    // the same input: the plan reuses the image.
+    let respelt = sandbox.poc_pipeline("pipeline.yaml", |t| {
+        t.replace(
+            "    app_version: \"1.0.0\"\n",
+            "    composer_version: \"2.8.4\"\n",
+        )
+    });
+    let text = std::fs::read_to_string(&respelt).expect("pipeline");
+    assert!(text.contains("composer_version") && !text.contains("app_version"));
+    let plan = sandbox.kiln(&["--output", "json", "plan", respelt.to_str().unwrap()]);
+    plan.assert_code(0);
+    let plan = plan.json();
+    assert_eq!(plan["action"], "reuse", "{plan}");
+    assert_eq!(plan["bake"]["reuse"]["id"], image_id.as_str());
+    assert_eq!(plan["bake"]["input_hash"], image["input_hash"]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,9 +1,9 @@
 //! The input hash: what decides whether an image already exists for these inputs.
 //!
-//! Two bakes with the same source AMI, recipe and template files, variables, image name
-//! and root volume make the same image, so the second reuses the first. Each field is
-//! framed (label, length, bytes) so that no two different inputs feed the same bytes to
-//! the hash.
+//! Two bakes with the same source AMI, recipe and template files, variable values (as the
+//! recipes see them, defaults applied), image name and root volume make the same image, so
+//! the second reuses the first. Each field is framed (label, length, bytes) so that no two
+//! different inputs feed the same bytes to the hash.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use crate::spec::RootVolumeSettings;
 
 /// Changes whenever the framing below changes, so old hashes never match new ones.
-const HASH_VERSION: &[u8] = b"kiln-input-hash-v1";
+/// v2: the variables are every declared variable's resolved value (defaults applied),
+/// not only those the pipeline writes.
+const HASH_VERSION: &[u8] = b"kiln-input-hash-v2";
 
 /// What goes into the input hash.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +24,7 @@ pub struct HashInputs<'a> {
     pub image_name: &'a str,
     /// Every recipe and template file used: path and content.
     pub files: &'a [(String, Vec<u8>)],
+    /// Every declared variable's value, defaults applied ([`crate::recipe::Rendered`]).
     pub variables: &'a BTreeMap<String, serde_json::Value>,
     /// The root volume's size and encryption are part of the image.
     pub root_volume: &'a RootVolumeSettings,

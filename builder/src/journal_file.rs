@@ -139,6 +139,15 @@ impl FileJournal {
         file.sync_data()
     }
 
+    /// Forgets any fate `kind` `id` had: a resource recorded again (an image the bake kept,
+    /// then held by its distribution) is open again, and its last fate is the one said.
+    fn unsettle(&self, kind: ResourceKind, id: &str) {
+        for closed in [&self.removed, &self.kept] {
+            let mut closed = closed.lock().expect("journal lock");
+            closed.retain(|r| !(r.kind == kind && r.id == id));
+        }
+    }
+
     fn append_or_warn(&self, entry: &Entry) {
         if let Err(e) = self.append(entry) {
             tracing::error!(
@@ -153,6 +162,7 @@ impl FileJournal {
 impl Journal for FileJournal {
     fn record(&self, record: Record) {
         self.append_or_warn(&Entry::Created(record.clone()));
+        self.unsettle(record.kind, &record.id);
         self.open.lock().expect("journal lock").push(record);
     }
 
@@ -165,7 +175,9 @@ impl Journal for FileJournal {
         self.append_or_warn(&entry);
         let mut open = self.open.lock().expect("journal lock");
         if let Some(at) = open.iter().position(|r| r.kind == kind && r.id == id) {
-            closed.lock().expect("journal lock").push(open.remove(at));
+            let record = open.remove(at);
+            self.unsettle(kind, id);
+            closed.lock().expect("journal lock").push(record);
         }
     }
 }
@@ -319,6 +331,26 @@ mod tests {
         let read = read_journal(&left_path).unwrap();
         assert_eq!(read.finished.as_deref(), Some("failed"));
         assert_eq!(read.open.len(), 1);
+    }
+
+    #[test]
+    fn an_image_kept_then_held_again_and_removed_is_only_removed() {
+        // A bake keeps its image, its distribution holds it again, and an interruption
+        // removes it: the summary must not call kept what it removed.
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::create(dir.path(), "bake-1", now()).unwrap();
+        journal.record(record(ResourceKind::Image, "ami-1"));
+        journal.forget(ResourceKind::Image, "ami-1", Fate::Kept);
+        journal.record(record(ResourceKind::Image, "ami-1"));
+        assert!(
+            journal.kept().is_empty(),
+            "held again, it is open, not kept"
+        );
+        journal.forget(ResourceKind::Image, "ami-1", Fate::Removed);
+        let removed: Vec<_> = journal.removed().into_iter().map(|r| r.id).collect();
+        assert_eq!(removed, ["ami-1"]);
+        assert!(journal.kept().is_empty(), "{:?}", journal.kept());
+        assert!(journal.open_records().is_empty());
     }
 
     #[test]

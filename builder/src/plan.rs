@@ -279,11 +279,16 @@ async fn cache_lookup(
     if matches!(source, LayerSource::Pending { .. }) {
         return Ok((HASH_PENDING.to_string(), None));
     }
+    // The values the recipes see, defaults applied, so that a default written out hashes
+    // as one left out; the spec's own on top, the same values when it was rendered from
+    // them, so that none a caller gives is ever left out.
+    let mut variables = spec.rendered.variables.clone();
+    variables.extend(spec.variables.clone());
     let hash = input_hash(&HashInputs {
         source_image,
         image_name: &spec.image_name,
         files: &spec.rendered.inputs,
-        variables: &spec.variables,
+        variables: &variables,
         root_volume: &spec.builder.root_volume,
     });
     let reuse = find_reusable(cloud, &spec.image_name, &hash).await?;

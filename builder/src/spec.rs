@@ -138,7 +138,8 @@ pub struct BakeSpec {
     pub source: SourceImage,
     pub builder: BuilderSettings,
     pub rendered: Rendered,
-    /// The variables the recipes were rendered with; part of the input hash.
+    /// The variables as the pipeline gives them. The input hash covers
+    /// `rendered.variables` (every declared one, defaults applied) with these on top.
     pub variables: BTreeMap<String, serde_json::Value>,
     /// The commit of the pipeline's repository, for the image's tags.
     pub commit: Option<String>,

@@ -134,6 +134,11 @@ impl MemoryJournal {
 impl Journal for MemoryJournal {
     fn record(&self, record: Record) {
         tracing::debug!(kind = %record.kind, id = %record.id, "journal: created");
+        // Recorded again (a kept image held by its distribution), it is open again.
+        self.closed
+            .lock()
+            .expect("journal lock")
+            .retain(|(r, _)| !(r.kind == record.kind && r.id == record.id));
         self.open.lock().expect("journal lock").push(record);
     }
 
@@ -141,10 +146,10 @@ impl Journal for MemoryJournal {
         let mut open = self.open.lock().expect("journal lock");
         if let Some(at) = open.iter().position(|r| r.kind == kind && r.id == id) {
             let record = open.remove(at);
-            self.closed
-                .lock()
-                .expect("journal lock")
-                .push((record, fate));
+            let mut closed = self.closed.lock().expect("journal lock");
+            // A resource has one fate: the last one.
+            closed.retain(|(r, _)| !(r.kind == kind && r.id == id));
+            closed.push((record, fate));
         }
     }
 }
@@ -201,5 +206,10 @@ mod tests {
             journal.closed(Fate::Kept),
             [record(ResourceKind::Image, "i-1")]
         );
+        // Held again and then removed, it is removed only.
+        journal.record(record(ResourceKind::Image, "i-1"));
+        journal.forget(ResourceKind::Image, "i-1", Fate::Removed);
+        assert_eq!(journal.closed(Fate::Kept), []);
+        assert_eq!(journal.closed(Fate::Removed).len(), 2);
     }
 }

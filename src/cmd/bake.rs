@@ -85,6 +85,7 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let loaded = super::load(&args.file)?;
+    crate::manifest::check_writable(&args.manifest)?;
     let (account, cloud) = super::open(global, &loaded.pipeline).await?;
     super::inputs::check(&cloud, &loaded.pipeline).await?;
     let reporter = Reporter::new(global, global.sim.is_some());

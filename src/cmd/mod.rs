@@ -131,7 +131,7 @@ fn in_pipeline(pipeline: &Pipeline, image: &ImageSection, error: RecipeError) ->
             // The name is what is wrong: point at it, not at its value.
             true
         }
-        RecipeErrorKind::WrongKind => {
+        RecipeErrorKind::WrongKind | RecipeErrorKind::RefusedValue => {
             at.push(Seg::Key("variables"));
             at.extend(image.variables.keys().find(named).map(|n| Seg::Key(n)));
             false

@@ -36,6 +36,7 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let loaded = super::load(&args.file)?;
+    crate::manifest::check_writable(&args.manifest)?;
     let pipeline = &loaded.pipeline;
     let (account, cloud) = super::open(global, pipeline).await?;
     super::inputs::check(&cloud, pipeline).await?;

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use super::error::{RecipeError, RecipeErrorKind};
 use super::locate::Seg;
-use super::model::{FileDoc, Recipe, StepDoc, FORMAT_DOC, MAX_TIMEOUT, MIN_TIMEOUT};
+use super::model::{
+    FileDoc, Recipe, StepDoc, VariableDecl, VariableKind, FORMAT_DOC, MAX_TIMEOUT, MIN_TIMEOUT,
+};
 
 /// The step kinds, as the YAML keys that select them.
 const STEP_KINDS: &str = "`run`, `file`, `packages`, `service`, `reboot: true`";
@@ -21,11 +23,13 @@ pub fn variables(recipe: &Recipe) -> Result<(), RecipeError> {
                 "use lower-case snake_case: templates read variables as Tera identifiers",
             ));
         }
-        let kind = decl.kind().zip(decl.default.as_ref());
+        pattern(recipe, name, decl)?;
         let source = "its default is";
-        if let Some((problem, hint)) = kind
-            .and_then(|(kind, default)| super::variables::kind_problem(name, kind, default, source))
-        {
+        let problem = decl
+            .default
+            .as_ref()
+            .and_then(|default| super::variables::value_problem(name, decl, default, source));
+        if let Some((_, problem, hint)) = problem {
             return Err(RecipeError::new(
                 RecipeErrorKind::InvalidValue,
                 at(),
@@ -41,6 +45,35 @@ pub fn variables(recipe: &Recipe) -> Result<(), RecipeError> {
                 "remove the default: secret values live in Parameter Store (SecureString)",
             ));
         }
+    }
+    Ok(())
+}
+
+/// A pattern compiles, and applies to a string variable (one value, as text).
+fn pattern(recipe: &Recipe, name: &str, decl: &VariableDecl) -> Result<(), RecipeError> {
+    let Some(compiled) = decl.pattern() else {
+        return Ok(());
+    };
+    let at = recipe.at(&[Seg::Key("variables"), Seg::Key(name), Seg::Key("pattern")]);
+    if let Err(error) = compiled {
+        let reason = error.to_string();
+        let reason = reason.lines().last().unwrap_or_default().trim();
+        let reason = reason.trim_start_matches("error: ").to_string();
+        return Err(RecipeError::new(
+            RecipeErrorKind::InvalidValue,
+            at,
+            format!("the pattern of variable `{name}` is not a regular expression: {reason}"),
+            "write a regular expression (Rust's regex syntax) that the whole value must \
+             match, such as `[A-Za-z0-9._+-]+`",
+        ));
+    }
+    if decl.kind() != Some(VariableKind::String) {
+        return Err(RecipeError::new(
+            RecipeErrorKind::InvalidValue,
+            at,
+            format!("variable `{name}` has a pattern but is not a string"),
+            "add `type: string` (or a string default): a pattern checks one value's text",
+        ));
     }
     Ok(())
 }

@@ -70,6 +70,9 @@ pub enum RecipeErrorKind {
     UnknownVariable,
     /// The pipeline gives a variable a value of another kind than its recipe declares.
     WrongKind,
+    /// The pipeline gives a variable a value that is too long or does not match the
+    /// pattern its recipe declares.
+    RefusedValue,
     /// Two recipes declare one variable differently.
     ConflictingVariable,
     /// A template or script uses a secret variable.

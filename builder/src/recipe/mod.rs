@@ -24,9 +24,12 @@ use std::time::Duration;
 pub use bash::{Bash, SyntaxError};
 pub use error::{RecipeError, RecipeErrorKind, SourceLocation};
 pub use locate::{locate, without_location, Seg};
-pub use model::{DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
+pub use model::{
+    read_capped, too_large, ReadCapped, DEFAULT_TIMEOUT, FILE_MAX_BYTES, MAX_TIMEOUT, MIN_TIMEOUT,
+};
 pub use script::CHUNK_CONTENT_BYTES;
 pub use template::shell_quote;
+pub use variables::VALUE_MAX_CHARS;
 
 use model::{Recipe, StepDoc};
 use template::{Origin, RecipeContext, Text};
@@ -103,6 +106,10 @@ pub struct Rendered {
     pub inputs: Vec<(String, Vec<u8>)>,
     /// Names of the variables marked secret.
     pub secrets: Vec<String>,
+    /// Every declared variable's value as the recipes see it: the pipeline's, else the
+    /// default. What the input hash covers, so that writing a default out or leaving it
+    /// to the recipe makes the same image.
+    pub variables: BTreeMap<String, serde_json::Value>,
     /// Every file the steps install, rendered, in step order.
     pub files: Vec<RenderedFile>,
 }
@@ -203,6 +210,7 @@ pub fn render_layer(
         steps: out.steps,
         inputs,
         secrets,
+        variables: variables::resolved(&declared, variables),
         files: out.files,
     })
 }
@@ -572,7 +580,19 @@ impl Templates {
             return Ok(content.clone());
         }
         let path = self.dir.join(name);
-        let content = std::fs::read(&path).map_err(|_| self.unknown(name, at))?;
+        let content = match read_capped(&path) {
+            Ok(content) => content,
+            Err(ReadCapped::TooLarge(size)) => {
+                return Err(RecipeError::new(
+                    RecipeErrorKind::InvalidValue,
+                    SourceLocation::at(&path, Some((1, 1))),
+                    too_large("template", size),
+                    "a big artifact does not travel in a file step: put it in S3 and \
+                     fetch it with a `run` step (the builder's instance role reads it)",
+                ))
+            }
+            Err(ReadCapped::Io(_)) => return Err(self.unknown(name, at)),
+        };
         self.used.insert(name.to_string(), content.clone());
         Ok(content)
     }

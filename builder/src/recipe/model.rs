@@ -20,6 +20,48 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(48 * 3600);
 /// need more (a full OS upgrade) say so with `timeout:`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
+/// Largest pipeline, recipe or template file kiln reads, in bytes. The biggest of the POC
+/// is a few KiB, and a file step sends its content in 12 KiB steps, so 1 MiB is some 85
+/// steps already: anything bigger is a mistake (a pasted archive, a runaway value),
+/// refused before it is parsed, rendered and split into thousands of steps.
+pub const FILE_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Why [`read_capped`] read nothing.
+#[derive(Debug)]
+pub enum ReadCapped {
+    Io(std::io::Error),
+    /// Bigger than [`FILE_MAX_BYTES`]: the size seen.
+    TooLarge(u64),
+}
+
+/// The content of `path`, unless it is bigger than [`FILE_MAX_BYTES`]: its size is read
+/// first, so a huge file is refused without being read, and a file whose size does not
+/// say (a pipe) or that grows is read one byte past the cap at most.
+pub fn read_capped(path: &Path) -> Result<Vec<u8>, ReadCapped> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(ReadCapped::Io)?;
+    let size = file.metadata().map_err(ReadCapped::Io)?.len();
+    if size > FILE_MAX_BYTES {
+        return Err(ReadCapped::TooLarge(size));
+    }
+    let mut content = Vec::new();
+    file.take(FILE_MAX_BYTES + 1)
+        .read_to_end(&mut content)
+        .map_err(ReadCapped::Io)?;
+    match content.len() as u64 {
+        read if read > FILE_MAX_BYTES => Err(ReadCapped::TooLarge(read)),
+        _ => Ok(content),
+    }
+}
+
+/// The refusal of a file of `size` bytes (`what`: `pipeline`, `recipe`, `template`).
+pub fn too_large(what: &str, size: u64) -> String {
+    format!(
+        "this {what} file is {size} bytes; kiln reads files of at most {FILE_MAX_BYTES} \
+         bytes (1 MiB)"
+    )
+}
+
 /// The recipe format's documentation, named in hints.
 pub const FORMAT_DOC: &str = "recipes/README.md";
 
@@ -55,6 +97,10 @@ pub struct VariableDecl {
     /// string), else anything.
     #[serde(default, rename = "type")]
     pub kind: Option<VariableKind>,
+    /// A regular expression the whole value must match (for a string variable), such as
+    /// `[A-Za-z0-9._+-]+` for a version that goes into source code.
+    #[serde(default)]
+    pub pattern: Option<String>,
 }
 
 /// The kinds of value a recipe may ask of a variable.
@@ -77,6 +123,12 @@ impl VariableDecl {
             _ => None,
         };
         self.kind.or(inferred)
+    }
+
+    /// The declared pattern, anchored at both ends, compiled.
+    pub fn pattern(&self) -> Option<Result<regex::Regex, regex::Error>> {
+        let pattern = self.pattern.as_ref()?;
+        Some(regex::Regex::new(&format!("^(?:{pattern})$")))
     }
 }
 
@@ -190,14 +242,28 @@ pub fn load(dir: &Path, name: &str) -> Result<Recipe, RecipeError> {
     if !file.is_file() {
         return Err(unknown_recipe(dir, name));
     }
-    let source = std::fs::read_to_string(&file).map_err(|error| {
+    let unreadable = |error: String| {
         RecipeError::new(
             RecipeErrorKind::Io,
             SourceLocation::file(&file),
             format!("cannot read recipe: {error}"),
             "check the file's permissions and that it is UTF-8 text",
         )
-    })?;
+    };
+    let source = match read_capped(&file) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map_err(|_| unreadable("stream did not contain valid UTF-8".into()))?,
+        Err(ReadCapped::Io(error)) => return Err(unreadable(error.to_string())),
+        Err(ReadCapped::TooLarge(size)) => {
+            return Err(RecipeError::new(
+                RecipeErrorKind::InvalidValue,
+                SourceLocation::at(&file, Some((1, 1))),
+                too_large("recipe", size),
+                "a recipe is a few KiB: look for text pasted by mistake; a big artifact \
+                 belongs in S3, fetched by a `run` step",
+            ))
+        }
+    };
     let doc = parse(&file, &source)?;
     let recipe = Recipe {
         name: name.to_string(),

@@ -880,3 +880,122 @@ fn a_missing_hygiene_recipe_is_explained() {
         )
     );
 }
+
+#[test]
+fn a_default_written_out_resolves_as_one_left_out() {
+    let f = Fixture::new();
+    let left_out = f.render(&["web"], ok_vars()).expect("render");
+    let written = f
+        .render(&["web"], json!({ "greeting": "hello", "port": 80 }))
+        .expect("render");
+    let expected = BTreeMap::from([
+        ("greeting".to_string(), json!("hello")),
+        ("port".to_string(), json!(80)),
+    ]);
+    assert_eq!(left_out.variables, expected, "the secret has no value");
+    assert_eq!(written.variables, expected);
+    let other = f
+        .render(&["web"], json!({ "greeting": "hello", "port": 8080 }))
+        .expect("render");
+    assert_ne!(other.variables, expected);
+}
+
+const VERSIONED: &str = "name: web\ndescription: x\nvariables:\n  \
+                         version: { description: a version, default: \"1.0\", \
+                         pattern: \"[0-9.]+\" }\n";
+
+#[test]
+fn a_value_must_match_the_declared_pattern_whole() {
+    let f = Fixture::new();
+    f.recipe("web", VERSIONED);
+    f.render(&["web"], json!({ "version": "2.10" }))
+        .expect("a version");
+    f.render(&["web"], json!({ "version": 2 }))
+        .expect("a number reads as its text");
+    for bad in ["2.0'; id; '", "x2.0", "2.0\n", ""] {
+        let error = f.error(&["web"], json!({ "version": bad }));
+        assert_eq!(error.kind(), RecipeErrorKind::RefusedValue);
+        assert_eq!(
+            error.problem(),
+            format!("variable `version` must match `[0-9.]+`, and the pipeline gives it `{bad}`")
+        );
+        assert_eq!(
+            error.hint(),
+            "give a value made only of what the pattern allows (a version)"
+        );
+    }
+}
+
+#[test]
+fn a_pattern_must_compile_apply_to_a_string_and_fit_the_default() {
+    let text = "name: web\ndescription: x\nvariables:\n  \
+                version: { description: v, default: \"1.0\", pattern: \"[0-9.+\" }\n";
+    let (_, message) = web_error(text, json!({}));
+    assert!(
+        message.contains(
+            "web.yaml:4:55: the pattern of variable `version` is not a regular expression: \
+             unclosed character class"
+        ),
+        "{message}"
+    );
+    let text = "name: web\ndescription: x\nvariables:\n  \
+                port: { description: p, default: 80, pattern: \"[0-9]+\" }\n";
+    let (_, message) = web_error(text, json!({}));
+    assert!(
+        message.contains("variable `port` has a pattern but is not a string"),
+        "{message}"
+    );
+    let text = "name: web\ndescription: x\nvariables:\n  \
+                version: { description: v, default: \"v1\", pattern: \"[0-9.]+\" }\n";
+    let (_, message) = web_error(text, json!({}));
+    assert!(
+        message.contains(
+            "web.yaml:4:12: variable `version` must match `[0-9.]+`, and its default is `v1`"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_value_longer_than_the_limit_is_refused() {
+    let f = Fixture::new();
+    let fits = "x".repeat(VALUE_MAX_CHARS);
+    f.render(&["web"], json!({ "greeting": fits }))
+        .expect("at the limit");
+    let error = f.error(&["web"], json!({ "greeting": format!("{fits}é") }));
+    assert_eq!(error.kind(), RecipeErrorKind::RefusedValue);
+    assert_eq!(
+        error.problem(),
+        "variable `greeting` is 4097 characters long; a value may have at most 4096"
+    );
+}
+
+#[test]
+fn recipe_and_template_files_over_the_limit_are_refused_by_their_size() {
+    let f = Fixture::new();
+    let big = format!("{WEB_YAML}#{}\n", "x".repeat(FILE_MAX_BYTES as usize));
+    f.recipe("web", &big);
+    let message = f.error(&["web"], ok_vars()).to_string();
+    let size = big.len();
+    assert!(
+        message.starts_with(&format!(
+            "{}/web.yaml:1:1: this recipe file is {size} bytes; kiln reads files of at most \
+             1048576 bytes (1 MiB)",
+            f.recipes()
+        )),
+        "{message}"
+    );
+
+    let f = Fixture::new();
+    let big = format!("{HTTPD_CONF}#{}\n", "x".repeat(FILE_MAX_BYTES as usize));
+    f.template("web/httpd.conf.tera", &big);
+    let message = f.error(&["web"], ok_vars()).to_string();
+    assert!(
+        message.starts_with(&format!(
+            "{}/web/httpd.conf.tera:1:1: this template file is {} bytes",
+            f.templates(),
+            big.len()
+        )),
+        "{message}"
+    );
+}

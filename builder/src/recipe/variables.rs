@@ -15,6 +15,13 @@ const PARAMETER_NAME_MAX: usize = 1011;
 /// What a Parameter Store path may hold besides letters and digits.
 const PARAMETER_PATH_CHARS: &str = "_.-/";
 
+/// Longest value a variable may take, in characters (its text; a list or a map as
+/// JSON). Values go into step scripts, each one Run Command request kept well under its
+/// ~24 KB (PITFALLS 19), and into files of the image. 4096 holds any URL, endpoint, path
+/// or version with room to spare, and refuses a pasted file or a runaway value before it
+/// turns into thousands of steps.
+pub const VALUE_MAX_CHARS: usize = 4096;
+
 /// How far (in edits) a pipeline variable may be from a declared one to be suggested.
 const SUGGESTION_DISTANCE: usize = 3;
 
@@ -34,7 +41,8 @@ pub fn declarations(recipes: &[Recipe]) -> Result<BTreeMap<String, Declared<'_>>
             if let Some(first) = declared.get(name) {
                 let same = first.decl.secret == decl.secret
                     && first.decl.default == decl.default
-                    && first.decl.kind() == decl.kind();
+                    && first.decl.kind() == decl.kind()
+                    && first.decl.pattern == decl.pattern;
                 if !same {
                     return Err(conflict(name, first.recipe, recipe));
                 }
@@ -51,8 +59,8 @@ fn conflict(name: &str, first: &Recipe, second: &Recipe) -> RecipeError {
         RecipeErrorKind::ConflictingVariable,
         second.at(&[Seg::Key("variables"), Seg::Key(name)]),
         format!(
-            "variable `{name}` is declared by `{}` and `{}` with a different default or \
-             secret flag",
+            "variable `{name}` is declared by `{}` and `{}` with a different default, \
+             secret flag, type or pattern",
             first.name, second.name
         ),
         format!(
@@ -96,7 +104,8 @@ pub fn unknown(
     ))
 }
 
-/// Each value the pipeline gives is of the kind its declaration asks for.
+/// Each value the pipeline gives is of the kind its declaration asks for, at most
+/// [`VALUE_MAX_CHARS`] long, and matches the declared pattern.
 pub fn kinds(
     declared: &BTreeMap<String, Declared<'_>>,
     variables: &BTreeMap<String, serde_json::Value>,
@@ -105,20 +114,59 @@ pub fn kinds(
         let Some(declared) = declared.get(name) else {
             continue;
         };
-        let Some(kind) = declared.decl.kind() else {
-            continue;
-        };
-        if let Some((problem, hint)) = kind_problem(name, kind, value, "the pipeline gives it") {
+        let problem = value_problem(name, declared.decl, value, "the pipeline gives it");
+        if let Some((kind, problem, hint)) = problem {
             let at = declared.recipe.at(&[Seg::Key("variables"), Seg::Key(name)]);
-            return Err(RecipeError::new(
-                RecipeErrorKind::WrongKind,
-                at,
-                problem,
-                hint,
-            ));
+            return Err(RecipeError::new(kind, at, problem, hint));
         }
     }
     Ok(())
+}
+
+/// What is wrong with `value` for the variable `name` declared as `decl` (its kind, its
+/// length, its pattern), and the fix; `source` says where the value comes from.
+pub fn value_problem(
+    name: &str,
+    decl: &VariableDecl,
+    value: &serde_json::Value,
+    source: &str,
+) -> Option<(RecipeErrorKind, String, String)> {
+    let text = match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let length = text.chars().count();
+    if length > VALUE_MAX_CHARS {
+        return Some((
+            RecipeErrorKind::RefusedValue,
+            format!(
+                "variable `{name}` is {length} characters long; a value may have at most \
+                 {VALUE_MAX_CHARS}"
+            ),
+            "give a short value: a large input (an archive, a file) belongs in S3, named \
+             by a URL variable and fetched by a step"
+                .to_string(),
+        ));
+    }
+    if let Some((problem, hint)) = decl
+        .kind()
+        .and_then(|kind| kind_problem(name, kind, value, source))
+    {
+        return Some((RecipeErrorKind::WrongKind, problem, hint));
+    }
+    let pattern = decl.pattern().and_then(Result::ok)?;
+    if pattern.is_match(&text) {
+        return None;
+    }
+    let written = decl.pattern.as_deref().unwrap_or_default();
+    Some((
+        RecipeErrorKind::RefusedValue,
+        format!("variable `{name}` must match `{written}`, and {source} `{text}`"),
+        format!(
+            "give a value made only of what the pattern allows ({})",
+            decl.description.trim_end_matches('.')
+        ),
+    ))
 }
 
 /// What is wrong with `value` for a variable of `kind`, and the fix; `source` says where
@@ -166,6 +214,21 @@ fn is_parameter_path(text: &str) -> bool {
         && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || PARAMETER_PATH_CHARS.contains(c))
+}
+
+/// Every declared variable's value: the pipeline's, else the declared default (`null`
+/// included); one with neither (a secret, read at boot) has none.
+pub fn resolved(
+    declared: &BTreeMap<String, Declared<'_>>,
+    variables: &BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, serde_json::Value> {
+    declared
+        .iter()
+        .filter_map(|(name, d)| {
+            let value = variables.get(name).or(d.decl.default.as_ref())?;
+            Some((name.clone(), value.clone()))
+        })
+        .collect()
 }
 
 /// What one recipe's templates see: its own non-secret variables, valued.

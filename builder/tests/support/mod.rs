@@ -182,6 +182,7 @@ pub fn fixture_rendered() -> Rendered {
             ("recipes/web.yaml".into(), b"name: web\n".to_vec()),
         ],
         secrets: Vec::new(),
+        variables: BTreeMap::from([("environment".to_string(), serde_json::json!("poc"))]),
         files: Vec::new(),
     }
 }
