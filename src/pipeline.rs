@@ -298,10 +298,16 @@ fn yes() -> bool {
 /// A refused pipeline file: where, what, and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("cannot read pipeline file {}: {source}", path.display())]
+    #[error(
+        "cannot read pipeline file {}: {}\n  hint: {}",
+        path.display(),
+        read_problem(cause),
+        read_hint(cause)
+    )]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        /// Not the error's source: its words are in the message already.
+        cause: std::io::Error,
     },
     #[error("{}:{line}:{column}: {message}\n  hint: {hint}", path.display())]
     Invalid {
@@ -580,9 +586,9 @@ pub fn is_region_name(region: &str) -> bool {
 /// The file's text; one over [`kiln_builder::recipe::FILE_MAX_BYTES`] is refused by its
 /// size, unread.
 fn read(path: &Path) -> Result<String, PipelineError> {
-    let unreadable = |source| PipelineError::Read {
+    let unreadable = |cause| PipelineError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let bytes = match read_capped(path) {
         Ok(bytes) => bytes,
@@ -600,13 +606,45 @@ fn read(path: &Path) -> Result<String, PipelineError> {
             })
         }
     };
-    String::from_utf8(bytes).map_err(|_| {
-        let invalid = std::io::ErrorKind::InvalidData;
-        unreadable(std::io::Error::new(
-            invalid,
-            "stream did not contain valid UTF-8",
-        ))
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        let before = String::from_utf8_lossy(&bytes[..at]);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        PipelineError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: format!("byte 0x{:02x} is not UTF-8 text", bytes[at]),
+            hint: "save the file as UTF-8 (a pipeline copied from a document or another \
+                   encoding carries such bytes)"
+                .into(),
+        }
     })
+}
+
+/// What kept the pipeline file from being read, in words.
+fn read_problem(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::IsADirectory => "it is a directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => error.to_string(),
+    }
+}
+
+/// The fix for a pipeline file that could not be read.
+fn read_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => {
+            "check the path; it is relative to the current directory (the POC's is \
+             examples/poc/pipeline.yaml)"
+        }
+        std::io::ErrorKind::IsADirectory => "name the pipeline's YAML file itself",
+        std::io::ErrorKind::PermissionDenied => "make the file readable by this user",
+        _ => "check that the file can be read (`cat` it)",
+    }
 }
 
 /// YAML syntax first, so that an unclosed bracket is called what it is and not a wrong

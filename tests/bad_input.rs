@@ -1761,3 +1761,55 @@ fn rolling_out_an_image_that_does_not_exist_changes_nothing() {
             .to_string()
     });
 }
+
+/// A pipeline file that cannot be read as text: every command says why and what to do,
+/// and the account does not change.
+#[test]
+fn a_pipeline_file_that_is_no_text_file_is_refused_with_the_fix() {
+    let _serial = serial();
+    let poc = Poc::new();
+    let before = poc.sandbox.account_state();
+    let text = std::fs::read_to_string(&poc.pipeline).unwrap();
+    // Latin-1 bytes in a value, as a file saved from another encoding has.
+    let mut bytes = text.clone().into_bytes();
+    let at = text.find("name: poc-web-base").expect("the image's name") + "name: poc-".len();
+    bytes[at] = 0xe9;
+    std::fs::write(&poc.pipeline, bytes).unwrap();
+    let (line, column) = position_in(&text, "name: poc-web-base", "web-base");
+    let not_utf8 = format!(
+        "kiln: error: {}:{line}:{column}: byte 0xe9 is not UTF-8 text\n  hint: save the file as \
+         UTF-8 (a pipeline copied from a document or another encoding carries such bytes)\n",
+        poc.pipeline.display()
+    );
+    let folder = poc.sandbox.path("a-folder");
+    std::fs::create_dir_all(&folder).unwrap();
+    let missing = poc.sandbox.path("nope.yaml");
+    let cases = [
+        (poc.pipeline.clone(), not_utf8),
+        (
+            folder.clone(),
+            format!(
+                "kiln: error: cannot read pipeline file {}: it is a directory\n  hint: name \
+                 the pipeline's YAML file itself\n",
+                folder.display()
+            ),
+        ),
+        (
+            missing.clone(),
+            format!(
+                "kiln: error: cannot read pipeline file {}: no such file\n  hint: check the \
+                 path; it is relative to the current directory (the POC's is \
+                 examples/poc/pipeline.yaml)\n",
+                missing.display()
+            ),
+        ),
+    ];
+    for (file, expected) in cases {
+        for command in COMMANDS {
+            let mut args = command.to_vec();
+            args.push(file.to_str().unwrap());
+            poc.assert_refused(&args, &expected);
+        }
+    }
+    assert_eq!(poc.sandbox.account_state(), before, "the account changed");
+}
