@@ -492,6 +492,27 @@ impl Pipeline {
                 ));
             }
         }
+        self.check_target_groups()
+    }
+
+    /// One target a group: a second would roll the group out again with other gates, and
+    /// the first target's (its alarms, its probe) would never run, the group being on the
+    /// image already.
+    fn check_target_groups(&self) -> Result<(), PipelineError> {
+        let mut owner = std::collections::BTreeMap::new();
+        for (index, target) in self.file.targets.iter().enumerate() {
+            let Some(first) = owner.insert(target.group.as_str(), target.name.as_str()) else {
+                continue;
+            };
+            return Err(self.invalid_at(
+                &[Seg::Key("targets"), Seg::Index(index), Seg::Key("group")],
+                format!(
+                    "group `{}` is also the group of target `{first}`",
+                    target.group
+                ),
+                "give each Auto Scaling group one target, with all its gates".into(),
+            ));
+        }
         Ok(())
     }
 

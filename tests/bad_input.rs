@@ -836,6 +836,15 @@ fn target_names_that_are_empty_shared_or_not_plain_are_refused_exactly() {
         message: "target `poc-web` is defined twice",
         hint: "give every target its own name",
     });
+    let same_group = "targets:\n  - { name: poc-web-2, group: poc-web-asg, launch_template: \
+                      poc-web-lt, strategy: rolling }\n";
+    assert_refused_exactly(&Case {
+        file: "pipeline.yaml",
+        edit: ("targets:\n", same_group),
+        at: ("    group: poc-web-asg", "poc-web-asg"),
+        message: "group `poc-web-asg` is also the group of target `poc-web-2`",
+        hint: "give each Auto Scaling group one target, with all its gates",
+    });
 }
 
 #[test]
