@@ -681,3 +681,46 @@ async fn a_refresh_left_rolling_back_is_busy_and_rollback_waits_for_it() {
     let again = sandbox.kiln(&["rollout", POC_PIPELINE, "--image", NEW_IMAGE]);
     again.assert_code(0);
 }
+
+/// A blue/green rollout after a rolling one, rolled back twice (a CI job retried): the
+/// second rollback finds the blue/green rollout undone and leaves blue on the release
+/// before it, instead of undoing that release too.
+#[test]
+fn a_retried_rollback_of_blue_green_does_not_undo_the_release_before() {
+    let sandbox = Sandbox::new();
+    let rollout = |image: &str, strategy: &str| {
+        let args = [
+            "rollout",
+            POC_PIPELINE,
+            "--image",
+            image,
+            "--strategy",
+            strategy,
+        ];
+        sandbox.kiln(&args).assert_code(0);
+    };
+    rollout(NEW_IMAGE, "rolling");
+    rollout(CURRENT_IMAGE, "blue-green");
+    sandbox.kiln(&["rollback", POC_PIPELINE]).assert_code(0);
+    let before = sandbox.account_state();
+
+    let again = sandbox.kiln(&["--output", "json", "rollback", POC_PIPELINE]);
+    again.assert_code(0);
+    let rb = &again.json()["rollbacks"][0];
+    assert_eq!(rb["status"], "NothingToRollBack", "{rb}");
+    assert_eq!(
+        (rb["launch_template_version"].as_i64(), rb["image"].as_str()),
+        (Some(3), Some(NEW_IMAGE)),
+        "blue stays on the rolling release: {rb}"
+    );
+    let note = rb["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("the blue/green rollout to poc-web-asg-v4 is rolled back already"),
+        "{note}"
+    );
+    assert_eq!(
+        rollout_state(&sandbox.account_state()),
+        rollout_state(&before),
+        "the second rollback changed nothing"
+    );
+}

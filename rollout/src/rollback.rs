@@ -5,6 +5,7 @@
 
 use kiln_cloud::{
     Cloud, ErrorKind, Group, ImageId, InstanceId, InstanceRefresh, Progress, RefreshStatus,
+    TAG_RUN_ID,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,15 @@ pub async fn rollback(
     }
     if let Some(out) = crate::bluegreen::switch_back(cloud, &g, &emit).await? {
         return Ok(out);
+    }
+    if let Some(green) = switched_back_last(cloud, &serving).await? {
+        // A retried rollback must not go on to undo the release before.
+        let why = format!(
+            "the blue/green rollout to {green} is rolled back already: group {} takes the \
+             traffic again",
+            serving.name
+        );
+        return nothing(cloud, &serving, why).await;
     }
     let refreshes = cloud.scaling.describe_instance_refreshes(group).await?;
     if let Some(running) = refreshes.iter().find(|r| !r.status.is_terminal()) {
@@ -271,6 +281,25 @@ async fn stopped_waiting(cloud: &Cloud, g: &Group, id: &str) -> RolloutError {
         outcome: Box::new(outcome),
         left: Some(left),
     }
+}
+
+/// The green group of the blue/green rollout a rollback switched `g` back from, when
+/// that rollout is still the last one on `g` (no later run of kiln's is recorded on it).
+async fn switched_back_last(cloud: &Cloud, g: &Group) -> Result<Option<String>, RolloutError> {
+    let Some(green) = crate::bluegreen::rolled_back_from(cloud, g).await? else {
+        return Ok(None);
+    };
+    let green_run = lock::describe(cloud, &green)
+        .await?
+        .tags
+        .get(TAG_RUN_ID)
+        .and_then(|run| crate::sweep::run_started(run));
+    let own_run = g
+        .tags
+        .get(TAG_RUN_ID)
+        .and_then(|run| crate::sweep::run_started(run));
+    let later = own_run.is_some_and(|own| green_run.is_none_or(|green| own > green));
+    Ok((!later).then_some(green))
 }
 
 /// A refresh back to the recorded previous version, watched with the target health gate
