@@ -577,7 +577,14 @@ fn rollback_after_a_fix_that_went_through_is_refused_before_anything_changes() {
         "--strategy",
         "in-place",
     ];
-    sandbox.kiln(&fix).assert_code(0);
+    let fixed = sandbox.kiln(&fix);
+    fixed.assert_code(0);
+    // The image given is not what a fix rolls out, and kiln says so.
+    let warning = format!(
+        "kiln: warning: target poc-web: an in-place fix changes no image; {NEW_IMAGE} is not \
+         rolled out, the instances stay on {CURRENT_IMAGE}\n"
+    );
+    assert!(fixed.stderr.contains(&warning), "{}", fixed.stderr);
     let back = sandbox.kiln(&["rollback", &pipeline]);
     back.assert_code(i32::from(kiln::exit::BAD_INPUT));
     assert!(

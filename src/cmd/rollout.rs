@@ -362,6 +362,18 @@ pub async fn roll_out(
     let plan = kiln_rollout::plan(cloud, &spec, image)
         .await
         .map_err(|e| exit_for(e, &pipeline.path))?;
+    if plan.in_place.is_some() && plan.template.source_image.as_ref() != Some(image) {
+        let now = plan
+            .template
+            .source_image
+            .as_ref()
+            .map_or("the image they run".to_string(), ToString::to_string);
+        say(format!(
+            "kiln: warning: target {}: an in-place fix changes no image; {image} is not \
+             rolled out, the instances stay on {now}\n",
+            target.name
+        ));
+    }
     roll_out_journaled(global, cloud, &plan, &pipeline.path, reporter, cancel).await
 }
 
