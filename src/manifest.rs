@@ -142,8 +142,11 @@ fn read(path: &Path) -> anyhow::Result<serde_json::Value> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
         Err(e) => return Err(e).context("cannot be read"),
     };
+    // Another JSON file named by mistake (`--manifest package.json`) has no builds; an
+    // empty object is a manifest yet to be written.
     let builds = manifest.get("builds");
-    if !manifest.is_object() || builds.is_some_and(|b| !b.is_array()) {
+    let empty = manifest.as_object().is_some_and(serde_json::Map::is_empty);
+    if !manifest.is_object() || !(empty || builds.is_some_and(serde_json::Value::is_array)) {
         anyhow::bail!("is not a manifest (a JSON object whose `builds` is a list)");
     }
     Ok(manifest)

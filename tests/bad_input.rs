@@ -1427,6 +1427,10 @@ fn a_manifest_that_cannot_be_written_is_refused_before_the_bake() {
     let missing = poc.sandbox.path("no-such-folder");
     let not_a_folder = poc.pipeline.clone();
     let not_json = poc.sandbox.write("not-a-manifest.json", "builds: [\n");
+    let package = poc.sandbox.write(
+        "package.json",
+        "{\"name\": \"web\", \"version\": \"1.0.0\"}\n",
+    );
     let cases = [
         (
             missing.join("kiln-manifest.json"),
@@ -1443,6 +1447,10 @@ fn a_manifest_that_cannot_be_written_is_refused_before_the_bake() {
             not_json.clone(),
             "is not JSON: expected value at line 1 column 1".to_string(),
         ),
+        (
+            package.clone(),
+            "is not a manifest (a JSON object whose `builds` is a list)".to_string(),
+        ),
     ];
     for (manifest, problem) in cases {
         let expected = format!(
@@ -1457,6 +1465,8 @@ fn a_manifest_that_cannot_be_written_is_refused_before_the_bake() {
         }
     }
     assert_eq!(poc.sandbox.account_state(), before, "the account changed");
+    let untouched = std::fs::read_to_string(&package).expect("package.json");
+    assert_eq!(untouched, "{\"name\": \"web\", \"version\": \"1.0.0\"}\n");
 }
 
 #[test]

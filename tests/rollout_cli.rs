@@ -585,6 +585,16 @@ fn rollback_after_a_fix_that_went_through_is_refused_before_anything_changes() {
          rolled out, the instances stay on {CURRENT_IMAGE}\n"
     );
     assert!(fixed.stderr.contains(&warning), "{}", fixed.stderr);
+    // Status and rollback agree: there is no rollback of a fix.
+    let status = sandbox.kiln(&["status", &pipeline]);
+    status.assert_code(0);
+    assert!(
+        status.stdout.contains(
+            "version 2, last rollout an in-place fix (Successful: 3 of 3 fixed): no rollback"
+        ),
+        "{}",
+        status.stdout
+    );
     let back = sandbox.kiln(&["rollback", &pipeline]);
     back.assert_code(i32::from(kiln::exit::BAD_INPUT));
     assert!(

@@ -31,6 +31,10 @@ pub struct GroupStatus {
     pub template: Option<GroupTemplate>,
     /// The version `rollback` returns to.
     pub previous_version: Option<i64>,
+    /// How the last in-place fix stands, when a fix is the group's last rollout (which
+    /// `rollback` cannot undo).
+    #[serde(default)]
+    pub last_fix: Option<String>,
     pub lock: Option<LockHolder>,
     pub lock_expired: bool,
     pub running: Option<InstanceRefresh>,
@@ -108,6 +112,7 @@ pub async fn status(cloud: &Cloud, group: &str) -> Result<GroupStatus, RolloutEr
             .tags
             .get(TAG_PREVIOUS_VERSION)
             .and_then(|v| v.parse().ok()),
+        last_fix: crate::fixed::last_fix(&g.tags).map(|(_, state)| state),
         lock_expired: holder.as_ref().is_some_and(|h| h.is_expired(now)),
         lock: holder,
         running: refreshes.iter().find(|r| !r.status.is_terminal()).cloned(),

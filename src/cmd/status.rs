@@ -95,11 +95,13 @@ fn group_text(out: &mut String, g: &GroupStatus, next: Option<&str>) {
         .template
         .as_ref()
         .map_or("-".to_string(), |t| t.version.clone());
-    // What `kiln rollback` would go back to; none once it went back (the two agree).
-    let previous = match g.previous_version {
-        Some(v) if v.to_string() != version => format!(", rollback goes to version {v}"),
-        Some(_) => ", nothing to roll back".to_string(),
-        None => String::new(),
+    // What `kiln rollback` would do; a running refresh has its own line below.
+    let previous = match (g.previous_version, &g.last_fix) {
+        _ if g.running.is_some() => String::new(),
+        (_, Some(fix)) => format!(", last rollout an in-place fix ({fix}): no rollback"),
+        (Some(v), None) if v.to_string() != version => format!(", rollback goes to version {v}"),
+        (Some(_), None) => ", nothing to roll back".to_string(),
+        (None, None) => String::new(),
     };
     let _ = writeln!(
         out,
