@@ -178,10 +178,7 @@ fn check_id(
 
 /// `family.size`: `t3.medium`, `m7i-flex.large`, `u-6tb1.metal`, `c7i.metal-24xl`.
 fn check_instance_type(pipeline: &Pipeline, instance_type: &str) -> Result<(), PipelineError> {
-    let valid = instance_type.split_once('.').is_some_and(|(family, size)| {
-        kiln_cloud::types::instance_family(family) && kiln_cloud::types::instance_size(size)
-    });
-    if valid {
+    if kiln_cloud::types::is_instance_type(instance_type) {
         return Ok(());
     }
     Err(pipeline.invalid_at(

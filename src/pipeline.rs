@@ -631,8 +631,7 @@ fn read(path: &Path) -> Result<String, PipelineError> {
         let bytes = e.as_bytes();
         let at = e.utf8_error().valid_up_to();
         let before = String::from_utf8_lossy(&bytes[..at]);
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let (line, column) = kiln_cloud::yaml::position_of(&before, before.len());
         PipelineError::Invalid {
             path: path.to_path_buf(),
             line,

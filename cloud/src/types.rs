@@ -786,9 +786,16 @@ pub struct MetricQuery {
     pub end: Timestamp,
 }
 
+/// Whether `instance_type` is written as EC2 names types: `family.size`.
+pub fn is_instance_type(instance_type: &str) -> bool {
+    instance_type
+        .split_once('.')
+        .is_some_and(|(family, size)| instance_family(family) && instance_size(size))
+}
+
 /// An instance type's family: a letter, then letters, digits and dashes (`t3`,
 /// `m7i-flex`, `u-6tb1`).
-pub fn instance_family(family: &str) -> bool {
+fn instance_family(family: &str) -> bool {
     family.starts_with(|c: char| c.is_ascii_lowercase())
         && family
             .chars()
@@ -796,7 +803,7 @@ pub fn instance_family(family: &str) -> bool {
 }
 
 /// The sizes EC2 names: `nano` to `xlarge`, `<n>xlarge`, `metal` and `metal-<n>xl`.
-pub fn instance_size(size: &str) -> bool {
+fn instance_size(size: &str) -> bool {
     const NAMED: [&str; 7] = [
         "nano", "micro", "small", "medium", "large", "xlarge", "metal",
     ];

@@ -26,6 +26,14 @@ pub fn without_location(error: &serde_yaml_ng::Error) -> String {
     text
 }
 
+/// 1-based (line, column) of a byte offset; the column counts characters.
+pub fn position_of(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
 /// The fix for YAML that does not parse.
 pub const SYNTAX_HINT: &str =
     "fix the YAML at this position (indentation, a missing `:`, unbalanced brackets or quotes)";

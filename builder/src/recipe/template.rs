@@ -263,13 +263,7 @@ fn find_word(haystack: &str, word: &str) -> Option<usize> {
     })
 }
 
-/// 1-based (line, column) of a byte offset; the column counts characters.
-pub fn position_of(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
-}
+pub use kiln_cloud::yaml::position_of;
 
 fn syntax_error(text: &Text<'_>, error: &tera::Error) -> RecipeError {
     let message = chain(error);

@@ -424,13 +424,7 @@ pub fn run_instance(w: &mut World, req: &RunInstance) -> CloudResult<Instance> {
             return Err(w.err(ErrorKind::Validation, OP, profile, code, msg));
         }
     }
-    let known_type = req
-        .instance_type
-        .split_once('.')
-        .is_some_and(|(family, size)| {
-            crate::types::instance_family(family) && crate::types::instance_size(size)
-        });
-    if !known_type {
+    if !crate::types::is_instance_type(&req.instance_type) {
         let t = &req.instance_type;
         let msg = format!("Invalid value '{t}' for InstanceType.");
         let code = "InvalidParameterValue";

@@ -162,7 +162,9 @@ impl Faults {
         origin: &str,
     ) -> Result<(), SimError> {
         let refuse = |value: &str, message: String, hint: String| {
-            let (line, column) = position_of(text, value);
+            // The first place the value is written; the start when it is not found.
+            let at = text.find(value).filter(|_| !value.is_empty()).unwrap_or(0);
+            let (line, column) = crate::yaml::position_of(text, at);
             Err(SimError::Parse {
                 origin: origin.to_string(),
                 line,
@@ -338,15 +340,4 @@ pub fn step_matches(comment: &str, step: &str) -> bool {
             .next()
             .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_' || c == '/'))
     })
-}
-
-/// Line and column (1-based) of the first `value` in `text`; the start when absent.
-fn position_of(text: &str, value: &str) -> (usize, usize) {
-    let Some(at) = text.find(value).filter(|_| !value.is_empty()) else {
-        return (1, 1);
-    };
-    let before = &text[..at];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
